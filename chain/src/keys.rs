@@ -1,0 +1,290 @@
+//! Keys, addresses and domain-separated signatures.
+//!
+//! A klero wallet holds one 32-byte seed. Two keys are derived from it under
+//! separate BLAKE3 `derive_key` contexts: the ed25519 *signing* key (its
+//! public half is the account address) and the ECVRF key used in the
+//! proof-of-stake draw. They must differ: ECVRF and EdDSA derive their nonce
+//! from the same secret prefix, so an EdDSA signature over a VRF hash string
+//! would leak the key (DESIGN.md, "A VRF key separate from the signing key").
+//!
+//! Every signature covers a fixed 40-byte domain prefix, the chain id and
+//! the message, so no signed object can be replayed as another kind, on
+//! another chain, or be mistaken for a 32-byte VRF hash string.
+//!
+//! Addresses are the 32-byte ed25519 public key written in bech32m with the
+//! human-readable part `klero`.
+
+use bech32::primitives::decode::CheckedHrpstring;
+use bech32::{Bech32m, Hrp};
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::vrf::VrfSecretKey;
+
+/// The human-readable part of every address.
+pub const ADDRESS_HRP: &str = "klero";
+
+const SIGNING_KEY_CONTEXT: &str = "klero 2026-11 ed25519 signing key";
+const VRF_KEY_CONTEXT: &str = "klero 2026-11 ecvrf-edwards25519-sha512-tai key";
+const DEV_SEED_CONTEXT: &str = "klero 2026-11 well-known development seed";
+
+/// What a signature is for; part of the signed bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignDomain {
+    /// A block header's id.
+    Block,
+    /// A transaction body.
+    Tx,
+}
+
+impl SignDomain {
+    /// The 40-byte prefix: longer than a VRF hash string, and distinct per domain.
+    fn prefix(self) -> &'static [u8; 40] {
+        match self {
+            SignDomain::Block => b"klero/v1/signature/block-header/........",
+            SignDomain::Tx => b"klero/v1/signature/transaction-body/....",
+        }
+    }
+}
+
+/// An account address: an ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
+pub struct Address(pub [u8; 32]);
+
+/// An ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct Signature(pub [u8; 64]);
+
+impl Signature {
+    /// The all-zero placeholder of genesis, which nobody signs.
+    pub const ZERO: Signature = Signature([0; 64]);
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+/// Why a string is not an address, or a key is not usable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not bech32m at all, or the checksum does not match (a typo).
+    #[error("not a klero address (bad bech32m encoding or checksum): {0}")]
+    BadEncoding(String),
+    /// Valid bech32m, but for another prefix.
+    #[error("address prefix is `{found}`, expected `{ADDRESS_HRP}`")]
+    WrongPrefix {
+        /// The prefix that was found.
+        found: String,
+    },
+    /// The payload is not 32 bytes.
+    #[error("address payload is {len} bytes, expected 32")]
+    WrongLength {
+        /// The payload length.
+        len: usize,
+    },
+    /// The bytes are not an ed25519 public key.
+    #[error("address is not a valid ed25519 public key")]
+    NotAPublicKey,
+    /// A signature did not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+impl Address {
+    /// The bech32m form, `klero1…`.
+    pub fn to_bech32(&self) -> String {
+        // The HRP is a valid constant and 32 bytes are far below bech32's
+        // length limit, so neither call can fail.
+        let hrp = Hrp::parse_unchecked(ADDRESS_HRP);
+        bech32::encode::<Bech32m>(hrp, &self.0).unwrap_or_default()
+    }
+
+    /// Checks `signature` over `domain || chain_id || message` with this key.
+    ///
+    /// Uses ed25519 strict verification: non-canonical encodings and
+    /// small-order keys are refused, so a signature cannot be malleated.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NotAPublicKey`] or [`KeyError::BadSignature`].
+    pub fn verify(
+        &self,
+        domain: SignDomain,
+        chain_id: &str,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::NotAPublicKey)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&signed_bytes(domain, chain_id, message), &sig)
+            .map_err(|_| KeyError::BadSignature)
+    }
+}
+
+impl FromStr for Address {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let checked =
+            CheckedHrpstring::new::<Bech32m>(s.trim()).map_err(|e| KeyError::BadEncoding(e.to_string()))?;
+        if checked.hrp().as_str() != ADDRESS_HRP {
+            return Err(KeyError::WrongPrefix {
+                found: checked.hrp().to_string(),
+            });
+        }
+        let bytes: Vec<u8> = checked.byte_iter().collect();
+        let bytes: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::WrongLength { len: bytes.len() })?;
+        Ok(Address(bytes))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_bech32())
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", self.to_bech32())
+    }
+}
+
+fn signed_bytes(domain: SignDomain, chain_id: &str, message: &[u8]) -> Vec<u8> {
+    let chain = chain_tag(chain_id);
+    let mut bytes = Vec::with_capacity(40 + 32 + message.len());
+    bytes.extend_from_slice(domain.prefix());
+    bytes.extend_from_slice(&chain);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// Binds a signature to one chain with a fixed-length field.
+fn chain_tag(chain_id: &str) -> [u8; 32] {
+    blake3::derive_key("klero 2026-11 chain id tag", chain_id.as_bytes())
+}
+
+/// A wallet's 32-byte master seed and the two keys derived from it.
+#[derive(Clone)]
+pub struct Keypair {
+    seed: [u8; 32],
+    signing: SigningKey,
+    vrf: VrfSecretKey,
+}
+
+impl Keypair {
+    /// Derives both keys from a master seed.
+    pub fn from_seed(seed: [u8; 32]) -> Keypair {
+        let signing = SigningKey::from_bytes(&blake3::derive_key(SIGNING_KEY_CONTEXT, &seed));
+        let vrf = VrfSecretKey::from_seed(&blake3::derive_key(VRF_KEY_CONTEXT, &seed));
+        Keypair { seed, signing, vrf }
+    }
+
+    /// A well-known, *insecure* development key (`alice`, `bob`, …), like a
+    /// Substrate dev chain's `//Alice`: anyone can recompute it.
+    pub fn dev(name: &str) -> Keypair {
+        Keypair::from_seed(blake3::derive_key(DEV_SEED_CONTEXT, name.as_bytes()))
+    }
+
+    /// The master seed (for the keystore; never log it).
+    pub fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
+    /// The account address (the signing public key).
+    pub fn address(&self) -> Address {
+        Address(self.signing.verifying_key().to_bytes())
+    }
+
+    /// The VRF secret key.
+    pub fn vrf(&self) -> &VrfSecretKey {
+        &self.vrf
+    }
+
+    /// Signs `domain || chain_id_tag || message`.
+    pub fn sign(&self, domain: SignDomain, chain_id: &str, message: &[u8]) -> Signature {
+        Signature(
+            self.signing
+                .sign(&signed_bytes(domain, chain_id, message))
+                .to_bytes(),
+        )
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair({})", self.address())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_round_trips_through_bech32m() {
+        let addr = Keypair::dev("alice").address();
+        let text = addr.to_string();
+        assert!(text.starts_with("klero1"));
+        assert_eq!(text.parse::<Address>(), Ok(addr));
+    }
+
+    #[test]
+    fn address_with_a_typo_fails_the_checksum() {
+        let mut text = Keypair::dev("alice").address().to_string();
+        let last = text.pop().unwrap_or('q');
+        text.push(if last == 'q' { 'p' } else { 'q' });
+        assert!(matches!(text.parse::<Address>(), Err(KeyError::BadEncoding(_))));
+    }
+
+    #[test]
+    fn address_with_another_prefix_is_refused() {
+        let other = bech32::encode::<Bech32m>(Hrp::parse_unchecked("other"), &[7u8; 32]).unwrap();
+        assert_eq!(
+            other.parse::<Address>(),
+            Err(KeyError::WrongPrefix {
+                found: "other".into()
+            })
+        );
+    }
+
+    #[test]
+    fn address_of_wrong_length_is_refused() {
+        let short = bech32::encode::<Bech32m>(Hrp::parse_unchecked("klero"), &[7u8; 20]).unwrap();
+        assert_eq!(short.parse::<Address>(), Err(KeyError::WrongLength { len: 20 }));
+    }
+
+    #[test]
+    fn signatures_are_bound_to_domain_and_chain() {
+        let key = Keypair::dev("bob");
+        let sig = key.sign(SignDomain::Tx, "test", b"hello");
+        let addr = key.address();
+        assert_eq!(addr.verify(SignDomain::Tx, "test", b"hello", &sig), Ok(()));
+        assert_eq!(
+            addr.verify(SignDomain::Block, "test", b"hello", &sig),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            addr.verify(SignDomain::Tx, "other", b"hello", &sig),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            addr.verify(SignDomain::Tx, "test", b"hellO", &sig),
+            Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn signing_and_vrf_keys_differ() {
+        let key = Keypair::dev("carol");
+        assert_ne!(key.address().0, key.vrf().public_key().0);
+        assert_ne!(Keypair::dev("carol").address(), Keypair::dev("dave").address());
+    }
+}

@@ -1,0 +1,442 @@
+//! The ledger state transition: accounts, transfers, staking, slashing.
+//!
+//! [`State::apply_block_body`] is the whole transition for one block:
+//! release the unbonding entries that are due, apply the transactions in
+//! order, pay the block reward. Every rule is a checked comparison before
+//! any mutation, so a rejected transaction leaves the state exactly as it
+//! was, and all arithmetic is `checked_*` (an overflow is an error, never a
+//! wrap). Signatures are checked by the caller ([`verify_signatures`], in
+//! parallel) before the sequential apply.
+//!
+//! Supply accounting: `Σ balance + Σ bonded + Σ unbonding + burned` grows
+//! by exactly the block reward per block; nothing else creates or destroys
+//! value. Slashing burns half of the offender's stake and pays the other
+//! half to the reporter.
+
+use bincode::{Decode, Encode};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::codec;
+use crate::epoch::EpochState;
+use crate::hash::Hash;
+use crate::keys::{Address, KeyError};
+use crate::types::{Equivocation, Seal, Tx, TxKind};
+use crate::vrf::VrfPublicKey;
+
+/// One account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Account {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Number of transactions sent; the next one must carry this nonce.
+    pub nonce: u64,
+    /// Stake bonded for the PoS draw.
+    pub bonded: u64,
+    /// The VRF key registered by the last stake transaction.
+    pub vrf_key: Option<VrfPublicKey>,
+    /// Block rewards and fees received as proposer.
+    pub rewards: u64,
+    /// Blocks proposed.
+    pub blocks_proposed: u64,
+}
+
+/// Ledger rules taken from the chain spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerParams {
+    /// Newly issued to the proposer of every block.
+    pub block_reward: u64,
+    /// Smallest fee a transaction may pay.
+    pub min_fee: u64,
+    /// Smallest non-zero bonded stake an account may hold.
+    pub min_stake: u64,
+    /// Epochs between an unstake and the release of its funds.
+    pub unbonding_epochs: u64,
+    /// Whether equivocation evidence applies (PoS chains only).
+    pub slashing: bool,
+}
+
+/// What the block being applied tells the ledger.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockCtx<'a> {
+    /// The chain id (evidence signatures are bound to it).
+    pub chain_id: &'a str,
+    /// The block's epoch.
+    pub epoch: u64,
+    /// The block's proposer: receives the fees and the reward.
+    pub proposer: Address,
+    /// The ledger rules.
+    pub params: &'a LedgerParams,
+}
+
+/// Why a transaction is refused. Every variant is the sender's fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TxError {
+    /// The signature does not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(KeyError),
+    /// The sender has never received anything.
+    #[error("unknown account {0}")]
+    UnknownAccount(Address),
+    /// The nonce is not the account's next one (a replay, or a gap).
+    #[error("bad nonce: expected {expected}, got {got}")]
+    BadNonce {
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The fee is below the chain's minimum.
+    #[error("fee {fee} is below the minimum of {min}")]
+    FeeTooLow {
+        /// The fee offered.
+        fee: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// Amount plus fee exceed the balance.
+    #[error("insufficient balance: need {needed}, have {available}")]
+    InsufficientBalance {
+        /// Amount plus fee.
+        needed: u64,
+        /// The spendable balance.
+        available: u64,
+    },
+    /// A transfer, stake or unstake of zero.
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    /// The bonded stake after this transaction would be below the minimum.
+    #[error("bonded stake would be {bonded}, below the minimum stake of {min}")]
+    StakeBelowMinimum {
+        /// The resulting bonded stake.
+        bonded: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// Unstaking more than is bonded.
+    #[error("cannot unstake {amount}: only {bonded} bonded")]
+    UnstakeExceedsBonded {
+        /// Requested.
+        amount: u64,
+        /// Bonded.
+        bonded: u64,
+    },
+    /// The evidence does not prove an equivocation.
+    #[error("invalid equivocation evidence: {0}")]
+    InvalidEvidence(&'static str),
+    /// This equivocation was already punished.
+    #[error("equivocation by {offender} at slot {slot} was already slashed")]
+    AlreadySlashed {
+        /// The offender.
+        offender: Address,
+        /// The slot.
+        slot: u64,
+    },
+    /// Evidence on a chain without slashing (proof of work).
+    #[error("equivocation evidence is only valid on proof-of-stake chains")]
+    SlashingDisabled,
+    /// A sum does not fit in 64 bits.
+    #[error("arithmetic overflow")]
+    Overflow,
+}
+
+/// A transaction refused inside a block, with its position.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("transaction {index}: {error}")]
+pub struct TxRejection {
+    /// Position in the block.
+    pub index: usize,
+    /// Why.
+    pub error: TxError,
+}
+
+/// The full ledger state after some block.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct State {
+    /// Accounts by address.
+    pub accounts: BTreeMap<Address, Account>,
+    /// Unbonding stake: (release epoch, owner) → amount.
+    pub unbonding: BTreeMap<(u64, Address), u64>,
+    /// Equivocations already slashed: (offender, slot).
+    pub slashed: BTreeSet<(Address, u64)>,
+    /// Value destroyed by slashing.
+    pub burned: u64,
+    /// Epoch bookkeeping: stake snapshots and the draw's randomness.
+    pub epoch: EpochState,
+}
+
+/// Checks every transaction signature, in parallel.
+///
+/// # Errors
+///
+/// The first (lowest-index) bad signature.
+pub fn verify_signatures(txs: &[Tx], chain_id: &str) -> Result<(), TxRejection> {
+    let bad = txs
+        .par_iter()
+        .enumerate()
+        .filter_map(|(index, tx)| tx.verify(chain_id).err().map(|e| (index, e)))
+        .min_by_key(|(index, _)| *index);
+    match bad {
+        Some((index, e)) => Err(TxRejection {
+            index,
+            error: TxError::BadSignature(e),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl State {
+    /// The state root: BLAKE3 of the encoded state.
+    ///
+    /// O(size of the state) per block; fine for testnets of thousands of
+    /// accounts, and the encoding is canonical (ordered maps).
+    pub fn root(&self) -> Hash {
+        Hash::of(&codec::encode(self))
+    }
+
+    /// An account, if it exists.
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.accounts.get(address)
+    }
+
+    /// The unbonding entries of `address`: (release epoch, amount).
+    pub fn unbonding_of(&self, address: &Address) -> Vec<(u64, u64)> {
+        self.unbonding
+            .iter()
+            .filter(|((_, owner), _)| owner == address)
+            .map(|((epoch, _), amount)| (*epoch, *amount))
+            .collect()
+    }
+
+    /// All value in existence: balances, bonded, unbonding and burned.
+    pub fn total_supply(&self) -> u128 {
+        let accounts: u128 = self
+            .accounts
+            .values()
+            .map(|a| u128::from(a.balance) + u128::from(a.bonded))
+            .fold(0, |acc, v| acc + v);
+        let unbonding = self.unbonding.values().fold(0u128, |acc, v| acc + u128::from(*v));
+        accounts + unbonding + u128::from(self.burned)
+    }
+
+    /// Applies one block's body: due unbondings, then `txs` in order, then
+    /// the reward. On error the state may be partly changed: callers apply
+    /// blocks to a copy and keep it only on success.
+    ///
+    /// Signatures must already have been checked ([`verify_signatures`]).
+    ///
+    /// # Errors
+    ///
+    /// The first transaction that breaks a rule, with its index.
+    pub fn apply_block_body(&mut self, txs: &[Tx], ctx: &BlockCtx<'_>) -> Result<(), TxRejection> {
+        self.release_unbonding(ctx.epoch)
+            .map_err(|error| TxRejection { index: 0, error })?;
+        for (index, tx) in txs.iter().enumerate() {
+            self.apply_tx(tx, ctx)
+                .map_err(|error| TxRejection { index, error })?;
+        }
+        self.pay_proposer(ctx.proposer, ctx.params.block_reward, true)
+            .map_err(|error| TxRejection {
+                index: txs.len(),
+                error,
+            })
+    }
+
+    /// Applies one transaction whose signature has been checked. A rejected
+    /// transaction changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`TxError`] naming the broken rule.
+    pub fn apply_tx(&mut self, tx: &Tx, ctx: &BlockCtx<'_>) -> Result<(), TxError> {
+        let body = &tx.body;
+        let params = ctx.params;
+        if body.fee < params.min_fee {
+            return Err(TxError::FeeTooLow {
+                fee: body.fee,
+                min: params.min_fee,
+            });
+        }
+        let sender = self
+            .accounts
+            .get(&body.from)
+            .ok_or(TxError::UnknownAccount(body.from))?;
+        if body.nonce != sender.nonce {
+            return Err(TxError::BadNonce {
+                expected: sender.nonce,
+                got: body.nonce,
+            });
+        }
+        let spend = match &body.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount, .. } => *amount,
+            TxKind::Unstake { .. } | TxKind::Evidence(_) => 0,
+        };
+        let needed = spend.checked_add(body.fee).ok_or(TxError::Overflow)?;
+        if needed > sender.balance {
+            return Err(TxError::InsufficientBalance {
+                needed,
+                available: sender.balance,
+            });
+        }
+        // Rule checks that need more than the sender's balance, then effects.
+        match &body.kind {
+            TxKind::Transfer { to, amount } => {
+                nonzero(*amount)?;
+                let to_balance = self.accounts.get(to).map_or(0, |a| a.balance);
+                if *to != body.from {
+                    to_balance.checked_add(*amount).ok_or(TxError::Overflow)?;
+                }
+                self.charge(body.from, needed)?;
+                self.accounts.entry(*to).or_default().balance += amount;
+            }
+            TxKind::Stake { amount, vrf_key } => {
+                nonzero(*amount)?;
+                let bonded = sender.bonded.checked_add(*amount).ok_or(TxError::Overflow)?;
+                if bonded < params.min_stake {
+                    return Err(TxError::StakeBelowMinimum {
+                        bonded,
+                        min: params.min_stake,
+                    });
+                }
+                self.charge(body.from, needed)?;
+                let account = self.accounts.entry(body.from).or_default();
+                account.bonded = bonded;
+                account.vrf_key = Some(*vrf_key);
+            }
+            TxKind::Unstake { amount } => {
+                nonzero(*amount)?;
+                let bonded = sender.bonded;
+                let left = bonded.checked_sub(*amount).ok_or(TxError::UnstakeExceedsBonded {
+                    amount: *amount,
+                    bonded,
+                })?;
+                if left != 0 && left < params.min_stake {
+                    return Err(TxError::StakeBelowMinimum {
+                        bonded: left,
+                        min: params.min_stake,
+                    });
+                }
+                let release = ctx
+                    .epoch
+                    .checked_add(params.unbonding_epochs)
+                    .ok_or(TxError::Overflow)?;
+                let key = (release, body.from);
+                let queued = self.unbonding.get(&key).copied().unwrap_or(0);
+                let queued = queued.checked_add(*amount).ok_or(TxError::Overflow)?;
+                self.charge(body.from, needed)?;
+                self.unbonding.insert(key, queued);
+                if let Some(account) = self.accounts.get_mut(&body.from) {
+                    account.bonded = left;
+                }
+            }
+            TxKind::Evidence(evidence) => {
+                if !params.slashing {
+                    return Err(TxError::SlashingDisabled);
+                }
+                let (offender, slot) = check_equivocation(evidence, ctx.chain_id)?;
+                if self.slashed.contains(&(offender, slot)) {
+                    return Err(TxError::AlreadySlashed { offender, slot });
+                }
+                self.charge(body.from, needed)?;
+                self.slash(offender, slot, body.from)?;
+            }
+        }
+        self.pay_proposer(ctx.proposer, body.fee, false)
+    }
+
+    /// Takes `amount` from the sender's balance and bumps its nonce. The
+    /// caller has checked that the balance suffices.
+    fn charge(&mut self, from: Address, amount: u64) -> Result<(), TxError> {
+        let account = self
+            .accounts
+            .get_mut(&from)
+            .ok_or(TxError::UnknownAccount(from))?;
+        account.balance = account.balance.checked_sub(amount).ok_or(TxError::Overflow)?;
+        account.nonce = account.nonce.checked_add(1).ok_or(TxError::Overflow)?;
+        Ok(())
+    }
+
+    fn pay_proposer(&mut self, proposer: Address, amount: u64, block: bool) -> Result<(), TxError> {
+        let account = self.accounts.entry(proposer).or_default();
+        account.balance = account.balance.checked_add(amount).ok_or(TxError::Overflow)?;
+        account.rewards = account.rewards.checked_add(amount).ok_or(TxError::Overflow)?;
+        if block {
+            account.blocks_proposed = account.blocks_proposed.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Moves every unbonding entry due at or before `epoch` to its owner's balance.
+    fn release_unbonding(&mut self, epoch: u64) -> Result<(), TxError> {
+        while let Some(entry) = self.unbonding.first_entry() {
+            if entry.key().0 > epoch {
+                break;
+            }
+            let ((_, owner), amount) = entry.remove_entry();
+            let account = self.accounts.entry(owner).or_default();
+            account.balance = account.balance.checked_add(amount).ok_or(TxError::Overflow)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the offender's bonded and unbonding stake: half to the reporter,
+    /// the rest burned.
+    fn slash(&mut self, offender: Address, slot: u64, reporter: Address) -> Result<(), TxError> {
+        let mut taken = self
+            .accounts
+            .get_mut(&offender)
+            .map_or(0, |a| std::mem::take(&mut a.bonded));
+        let queued: Vec<_> = self
+            .unbonding
+            .keys()
+            .filter(|(_, o)| *o == offender)
+            .copied()
+            .collect();
+        for key in queued {
+            let amount = self.unbonding.remove(&key).unwrap_or(0);
+            taken = taken.checked_add(amount).ok_or(TxError::Overflow)?;
+        }
+        let reward = taken / 2;
+        let reporter = self.accounts.entry(reporter).or_default();
+        reporter.balance = reporter.balance.checked_add(reward).ok_or(TxError::Overflow)?;
+        self.burned = self.burned.checked_add(taken - reward).ok_or(TxError::Overflow)?;
+        self.slashed.insert((offender, slot));
+        Ok(())
+    }
+}
+
+fn nonzero(amount: u64) -> Result<(), TxError> {
+    if amount == 0 {
+        Err(TxError::ZeroAmount)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that `evidence` shows one proposer signing two different PoS
+/// headers for one slot; returns (offender, slot).
+///
+/// # Errors
+///
+/// [`TxError::InvalidEvidence`] naming the first thing that does not hold.
+pub fn check_equivocation(evidence: &Equivocation, chain_id: &str) -> Result<(Address, u64), TxError> {
+    let (a, b) = (&evidence.a.header, &evidence.b.header);
+    let (Seal::Pos(sa), Seal::Pos(sb)) = (&a.seal, &b.seal) else {
+        return Err(TxError::InvalidEvidence("headers are not proof-of-stake headers"));
+    };
+    if sa.slot != sb.slot {
+        return Err(TxError::InvalidEvidence("headers are for different slots"));
+    }
+    if a.proposer != b.proposer {
+        return Err(TxError::InvalidEvidence("headers have different proposers"));
+    }
+    if a.id() == b.id() {
+        return Err(TxError::InvalidEvidence("the two headers are the same block"));
+    }
+    for signed in [&evidence.a, &evidence.b] {
+        signed
+            .verify(chain_id)
+            .map_err(|_| TxError::InvalidEvidence("a header signature does not verify"))?;
+    }
+    Ok((a.proposer, sa.slot))
+}

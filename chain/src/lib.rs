@@ -1,0 +1,40 @@
+//! klero-chain: the pure, deterministic consensus core of klero.
+//!
+//! Nothing in this crate reads a clock, a socket, a file or a random number
+//! generator: time, randomness and parent state come in as arguments, so
+//! every function is a function of its inputs and every node computes the
+//! same verdict on the same block.
+//!
+//! # Layout
+//!
+//! - [`hash`]: BLAKE3 ids and roots.
+//! - [`codec`]: the only encoder/decoder; size limits on every decode.
+//! - [`keys`]: addresses (bech32m), domain-separated ed25519 signatures,
+//!   a wallet seed's signing and VRF keys.
+//! - [`vrf`]: ECVRF-EDWARDS25519-SHA512-TAI (RFC 9381).
+//! - [`types`]: headers, seals, blocks, transactions.
+//! - [`ledger`]: accounts and the state transition.
+//! - [`epoch`]: stake snapshots and epoch randomness for the PoS draw.
+//! - [`spec`]: the TOML chain spec and the genesis block.
+//!
+//! # Validating a block
+//!
+//! decode (bounded) → header alone → against the parent → seal (PoW target
+//! and hash, or PoS VRF proof and eligibility) → body (tx root, signatures
+//! in parallel) → ledger apply → state root → fork choice.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod codec;
+pub mod epoch;
+pub mod hash;
+pub mod keys;
+pub mod ledger;
+pub mod spec;
+pub mod types;
+pub mod vrf;
+
+pub use hash::Hash;
+pub use keys::{Address, Keypair};
+pub use spec::ChainSpec;
+pub use types::{Block, Header, SealedBlock, Tx};

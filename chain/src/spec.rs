@@ -1,0 +1,444 @@
+//! The chain spec: a TOML file that fixes a chain's genesis and rules.
+//!
+//! [`ChainSpec::from_toml`] parses and validates in one step; every
+//! validation error names the field (`pos.slot_ms`, `accounts[2].vrf_key`).
+//! [`ChainSpec::genesis`] builds the genesis block and state
+//! deterministically: the same file gives the same genesis id everywhere.
+//!
+//! # Format
+//!
+//! ```toml
+//! [chain]
+//! id = "klero-pos-dev"            # 1..=64 chars of [a-z0-9-]
+//! consensus = "pos"               # "pos" or "pow"
+//! genesis_time_ms = 1767225600000 # Unix time in milliseconds
+//!
+//! [ledger]
+//! block_reward = 1000
+//! min_fee = 1
+//! min_stake = 100
+//! unbonding_epochs = 2
+//!
+//! [pos]                           # only with consensus = "pos"
+//! slot_ms = 1000
+//! epoch_slots = 20
+//! freeze_slots = 5                # VRF outputs after this point do not feed eta
+//! leader_c_milli = 3000           # c = 3: P(slot has a leader) = 1 - e^-3
+//! max_failover_steps = 8
+//! max_rollback = 50               # k: never reorganise deeper
+//!
+//! [pow]                           # only with consensus = "pow"
+//! target_block_ms = 2000
+//! half_life_blocks = 32
+//! initial_target = "0000ffff…"    # 64 hex digits, big-endian
+//! max_future_drift_ms = 4000
+//! epoch_blocks = 20
+//!
+//! [[accounts]]
+//! name = "alice"                  # optional label
+//! address = "klero1…"
+//! balance = 1000000
+//! stake = 10000                   # optional; needs vrf_key
+//! vrf_key = "…"                   # 64 hex digits
+//! ```
+
+use bincode::{Decode, Encode};
+use serde::Deserialize;
+
+use crate::codec;
+use crate::epoch::{EpochState, StakeSnapshot};
+use crate::hash::Hash;
+use crate::keys::{Address, Signature};
+use crate::ledger::{Account, LedgerParams, State};
+use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SealedBlock, SignedHeader, tx_root};
+use crate::vrf::{self, VrfOutput, VrfProof, VrfPublicKey};
+
+/// Why a spec was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// Not TOML, or a field has the wrong type or is missing.
+    #[error("chain spec is not valid TOML for klero: {0}")]
+    Parse(String),
+    /// A field has a value the rules forbid.
+    #[error("chain spec field `{field}`: {reason}")]
+    Field {
+        /// The field's path, e.g. `pos.slot_ms`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn field_err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The proof-of-stake timing and draw parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct PosParams {
+    /// Slot length.
+    pub slot_ms: u64,
+    /// Slots per epoch.
+    pub epoch_slots: u64,
+    /// Slots before an epoch's end after which VRF outputs no longer feed eta.
+    pub freeze_slots: u64,
+    /// The threshold c in thousandths: P(a slot has an eligible staker) = 1 - e^-c.
+    pub leader_c_milli: u32,
+    /// Cap on the failover step j (threshold widens to c·(j+1)).
+    pub max_failover_steps: u32,
+    /// k: the deepest reorganisation a node accepts.
+    pub max_rollback: u64,
+}
+
+/// The proof-of-work difficulty parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct PowParams {
+    /// Target time between blocks.
+    pub target_block_ms: u64,
+    /// ASERT half-life in block intervals.
+    pub half_life_blocks: u64,
+    /// Target of the first block after genesis, 64 hex digits big-endian.
+    #[serde(deserialize_with = "hex32")]
+    pub initial_target: [u8; 32],
+    /// How far into the future a timestamp may be.
+    pub max_future_drift_ms: u64,
+    /// Blocks per epoch (times unbonding).
+    pub epoch_blocks: u64,
+}
+
+/// Which lottery chooses proposers.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Consensus {
+    /// Proof of work.
+    Pow(PowParams),
+    /// Proof of stake.
+    Pos(PosParams),
+}
+
+/// An account at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct GenesisAccount {
+    /// A label for people (`alice`); not part of the state.
+    pub name: Option<String>,
+    /// The address.
+    pub address: Address,
+    /// Spendable balance.
+    pub balance: u64,
+    /// Bonded stake.
+    pub stake: u64,
+    /// VRF key, required with stake.
+    pub vrf_key: Option<VrfPublicKey>,
+}
+
+/// A validated chain spec.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ChainSpec {
+    /// The chain id: gossip topics and signatures are bound to it.
+    pub chain_id: String,
+    /// Genesis time; PoS slot 0 starts here.
+    pub genesis_time_ms: u64,
+    /// Ledger rules.
+    pub ledger: LedgerSection,
+    /// The lottery.
+    pub consensus: Consensus,
+    /// Genesis accounts.
+    pub accounts: Vec<GenesisAccount>,
+}
+
+/// The `[ledger]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// Newly issued per block.
+    pub block_reward: u64,
+    /// Smallest fee.
+    pub min_fee: u64,
+    /// Smallest bonded stake.
+    pub min_stake: u64,
+    /// Unbonding delay in epochs.
+    pub unbonding_epochs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    chain: RawChain,
+    ledger: LedgerSection,
+    pos: Option<PosParams>,
+    pow: Option<PowParams>,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    id: String,
+    consensus: String,
+    genesis_time_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Option<String>,
+    address: String,
+    #[serde(default)]
+    balance: u64,
+    #[serde(default)]
+    stake: u64,
+    vrf_key: Option<String>,
+}
+
+fn hex32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    let s = String::deserialize(d)?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(&s, &mut out)
+        .map_err(|e| serde::de::Error::custom(format!("expected 64 hex digits: {e}")))?;
+    Ok(out)
+}
+
+impl ChainSpec {
+    /// Parses and validates a spec.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Parse`] for TOML or type errors (with toml's location),
+    /// [`SpecError::Field`] naming the first field whose value is invalid.
+    pub fn from_toml(text: &str) -> Result<ChainSpec, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
+        let chain_id = raw.chain.id;
+        if chain_id.is_empty()
+            || chain_id.len() > 64
+            || !chain_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(field_err(
+                "chain.id",
+                "must be 1 to 64 characters of a-z, 0-9 and -",
+            ));
+        }
+        let consensus = match (raw.chain.consensus.as_str(), raw.pos, raw.pow) {
+            ("pos", Some(pos), None) => Consensus::Pos(validate_pos(pos)?),
+            ("pow", None, Some(pow)) => Consensus::Pow(validate_pow(pow)?),
+            ("pos", None, _) => return Err(field_err("pos", "a pos chain needs a [pos] section")),
+            ("pow", _, None) => return Err(field_err("pow", "a pow chain needs a [pow] section")),
+            ("pos", Some(_), Some(_)) => {
+                return Err(field_err("pow", "a pos chain must not have a [pow] section"));
+            }
+            ("pow", Some(_), Some(_)) => {
+                return Err(field_err("pos", "a pow chain must not have a [pos] section"));
+            }
+            (other, _, _) => {
+                return Err(field_err(
+                    "chain.consensus",
+                    format!("`{other}` is neither \"pos\" nor \"pow\""),
+                ));
+            }
+        };
+        let ledger = raw.ledger;
+        if ledger.min_stake == 0 {
+            return Err(field_err("ledger.min_stake", "must be at least 1"));
+        }
+        let accounts = validate_accounts(raw.accounts, &ledger)?;
+        if matches!(consensus, Consensus::Pos(_)) && !accounts.iter().any(|a| a.stake > 0) {
+            return Err(field_err(
+                "accounts",
+                "a pos chain needs at least one account with stake",
+            ));
+        }
+        Ok(ChainSpec {
+            chain_id,
+            genesis_time_ms: raw.chain.genesis_time_ms,
+            ledger,
+            consensus,
+            accounts,
+        })
+    }
+
+    /// The ledger rules.
+    pub fn ledger_params(&self) -> LedgerParams {
+        LedgerParams {
+            block_reward: self.ledger.block_reward,
+            min_fee: self.ledger.min_fee,
+            min_stake: self.ledger.min_stake,
+            unbonding_epochs: self.ledger.unbonding_epochs,
+            slashing: matches!(self.consensus, Consensus::Pos(_)),
+        }
+    }
+
+    /// "pos" or "pow".
+    pub fn consensus_name(&self) -> &'static str {
+        match self.consensus {
+            Consensus::Pos(_) => "pos",
+            Consensus::Pow(_) => "pow",
+        }
+    }
+
+    /// BLAKE3 of the validated spec's encoding; genesis's parent, so every
+    /// chain descends from exactly one spec.
+    pub fn digest(&self) -> Hash {
+        Hash::of_parts(&[b"klero/spec/v1", &codec::encode(self)])
+    }
+
+    /// The genesis state.
+    pub fn genesis_state(&self) -> State {
+        let mut state = State::default();
+        for account in &self.accounts {
+            state.accounts.insert(
+                account.address,
+                Account {
+                    balance: account.balance,
+                    bonded: account.stake,
+                    vrf_key: account.vrf_key,
+                    ..Account::default()
+                },
+            );
+        }
+        state.epoch = EpochState::genesis(self.digest(), StakeSnapshot::of(&state.accounts));
+        state
+    }
+
+    /// The genesis block and state. Nobody signs genesis; its seal carries
+    /// the initial target (PoW) or slot 0 (PoS).
+    pub fn genesis(&self) -> (SealedBlock, State) {
+        let state = self.genesis_state();
+        let seal = match &self.consensus {
+            Consensus::Pow(pow) => Seal::Pow(PowSeal {
+                target: pow.initial_target,
+                nonce: 0,
+            }),
+            Consensus::Pos(_) => Seal::Pos(PosSeal {
+                slot: 0,
+                suite: vrf::SUITE,
+                vrf_key: VrfPublicKey([0; 32]),
+                vrf_output: VrfOutput([0; 64]),
+                vrf_proof: VrfProof([0; 80]),
+            }),
+        };
+        let header = Header {
+            height: 0,
+            parent: self.digest(),
+            timestamp_ms: self.genesis_time_ms,
+            tx_root: tx_root(&[]),
+            state_root: state.root(),
+            proposer: Address::default(),
+            seal,
+        };
+        let block = Block {
+            signed: SignedHeader {
+                header,
+                signature: Signature::ZERO,
+            },
+            txs: Vec::new(),
+        };
+        (block.seal(), state)
+    }
+}
+
+fn validate_pos(pos: PosParams) -> Result<PosParams, SpecError> {
+    if pos.slot_ms < 100 {
+        return Err(field_err("pos.slot_ms", "must be at least 100 ms"));
+    }
+    if pos.epoch_slots < 4 {
+        return Err(field_err("pos.epoch_slots", "must be at least 4"));
+    }
+    if pos.freeze_slots >= pos.epoch_slots {
+        return Err(field_err(
+            "pos.freeze_slots",
+            "must be smaller than pos.epoch_slots",
+        ));
+    }
+    if pos.leader_c_milli == 0 || pos.leader_c_milli > 20_000 {
+        return Err(field_err(
+            "pos.leader_c_milli",
+            "must be between 1 and 20000 (c between 0.001 and 20)",
+        ));
+    }
+    if pos.max_rollback == 0 {
+        return Err(field_err("pos.max_rollback", "must be at least 1"));
+    }
+    Ok(pos)
+}
+
+fn validate_pow(pow: PowParams) -> Result<PowParams, SpecError> {
+    if pow.target_block_ms < 100 {
+        return Err(field_err("pow.target_block_ms", "must be at least 100 ms"));
+    }
+    if pow.half_life_blocks == 0 {
+        return Err(field_err("pow.half_life_blocks", "must be at least 1"));
+    }
+    if pow.initial_target == [0; 32] {
+        return Err(field_err("pow.initial_target", "must not be zero"));
+    }
+    let half_life_ms = pow.half_life_blocks.saturating_mul(pow.target_block_ms);
+    if pow.max_future_drift_ms == 0 || pow.max_future_drift_ms >= half_life_ms {
+        return Err(field_err(
+            "pow.max_future_drift_ms",
+            format!("must be between 1 and the half-life ({half_life_ms} ms)"),
+        ));
+    }
+    if pow.epoch_blocks == 0 {
+        return Err(field_err("pow.epoch_blocks", "must be at least 1"));
+    }
+    Ok(pow)
+}
+
+fn validate_accounts(raw: Vec<RawAccount>, ledger: &LedgerSection) -> Result<Vec<GenesisAccount>, SpecError> {
+    let mut accounts: Vec<GenesisAccount> = Vec::with_capacity(raw.len());
+    let mut supply: u64 = 0;
+    for (i, a) in raw.into_iter().enumerate() {
+        let address: Address = a
+            .address
+            .parse()
+            .map_err(|e| field_err(format!("accounts[{i}].address"), format!("{e}")))?;
+        if accounts.iter().any(|other| other.address == address) {
+            return Err(field_err(format!("accounts[{i}].address"), "appears twice"));
+        }
+        let vrf_key = match a.vrf_key {
+            Some(text) => {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(&text, &mut key).map_err(|e| {
+                    field_err(
+                        format!("accounts[{i}].vrf_key"),
+                        format!("expected 64 hex digits: {e}"),
+                    )
+                })?;
+                Some(VrfPublicKey(key))
+            }
+            None => None,
+        };
+        if a.stake > 0 {
+            if vrf_key.is_none() {
+                return Err(field_err(
+                    format!("accounts[{i}].vrf_key"),
+                    "an account with stake needs a vrf_key",
+                ));
+            }
+            if a.stake < ledger.min_stake {
+                return Err(field_err(
+                    format!("accounts[{i}].stake"),
+                    format!("{} is below ledger.min_stake ({})", a.stake, ledger.min_stake),
+                ));
+            }
+        }
+        supply = supply
+            .checked_add(a.balance)
+            .and_then(|s| s.checked_add(a.stake))
+            .ok_or_else(|| field_err(format!("accounts[{i}].balance"), "total supply exceeds 2^64 - 1"))?;
+        accounts.push(GenesisAccount {
+            name: a.name,
+            address,
+            balance: a.balance,
+            stake: a.stake,
+            vrf_key,
+        });
+    }
+    Ok(accounts)
+}
