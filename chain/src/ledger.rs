@@ -214,8 +214,8 @@ impl State {
             .accounts
             .values()
             .map(|a| u128::from(a.balance) + u128::from(a.bonded))
-            .fold(0, |acc, v| acc + v);
-        let unbonding = self.unbonding.values().fold(0u128, |acc, v| acc + u128::from(*v));
+            .fold(0, u128::saturating_add);
+        let unbonding = self.unbonding.values().map(|v| u128::from(*v)).fold(0, u128::saturating_add);
         accounts + unbonding + u128::from(self.burned)
     }
 
@@ -439,4 +439,347 @@ pub fn check_equivocation(evidence: &Equivocation, chain_id: &str) -> Result<(Ad
             .map_err(|_| TxError::InvalidEvidence("a header signature does not verify"))?;
     }
     Ok((a.proposer, sa.slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Keypair, Signature};
+    use crate::types::{Header, PosSeal, SignedHeader, TxBody};
+    use crate::vrf::{VrfOutput, VrfProof};
+    use proptest::prelude::*;
+
+    const CHAIN: &str = "test";
+
+    fn params() -> LedgerParams {
+        LedgerParams {
+            block_reward: 50,
+            min_fee: 1,
+            min_stake: 100,
+            unbonding_epochs: 2,
+            slashing: true,
+        }
+    }
+
+    fn users() -> Vec<Keypair> {
+        ["u0", "u1", "u2", "u3"].iter().map(|n| Keypair::dev(n)).collect()
+    }
+
+    fn funded(balance: u64) -> State {
+        let mut state = State::default();
+        for key in users() {
+            state.accounts.insert(
+                key.address(),
+                Account {
+                    balance,
+                    ..Account::default()
+                },
+            );
+        }
+        state
+    }
+
+    fn tx(key: &Keypair, nonce: u64, fee: u64, kind: TxKind) -> Tx {
+        Tx::sign(
+            TxBody {
+                from: key.address(),
+                nonce,
+                fee,
+                kind,
+            },
+            key,
+            CHAIN,
+        )
+    }
+
+    fn ctx<'a>(p: &'a LedgerParams, epoch: u64) -> BlockCtx<'a> {
+        BlockCtx {
+            chain_id: CHAIN,
+            epoch,
+            proposer: Keypair::dev("miner").address(),
+            params: p,
+        }
+    }
+
+    fn transfer(to: &Keypair, amount: u64) -> TxKind {
+        TxKind::Transfer {
+            to: to.address(),
+            amount,
+        }
+    }
+
+    #[test]
+    fn transfer_moves_amount_and_pays_fee_to_proposer() {
+        let (p, u) = (params(), users());
+        let mut state = funded(1_000);
+        state
+            .apply_block_body(&[tx(&u[0], 0, 3, transfer(&u[1], 100))], &ctx(&p, 0))
+            .unwrap();
+        assert_eq!(state.accounts[&u[0].address()].balance, 897);
+        assert_eq!(state.accounts[&u[0].address()].nonce, 1);
+        assert_eq!(state.accounts[&u[1].address()].balance, 1_100);
+        let miner = &state.accounts[&Keypair::dev("miner").address()];
+        assert_eq!((miner.balance, miner.rewards, miner.blocks_proposed), (53, 53, 1));
+    }
+
+    #[test]
+    fn typed_rejections() {
+        let (p, u) = (params(), users());
+        let state = funded(1_000);
+        let stranger = Keypair::dev("stranger");
+        let cases = [
+            (
+                tx(&u[0], 1, 1, transfer(&u[1], 1)),
+                TxError::BadNonce { expected: 0, got: 1 },
+            ),
+            (
+                tx(&u[0], 0, 0, transfer(&u[1], 1)),
+                TxError::FeeTooLow { fee: 0, min: 1 },
+            ),
+            (
+                tx(&u[0], 0, 1, transfer(&u[1], 1_000)),
+                TxError::InsufficientBalance {
+                    needed: 1_001,
+                    available: 1_000,
+                },
+            ),
+            (tx(&u[0], 0, 1, transfer(&u[1], 0)), TxError::ZeroAmount),
+            (
+                tx(&stranger, 0, 1, transfer(&u[1], 1)),
+                TxError::UnknownAccount(stranger.address()),
+            ),
+            (
+                tx(
+                    &u[0],
+                    0,
+                    1,
+                    TxKind::Stake {
+                        amount: 99,
+                        vrf_key: u[0].vrf().public_key(),
+                    },
+                ),
+                TxError::StakeBelowMinimum { bonded: 99, min: 100 },
+            ),
+            (
+                tx(&u[0], 0, 1, TxKind::Unstake { amount: 5 }),
+                TxError::UnstakeExceedsBonded { amount: 5, bonded: 0 },
+            ),
+        ];
+        for (t, expected) in cases {
+            let mut s = state.clone();
+            assert_eq!(s.apply_tx(&t, &ctx(&p, 0)), Err(expected));
+            assert_eq!(s, state, "a rejected transaction changes nothing");
+        }
+    }
+
+    #[test]
+    fn bad_signature_is_reported_with_its_index() {
+        let u = users();
+        let good = tx(&u[0], 0, 1, transfer(&u[1], 1));
+        let mut bad = tx(&u[1], 0, 1, transfer(&u[0], 1));
+        bad.body.fee = 2;
+        let err = verify_signatures(&[good, bad], CHAIN).unwrap_err();
+        assert_eq!(err.index, 1);
+        assert!(matches!(err.error, TxError::BadSignature(KeyError::BadSignature)));
+    }
+
+    #[test]
+    fn stake_then_unstake_releases_after_the_delay() {
+        let (p, u) = (params(), users());
+        let mut state = funded(1_000);
+        let vrf_key = u[0].vrf().public_key();
+        state
+            .apply_tx(
+                &tx(&u[0], 0, 1, TxKind::Stake { amount: 500, vrf_key }),
+                &ctx(&p, 0),
+            )
+            .unwrap();
+        let acct = &state.accounts[&u[0].address()];
+        assert_eq!(
+            (acct.balance, acct.bonded, acct.vrf_key),
+            (499, 500, Some(vrf_key))
+        );
+        assert_eq!(
+            state.apply_tx(&tx(&u[0], 1, 1, TxKind::Unstake { amount: 450 }), &ctx(&p, 3)),
+            Err(TxError::StakeBelowMinimum { bonded: 50, min: 100 })
+        );
+        state
+            .apply_tx(&tx(&u[0], 1, 1, TxKind::Unstake { amount: 500 }), &ctx(&p, 3))
+            .unwrap();
+        assert_eq!(state.unbonding_of(&u[0].address()), vec![(5, 500)]);
+        state.apply_block_body(&[], &ctx(&p, 4)).unwrap();
+        assert_eq!(
+            state.accounts[&u[0].address()].balance,
+            498,
+            "not released before epoch 5"
+        );
+        state.apply_block_body(&[], &ctx(&p, 5)).unwrap();
+        assert_eq!(state.accounts[&u[0].address()].balance, 998);
+        assert!(state.unbonding.is_empty());
+    }
+
+    fn pos_header(key: &Keypair, slot: u64, tx_root_byte: u8) -> SignedHeader {
+        let header = Header {
+            height: 1,
+            parent: Hash::ZERO,
+            timestamp_ms: 0,
+            tx_root: Hash([tx_root_byte; 32]),
+            state_root: Hash::ZERO,
+            proposer: key.address(),
+            seal: Seal::Pos(PosSeal {
+                slot,
+                suite: crate::vrf::SUITE,
+                vrf_key: key.vrf().public_key(),
+                vrf_output: VrfOutput([0; 64]),
+                vrf_proof: VrfProof([0; 80]),
+            }),
+        };
+        SignedHeader::sign(header, key, CHAIN)
+    }
+
+    #[test]
+    fn equivocation_slashes_once_and_conserves_supply() {
+        let (p, u) = (params(), users());
+        let mut state = funded(1_000);
+        let offender = &u[2];
+        let stake = TxKind::Stake {
+            amount: 600,
+            vrf_key: offender.vrf().public_key(),
+        };
+        state.apply_tx(&tx(offender, 0, 1, stake), &ctx(&p, 0)).unwrap();
+        let evidence = Equivocation {
+            a: pos_header(offender, 7, 1),
+            b: pos_header(offender, 7, 2),
+        };
+        let supply = state.total_supply();
+        let report = tx(&u[0], 0, 1, TxKind::Evidence(Box::new(evidence.clone())));
+        state.apply_tx(&report, &ctx(&p, 0)).unwrap();
+        assert_eq!(state.accounts[&offender.address()].bonded, 0);
+        assert_eq!(state.accounts[&u[0].address()].balance, 1_000 - 1 + 300);
+        assert_eq!(state.burned, 300);
+        assert_eq!(state.total_supply(), supply);
+        let again = tx(&u[1], 0, 1, TxKind::Evidence(Box::new(evidence)));
+        assert_eq!(
+            state.apply_tx(&again, &ctx(&p, 0)),
+            Err(TxError::AlreadySlashed {
+                offender: offender.address(),
+                slot: 7
+            })
+        );
+    }
+
+    #[test]
+    fn evidence_must_prove_a_real_equivocation() {
+        let u = users();
+        let same = pos_header(&u[2], 7, 1);
+        let cases = [
+            Equivocation {
+                a: same.clone(),
+                b: same.clone(),
+            },
+            Equivocation {
+                a: same.clone(),
+                b: pos_header(&u[2], 8, 2),
+            },
+            Equivocation {
+                a: same.clone(),
+                b: pos_header(&u[3], 7, 2),
+            },
+            Equivocation {
+                a: same.clone(),
+                b: SignedHeader {
+                    signature: Signature([1; 64]),
+                    ..pos_header(&u[2], 7, 2)
+                },
+            },
+        ];
+        for evidence in cases {
+            assert!(matches!(
+                check_equivocation(&evidence, CHAIN),
+                Err(TxError::InvalidEvidence(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn evidence_is_refused_without_slashing() {
+        let u = users();
+        let p = LedgerParams {
+            slashing: false,
+            ..params()
+        };
+        let mut state = funded(1_000);
+        let evidence = Equivocation {
+            a: pos_header(&u[2], 7, 1),
+            b: pos_header(&u[2], 7, 2),
+        };
+        let report = tx(&u[0], 0, 1, TxKind::Evidence(Box::new(evidence)));
+        assert_eq!(
+            state.apply_tx(&report, &ctx(&p, 0)),
+            Err(TxError::SlashingDisabled)
+        );
+    }
+
+    /// A random operation: (sender index, nonce offset, fee, kind selector, amount, recipient).
+    fn op() -> impl Strategy<Value = (usize, u64, u64, u8, u64, usize)> {
+        (0usize..4, 0u64..2, 0u64..4, 0u8..3, 0u64..1_500, 0usize..4)
+    }
+
+    fn build(state: &State, op: (usize, u64, u64, u8, u64, usize)) -> Tx {
+        let u = users();
+        let (from, nonce_skew, fee, kind, amount, to) = op;
+        let nonce = state.accounts.get(&u[from].address()).map_or(0, |a| a.nonce) + nonce_skew;
+        let kind = match kind {
+            0 => transfer(&u[to], amount),
+            1 => TxKind::Stake {
+                amount,
+                vrf_key: u[from].vrf().public_key(),
+            },
+            _ => TxKind::Unstake { amount },
+        };
+        tx(&u[from], nonce, fee, kind)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn supply_grows_by_exactly_the_reward_and_nothing_goes_negative(
+            blocks in prop::collection::vec(prop::collection::vec(op(), 0..6), 1..6)
+        ) {
+            let p = params();
+            let mut state = funded(1_000);
+            for (epoch, ops) in blocks.into_iter().enumerate() {
+                let before = state.total_supply();
+                // Transactions that fail are left out, as a block producer does.
+                let mut included = Vec::new();
+                let mut working = state.clone();
+                for op in ops {
+                    let t = build(&working, op);
+                    if working.apply_tx(&t, &ctx(&p, epoch as u64)).is_ok() {
+                        included.push(t);
+                    }
+                }
+                let mut next = state.clone();
+                next.apply_block_body(&included, &ctx(&p, epoch as u64)).unwrap();
+                prop_assert_eq!(next.total_supply(), before + u128::from(p.block_reward));
+                // u64 balances cannot be negative; what matters is that no
+                // operation wrapped: a wrap would break the supply equation.
+                for t in &included {
+                    // Replaying any included transaction is refused.
+                    let mut replay = next.clone();
+                    prop_assert!(
+                        matches!(replay.apply_tx(t, &ctx(&p, epoch as u64)), Err(TxError::BadNonce { .. })),
+                        "replayed transaction accepted"
+                    );
+                }
+                if !included.is_empty() {
+                    // Re-applying the whole block to its own result is refused.
+                    let mut again = next.clone();
+                    prop_assert!(again.apply_block_body(&included, &ctx(&p, epoch as u64)).is_err());
+                }
+                state = next;
+            }
+        }
+    }
 }

@@ -1,0 +1,104 @@
+//! Chain spec tests: the shipped specs parse and use the development keys
+//! they claim to, and broken specs are refused with the field named.
+
+use klero_chain::Keypair;
+use klero_chain::spec::{ChainSpec, Consensus, SpecError};
+
+const POS: &str = include_str!("../../testnet/pos.toml");
+const POW: &str = include_str!("../../testnet/pow.toml");
+
+#[test]
+fn shipped_specs_parse() {
+    let pos = ChainSpec::from_toml(POS).unwrap();
+    assert!(matches!(pos.consensus, Consensus::Pos(_)));
+    let pow = ChainSpec::from_toml(POW).unwrap();
+    assert!(matches!(pow.consensus, Consensus::Pow(_)));
+}
+
+#[test]
+fn shipped_specs_hold_the_dev_keys_they_name() {
+    for text in [POS, POW] {
+        let spec = ChainSpec::from_toml(text).unwrap();
+        for account in &spec.accounts {
+            let key = Keypair::dev(account.name.as_deref().unwrap());
+            assert_eq!(account.address, key.address());
+            if let Some(vrf_key) = account.vrf_key {
+                assert_eq!(vrf_key, key.vrf().public_key(), "regenerate testnet/*.toml");
+            }
+        }
+    }
+}
+
+#[test]
+fn genesis_is_deterministic_and_bound_to_the_spec() {
+    let (a, state_a) = ChainSpec::from_toml(POS).unwrap().genesis();
+    let (b, _) = ChainSpec::from_toml(POS).unwrap().genesis();
+    assert_eq!(a.id(), b.id());
+    assert_eq!(a.header().state_root, state_a.root());
+    let other = POS.replace("block_reward = 1000", "block_reward = 1001");
+    let (c, _) = ChainSpec::from_toml(&other).unwrap().genesis();
+    assert_ne!(a.id(), c.id(), "any change of the spec changes genesis");
+}
+
+fn field_of(text: &str) -> String {
+    match ChainSpec::from_toml(text) {
+        Err(SpecError::Field { field, .. }) => field,
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn broken_specs_name_the_field() {
+    let cases = [
+        (POS.replace("slot_ms = 1000", "slot_ms = 5"), "pos.slot_ms"),
+        (
+            POS.replace("freeze_slots = 3", "freeze_slots = 10"),
+            "pos.freeze_slots",
+        ),
+        (
+            POS.replace("id = \"klero-pos-dev\"", "id = \"Bad Id!\""),
+            "chain.id",
+        ),
+        (
+            POS.replace("consensus = \"pos\"", "consensus = \"poa\""),
+            "chain.consensus",
+        ),
+        (
+            POS.replacen("stake = 10000", "stake = 10", 1),
+            "accounts[0].stake",
+        ),
+        (
+            POS.replacen("address = \"klero1q", "address = \"klero1p", 1),
+            "accounts[0].address",
+        ),
+        (
+            POW.replace("half_life_blocks = 32", "half_life_blocks = 0"),
+            "pow.half_life_blocks",
+        ),
+        (
+            POW.replace("max_future_drift_ms = 4000", "max_future_drift_ms = 640000"),
+            "pow.max_future_drift_ms",
+        ),
+        (POW.replace("consensus = \"pow\"", "consensus = \"pos\""), "pos"),
+    ];
+    for (text, field) in cases {
+        assert_eq!(field_of(&text), field);
+    }
+}
+
+#[test]
+fn staker_without_vrf_key_is_refused() {
+    let text = POS.replacen("vrf_key = ", "# vrf_key = ", 1);
+    assert_eq!(field_of(&text), "accounts[0].vrf_key");
+}
+
+#[test]
+fn type_errors_and_unknown_fields_are_parse_errors_with_a_location() {
+    let text = POS.replace("slot_ms = 1000", "slot_ms = \"fast\"");
+    let Err(SpecError::Parse(msg)) = ChainSpec::from_toml(&text) else {
+        panic!("expected a parse error")
+    };
+    assert!(msg.contains("slot_ms"), "{msg}");
+    let text = POS.replace("[ledger]", "[ledger]\nblock_rewrd = 5");
+    assert!(matches!(ChainSpec::from_toml(&text), Err(SpecError::Parse(_))));
+}
