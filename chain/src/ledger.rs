@@ -215,7 +215,11 @@ impl State {
             .values()
             .map(|a| u128::from(a.balance) + u128::from(a.bonded))
             .fold(0, u128::saturating_add);
-        let unbonding = self.unbonding.values().map(|v| u128::from(*v)).fold(0, u128::saturating_add);
+        let unbonding = self
+            .unbonding
+            .values()
+            .map(|v| u128::from(*v))
+            .fold(0, u128::saturating_add);
         accounts + unbonding + u128::from(self.burned)
     }
 

@@ -16,6 +16,12 @@
 //! - [`ledger`]: accounts and the state transition.
 //! - [`epoch`]: stake snapshots and epoch randomness for the PoS draw.
 //! - [`spec`]: the TOML chain spec and the genesis block.
+//! - [`u256`], [`difficulty`], [`pow`]: 256-bit targets, ASERT, the
+//!   SHA-256 puzzle with its hash kernels and the parallel nonce search.
+//! - [`draw`], [`pos`]: the fixed-point exponential race, slots, epochs,
+//!   the VRF input and eligibility.
+//! - [`validate`]: the block validation pipeline; [`produce`]: building
+//!   blocks; [`fork_choice`]: which tip to follow.
 //!
 //! # Validating a block
 //!
@@ -26,12 +32,20 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
+pub mod difficulty;
+pub mod draw;
 pub mod epoch;
+pub mod fork_choice;
 pub mod hash;
 pub mod keys;
 pub mod ledger;
+pub mod pos;
+pub mod pow;
+pub mod produce;
 pub mod spec;
 pub mod types;
+pub mod u256;
+pub mod validate;
 pub mod vrf;
 
 pub use hash::Hash;

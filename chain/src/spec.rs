@@ -410,7 +410,10 @@ fn validate_accounts(raw: Vec<RawAccount>, ledger: &LedgerSection) -> Result<Vec
                         format!("expected 64 hex digits: {e}"),
                     )
                 })?;
-                Some(VrfPublicKey(key))
+                let key = VrfPublicKey(key);
+                key.validate()
+                    .map_err(|e| field_err(format!("accounts[{i}].vrf_key"), format!("{e}")))?;
+                Some(key)
             }
             None => None,
         };

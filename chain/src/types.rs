@@ -80,6 +80,18 @@ impl Header {
         Hash::of(&codec::encode(self))
     }
 
+    /// The PoW puzzle's prefix: BLAKE3 of the header encoded with nonce 0.
+    /// `None` for a PoS header.
+    pub fn pow_pre(&self) -> Option<[u8; 32]> {
+        let Seal::Pow(seal) = &self.seal else { return None };
+        let mut template = self.clone();
+        template.seal = Seal::Pow(PowSeal {
+            target: seal.target,
+            nonce: 0,
+        });
+        Some(*template.id().as_bytes())
+    }
+
     /// The PoS slot, if this is a PoS header.
     pub fn slot(&self) -> Option<u64> {
         match &self.seal {

@@ -1,0 +1,127 @@
+//! Proof-of-stake rules: slots, epochs, the VRF input and eligibility.
+//!
+//! Slot `s` starts at `genesis_time_ms + s * slot_ms`; epoch `e` holds slots
+//! `e * epoch_slots .. (e + 1) * epoch_slots`. In slot `s` of epoch `e`, a
+//! staker's ticket is its VRF output on
+//! `"klero/slot" || chain_id || eta_e || s_le64` (see `docs/protocol.md`),
+//! turned into a score `-ln(u) / stake` by [`crate::draw`]. A staker may
+//! propose when its score is below the threshold for the failover step
+//! `j = min(s - parent_slot - 1, max_failover_steps)`: each empty slot since
+//! the parent widens the threshold by one more `c / total_stake`, so an
+//! offline winner delays the chain a bounded time and the widening stays
+//! stake-proportional.
+
+use crate::draw::{self, Score};
+use crate::epoch::Staker;
+use crate::hash::Hash;
+use crate::ledger::State;
+use crate::spec::{ChainSpec, PosParams};
+use crate::vrf::{self, VrfOutput, VrfProof};
+
+/// How far a slot's start may be ahead of our clock before its block is
+/// "from the future" (and ignored, not punished).
+pub const MAX_CLOCK_DRIFT_MS: u64 = 1_000;
+
+/// The slot whose interval contains `now_ms` (0 before genesis).
+pub fn slot_at(spec: &ChainSpec, pos: &PosParams, now_ms: u64) -> u64 {
+    now_ms.saturating_sub(spec.genesis_time_ms) / pos.slot_ms
+}
+
+/// When `slot` starts.
+pub fn slot_start(spec: &ChainSpec, pos: &PosParams, slot: u64) -> u64 {
+    spec.genesis_time_ms
+        .saturating_add(slot.saturating_mul(pos.slot_ms))
+}
+
+/// The epoch of `slot`.
+pub fn epoch_of(pos: &PosParams, slot: u64) -> u64 {
+    slot / pos.epoch_slots
+}
+
+/// Whether a block in `slot` feeds the next epoch's randomness: only those
+/// before the freeze point, `freeze_slots` before the epoch's end.
+pub fn before_freeze(pos: &PosParams, slot: u64) -> bool {
+    slot % pos.epoch_slots < pos.epoch_slots - pos.freeze_slots
+}
+
+/// The failover step of a block in `slot` whose parent is in `parent_slot`.
+pub fn failover_step(pos: &PosParams, slot: u64, parent_slot: u64) -> u32 {
+    let skipped = slot.saturating_sub(parent_slot).saturating_sub(1);
+    u32::try_from(skipped)
+        .unwrap_or(u32::MAX)
+        .min(pos.max_failover_steps)
+}
+
+/// The VRF input (alpha) for `slot` under epoch randomness `eta`.
+///
+/// # Format
+///
+/// ```text
+/// "klero/slot" (10 bytes) | chain_id (UTF-8, no length) | eta [32] | slot u64 LE
+/// ```
+/// The chain id is the only variable-length part and comes before two
+/// fixed-length fields, so the encoding is unambiguous.
+pub fn vrf_input(chain_id: &str, eta: &Hash, slot: u64) -> Vec<u8> {
+    let mut alpha = Vec::with_capacity(10 + chain_id.len() + 40);
+    alpha.extend_from_slice(b"klero/slot");
+    alpha.extend_from_slice(chain_id.as_bytes());
+    alpha.extend_from_slice(eta.as_bytes());
+    alpha.extend_from_slice(&slot.to_le_bytes());
+    alpha
+}
+
+/// Moves a copy of the parent's epoch bookkeeping to `slot`'s epoch.
+pub fn advance_epoch(state: &mut State, pos: &PosParams, slot: u64) {
+    let accounts = &state.accounts;
+    state
+        .epoch
+        .advance_to(epoch_of(pos, slot), || crate::epoch::StakeSnapshot::of(accounts));
+}
+
+/// A staker's winning ticket for a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PosClaim {
+    /// The slot.
+    pub slot: u64,
+    /// The VRF output.
+    pub output: VrfOutput,
+    /// The VRF proof.
+    pub proof: VrfProof,
+    /// Its score.
+    pub score: Score,
+}
+
+/// Whether `staker`, with VRF `output`, may propose at `step`.
+pub fn eligible(
+    params: &PosParams,
+    state: &State,
+    staker: &Staker,
+    output: &VrfOutput,
+    step: u32,
+) -> Option<Score> {
+    let score = draw::score(&output.0, staker.stake);
+    draw::is_eligible(&score, state.epoch.snapshot.total(), params.leader_c_milli, step).then_some(score)
+}
+
+/// Proves `slot` with `vrf_key` and returns the ticket if it wins.
+/// `state` must already be advanced to the slot's epoch.
+pub fn claim(
+    spec: &ChainSpec,
+    params: &PosParams,
+    state: &State,
+    staker: &Staker,
+    vrf_key: &vrf::VrfSecretKey,
+    slot: u64,
+    step: u32,
+) -> Option<PosClaim> {
+    let alpha = vrf_input(&spec.chain_id, &state.epoch.eta, slot);
+    let proof = vrf_key.prove(&alpha);
+    let output = vrf::proof_to_hash(&proof).ok()?;
+    let score = eligible(params, state, staker, &output, step)?;
+    Some(PosClaim {
+        slot,
+        output,
+        proof,
+        score,
+    })
+}

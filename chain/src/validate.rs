@@ -1,0 +1,492 @@
+//! Block validation: the rules a block must pass, in order, each its own
+//! `validate_*` function.
+//!
+//! [`validate_block`] runs the pipeline: the header alone → against the
+//! parent → the seal (PoW target and hash, or PoS VRF proof and
+//! eligibility) → the proposer's signature → the body (tx root, signatures
+//! in parallel) → the ledger → the state root. It returns the post-state
+//! and the block's [`BlockMeta`], which fork choice compares.
+//!
+//! Errors say whose fault a failure is: [`BlockError::is_peer_fault`] is
+//! true when the block itself is invalid (the gossip layer rejects it and
+//! penalises the sender) and false when we merely cannot accept it now
+//! (from the future): those are ignored, not punished.
+
+use bincode::{Decode, Encode};
+
+use crate::difficulty;
+use crate::draw::Score;
+use crate::hash::Hash;
+use crate::keys::{Address, KeyError};
+use crate::ledger::{BlockCtx, State, TxRejection, verify_signatures};
+use crate::pos::{self, MAX_CLOCK_DRIFT_MS};
+use crate::pow;
+use crate::spec::{ChainSpec, Consensus, PosParams, PowParams};
+use crate::types::{Header, PosSeal, PowSeal, Seal, SealedBlock, Tx, tx_root};
+use crate::u256::U256;
+use crate::vrf::{self, VrfError};
+
+/// Most transactions in one block.
+pub const MAX_BLOCK_TXS: usize = 4_096;
+/// How many ancestors' timestamps the median-time-past rule looks at.
+pub const MEDIAN_TIME_SPAN: usize = 11;
+
+/// What fork choice needs to know about a block, computed at import.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BlockMeta {
+    /// Height.
+    pub height: u64,
+    /// PoW: Σ 2^256 / (target + 1) from genesis, big-endian. PoS: zero.
+    pub cumulative_work: [u8; 32],
+    /// PoS slot (0 for PoW).
+    pub slot: u64,
+    /// PoS: the proposer's -ln(u) in Q64.64 and its stake (the score is
+    /// their quotient). Zero for PoW and genesis.
+    pub neg_ln: u128,
+    /// See `neg_ln`.
+    pub stake: u64,
+}
+
+impl BlockMeta {
+    /// The PoS score of the block.
+    pub fn score(&self) -> Score {
+        Score::new(self.neg_ln, self.stake)
+    }
+}
+
+/// The metadata of the genesis block.
+pub fn genesis_meta() -> BlockMeta {
+    BlockMeta {
+        height: 0,
+        cumulative_work: [0; 32],
+        slot: 0,
+        neg_ln: 0,
+        stake: 0,
+    }
+}
+
+/// Everything about the parent that validating its child needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Parent<'a> {
+    /// The parent's id.
+    pub id: Hash,
+    /// Its header.
+    pub header: &'a Header,
+    /// Its metadata.
+    pub meta: &'a BlockMeta,
+    /// The state after it.
+    pub state: &'a State,
+    /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending with the
+    /// parent, oldest first.
+    pub recent_timestamps: &'a [u64],
+}
+
+/// A block that passed every rule, with what it leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The state after the block.
+    pub state: State,
+    /// Its metadata.
+    pub meta: BlockMeta,
+}
+
+/// Why a block was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BlockError {
+    /// A PoW block on a PoS chain or the other way round.
+    #[error("seal is for the wrong consensus (chain is {expected})")]
+    WrongConsensus {
+        /// The chain's consensus.
+        expected: &'static str,
+    },
+    /// Too many transactions.
+    #[error("{count} transactions exceed the limit of {max}")]
+    TooManyTxs {
+        /// How many.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The block does not name the given parent (a caller bug, not the peer's).
+    #[error("block's parent is {got}, not {expected}")]
+    WrongParent {
+        /// The parent we hold.
+        expected: Hash,
+        /// The parent it names.
+        got: Hash,
+    },
+    /// Height is not parent + 1.
+    #[error("height {got}, expected {expected}")]
+    BadHeight {
+        /// Parent height + 1.
+        expected: u64,
+        /// The header's height.
+        got: u64,
+    },
+    /// PoW timestamp not above the median of the last 11 blocks.
+    #[error("timestamp {timestamp} is not above the median time past {median}")]
+    TimestampTooOld {
+        /// The header's timestamp.
+        timestamp: u64,
+        /// The median.
+        median: u64,
+    },
+    /// Timestamp or slot too far ahead of our clock.
+    #[error("block time {timestamp} is ahead of our clock {now} by more than the allowed drift")]
+    FromTheFuture {
+        /// The block's time.
+        timestamp: u64,
+        /// Our clock.
+        now: u64,
+    },
+    /// The PoW target is not the one ASERT gives for this height.
+    #[error("target {got} is not the required {expected}")]
+    WrongTarget {
+        /// Required, hex.
+        expected: String,
+        /// Found, hex.
+        got: String,
+    },
+    /// `pow_hash > target`.
+    #[error("proof of work {hash} does not meet the target")]
+    InsufficientWork {
+        /// The hash, hex.
+        hash: String,
+    },
+    /// PoS slot not after the parent's.
+    #[error("slot {slot} is not after the parent's slot {parent_slot}")]
+    SlotNotAfterParent {
+        /// The block's slot.
+        slot: u64,
+        /// The parent's slot.
+        parent_slot: u64,
+    },
+    /// PoS timestamp is not the start of its slot.
+    #[error("timestamp {got} is not the start of slot {slot} ({expected})")]
+    WrongSlotTime {
+        /// The slot.
+        slot: u64,
+        /// Its start.
+        expected: u64,
+        /// The header's timestamp.
+        got: u64,
+    },
+    /// The proposer has no stake in the epoch's snapshot.
+    #[error("proposer {0} has no stake in this epoch's snapshot")]
+    NotAStaker(Address),
+    /// The header's VRF key is not the proposer's registered one.
+    #[error("VRF key is not the one registered for the proposer")]
+    WrongVrfKey,
+    /// Unknown VRF suite.
+    #[error("unsupported VRF suite {0:#04x}")]
+    UnsupportedSuite(u8),
+    /// The VRF proof does not verify.
+    #[error("VRF proof does not verify: {0}")]
+    BadVrfProof(VrfError),
+    /// The VRF output is not the proof's.
+    #[error("VRF output does not match the proof")]
+    WrongVrfOutput,
+    /// Score above the threshold for the failover step.
+    #[error("proposer's score is above the threshold for failover step {step}")]
+    NotEligible {
+        /// The step.
+        step: u32,
+    },
+    /// The proposer's signature does not verify.
+    #[error("block signature: {0}")]
+    BadSignature(KeyError),
+    /// The tx root is not the transactions'.
+    #[error("tx root does not match the transactions")]
+    TxRootMismatch,
+    /// A transaction breaks a rule.
+    #[error("{0}")]
+    Tx(TxRejection),
+    /// The state root is not the state the block leads to.
+    #[error("state root {got} is not the computed {expected}")]
+    StateRootMismatch {
+        /// Computed.
+        expected: Hash,
+        /// In the header.
+        got: Hash,
+    },
+}
+
+impl BlockError {
+    /// True if the block is invalid in itself, so its sender is to blame.
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(
+            self,
+            BlockError::FromTheFuture { .. } | BlockError::WrongParent { .. }
+        )
+    }
+
+    /// A short stable label, for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BlockError::WrongConsensus { .. } => "wrong_consensus",
+            BlockError::TooManyTxs { .. } => "too_many_txs",
+            BlockError::WrongParent { .. } => "wrong_parent",
+            BlockError::BadHeight { .. } => "bad_height",
+            BlockError::TimestampTooOld { .. } => "timestamp_too_old",
+            BlockError::FromTheFuture { .. } => "from_the_future",
+            BlockError::WrongTarget { .. } => "wrong_target",
+            BlockError::InsufficientWork { .. } => "insufficient_work",
+            BlockError::SlotNotAfterParent { .. } => "slot_not_after_parent",
+            BlockError::WrongSlotTime { .. } => "wrong_slot_time",
+            BlockError::NotAStaker(_) => "not_a_staker",
+            BlockError::WrongVrfKey => "wrong_vrf_key",
+            BlockError::UnsupportedSuite(_) => "unsupported_suite",
+            BlockError::BadVrfProof(_) => "bad_vrf_proof",
+            BlockError::WrongVrfOutput => "wrong_vrf_output",
+            BlockError::NotEligible { .. } => "not_eligible",
+            BlockError::BadSignature(_) => "bad_signature",
+            BlockError::TxRootMismatch => "tx_root_mismatch",
+            BlockError::Tx(_) => "invalid_tx",
+            BlockError::StateRootMismatch { .. } => "state_root_mismatch",
+        }
+    }
+}
+
+/// Validates `block` as a child of `parent` at local time `now_ms`.
+///
+/// # Errors
+///
+/// The first rule the block breaks.
+pub fn validate_block(
+    spec: &ChainSpec,
+    parent: &Parent<'_>,
+    block: &SealedBlock,
+    now_ms: u64,
+) -> Result<Imported, BlockError> {
+    let header = block.header();
+    let txs = &block.block().txs;
+    validate_header_alone(spec, header, txs.len())?;
+    validate_against_parent(parent, header)?;
+    let mut state = parent.state.clone();
+    let (meta, epoch) = match (&spec.consensus, &header.seal) {
+        (Consensus::Pow(params), Seal::Pow(seal)) => (
+            validate_pow_seal(spec, params, parent, header, seal, now_ms)?,
+            header.height / params.epoch_blocks,
+        ),
+        (Consensus::Pos(params), Seal::Pos(seal)) => {
+            let meta = validate_pos_seal(spec, params, parent, &mut state, header, seal, now_ms)?;
+            (meta, pos::epoch_of(params, seal.slot))
+        }
+        _ => unreachable!("validate_header_alone checked the seal kind"),
+    };
+    block
+        .block()
+        .signed
+        .verify(&spec.chain_id)
+        .map_err(BlockError::BadSignature)?;
+    if tx_root(txs) != header.tx_root {
+        return Err(BlockError::TxRootMismatch);
+    }
+    verify_signatures(txs, &spec.chain_id).map_err(BlockError::Tx)?;
+    apply_body(spec, &mut state, header, epoch, txs).map_err(BlockError::Tx)?;
+    let root = state.root();
+    if root != header.state_root {
+        return Err(BlockError::StateRootMismatch {
+            expected: root,
+            got: header.state_root,
+        });
+    }
+    Ok(Imported { state, meta })
+}
+
+/// Applies a block's transactions and reward, and for PoS mixes its VRF
+/// output into the epoch randomness. Shared by validation and production
+/// so the two can never disagree.
+pub(crate) fn apply_body(
+    spec: &ChainSpec,
+    state: &mut State,
+    header: &Header,
+    epoch: u64,
+    txs: &[Tx],
+) -> Result<(), TxRejection> {
+    let params = spec.ledger_params();
+    let ctx = BlockCtx {
+        chain_id: &spec.chain_id,
+        epoch,
+        proposer: header.proposer,
+        params: &params,
+    };
+    state.apply_block_body(txs, &ctx)?;
+    if let (Consensus::Pos(pos_params), Seal::Pos(seal)) = (&spec.consensus, &header.seal)
+        && pos::before_freeze(pos_params, seal.slot)
+    {
+        state.epoch.contribute(&seal.vrf_output);
+    }
+    Ok(())
+}
+
+fn validate_header_alone(spec: &ChainSpec, header: &Header, tx_count: usize) -> Result<(), BlockError> {
+    let kind_matches = matches!(
+        (&spec.consensus, &header.seal),
+        (Consensus::Pow(_), Seal::Pow(_)) | (Consensus::Pos(_), Seal::Pos(_))
+    );
+    if !kind_matches {
+        return Err(BlockError::WrongConsensus {
+            expected: spec.consensus_name(),
+        });
+    }
+    if tx_count > MAX_BLOCK_TXS {
+        return Err(BlockError::TooManyTxs {
+            count: tx_count,
+            max: MAX_BLOCK_TXS,
+        });
+    }
+    Ok(())
+}
+
+fn validate_against_parent(parent: &Parent<'_>, header: &Header) -> Result<(), BlockError> {
+    if header.parent != parent.id {
+        return Err(BlockError::WrongParent {
+            expected: parent.id,
+            got: header.parent,
+        });
+    }
+    let expected = parent.meta.height.saturating_add(1);
+    if header.height != expected {
+        return Err(BlockError::BadHeight {
+            expected,
+            got: header.height,
+        });
+    }
+    Ok(())
+}
+
+/// The median of the given timestamps (the upper median for an even count).
+pub fn median_time_past(recent: &[u64]) -> u64 {
+    let mut sorted: Vec<u64> = recent.iter().rev().take(MEDIAN_TIME_SPAN).copied().collect();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+}
+
+/// The target a PoW block must carry: aserti3-2d anchored at a virtual
+/// parent of genesis one block interval before it, so the first block
+/// after genesis carries exactly `initial_target`.
+pub fn required_target(spec: &ChainSpec, params: &PowParams, parent: &Header) -> U256 {
+    let spacing = i64::try_from(params.target_block_ms).unwrap_or(i64::MAX);
+    let half_life = spacing.saturating_mul(i64::try_from(params.half_life_blocks).unwrap_or(i64::MAX));
+    let anchor_parent_time = i64::try_from(spec.genesis_time_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(spacing);
+    let time_diff = i64::try_from(parent.timestamp_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(anchor_parent_time);
+    let height_diff = i64::try_from(parent.height).unwrap_or(i64::MAX);
+    difficulty::next_target(
+        &U256::from_be_bytes(params.initial_target),
+        time_diff,
+        height_diff,
+        spacing,
+        half_life,
+        &U256::MAX,
+    )
+}
+
+fn validate_pow_seal(
+    spec: &ChainSpec,
+    params: &PowParams,
+    parent: &Parent<'_>,
+    header: &Header,
+    seal: &PowSeal,
+    now_ms: u64,
+) -> Result<BlockMeta, BlockError> {
+    let median = median_time_past(parent.recent_timestamps);
+    if header.timestamp_ms <= median {
+        return Err(BlockError::TimestampTooOld {
+            timestamp: header.timestamp_ms,
+            median,
+        });
+    }
+    if header.timestamp_ms > now_ms.saturating_add(params.max_future_drift_ms) {
+        return Err(BlockError::FromTheFuture {
+            timestamp: header.timestamp_ms,
+            now: now_ms,
+        });
+    }
+    let target = required_target(spec, params, parent.header);
+    if seal.target != target.to_be_bytes() {
+        return Err(BlockError::WrongTarget {
+            expected: hex::encode(target.to_be_bytes()),
+            got: hex::encode(seal.target),
+        });
+    }
+    let pre = header.pow_pre().unwrap_or_default();
+    let hash = pow::pow_hash(&pre, seal.nonce);
+    if !pow::meets_target(&hash, &seal.target) {
+        return Err(BlockError::InsufficientWork {
+            hash: hex::encode(hash),
+        });
+    }
+    let work = U256::from_be_bytes(parent.meta.cumulative_work).saturating_add(&U256::work(&target));
+    Ok(BlockMeta {
+        height: header.height,
+        cumulative_work: work.to_be_bytes(),
+        slot: 0,
+        neg_ln: 0,
+        stake: 0,
+    })
+}
+
+fn validate_pos_seal(
+    spec: &ChainSpec,
+    params: &PosParams,
+    parent: &Parent<'_>,
+    state: &mut State,
+    header: &Header,
+    seal: &PosSeal,
+    now_ms: u64,
+) -> Result<BlockMeta, BlockError> {
+    let parent_slot = parent.meta.slot;
+    if seal.slot <= parent_slot {
+        return Err(BlockError::SlotNotAfterParent {
+            slot: seal.slot,
+            parent_slot,
+        });
+    }
+    let start = pos::slot_start(spec, params, seal.slot);
+    if header.timestamp_ms != start {
+        return Err(BlockError::WrongSlotTime {
+            slot: seal.slot,
+            expected: start,
+            got: header.timestamp_ms,
+        });
+    }
+    if start > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+        return Err(BlockError::FromTheFuture {
+            timestamp: start,
+            now: now_ms,
+        });
+    }
+    pos::advance_epoch(state, params, seal.slot);
+    let staker = state
+        .epoch
+        .snapshot
+        .get(&header.proposer)
+        .cloned()
+        .ok_or(BlockError::NotAStaker(header.proposer))?;
+    if seal.vrf_key != staker.vrf_key {
+        return Err(BlockError::WrongVrfKey);
+    }
+    if seal.suite != vrf::SUITE {
+        return Err(BlockError::UnsupportedSuite(seal.suite));
+    }
+    let alpha = pos::vrf_input(&spec.chain_id, &state.epoch.eta, seal.slot);
+    let output = vrf::verify(&seal.vrf_key, &alpha, &seal.vrf_proof).map_err(BlockError::BadVrfProof)?;
+    if output != seal.vrf_output {
+        return Err(BlockError::WrongVrfOutput);
+    }
+    let step = pos::failover_step(params, seal.slot, parent_slot);
+    let score =
+        pos::eligible(params, state, &staker, &output, step).ok_or(BlockError::NotEligible { step })?;
+    Ok(BlockMeta {
+        height: header.height,
+        cumulative_work: [0; 32],
+        slot: seal.slot,
+        neg_ln: score.neg_ln(),
+        stake: score.stake(),
+    })
+}

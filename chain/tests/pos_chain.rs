@@ -1,0 +1,448 @@
+//! A proof-of-stake chain of several stakers, produced and validated by the
+//! rules, plus every way a PoS block can be invalid.
+
+mod common;
+
+use common::TestChain;
+use klero_chain::fork_choice::prefer;
+use klero_chain::keys::Keypair;
+use klero_chain::ledger::TxError;
+use klero_chain::pos;
+use klero_chain::produce::{pos_block, pos_claim};
+use klero_chain::spec::{ChainSpec, Consensus, PosParams};
+use klero_chain::types::{Block, Equivocation, Seal, SignedHeader, Tx, TxBody, TxKind};
+use klero_chain::validate::{BlockError, BlockMeta};
+
+const STAKERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+fn spec() -> ChainSpec {
+    let mut text = String::from(
+        "[chain]\nid = \"pos-test\"\nconsensus = \"pos\"\ngenesis_time_ms = 0\n\
+         [ledger]\nblock_reward = 10\nmin_fee = 1\nmin_stake = 100\nunbonding_epochs = 1\n\
+         [pos]\nslot_ms = 1000\nepoch_slots = 10\nfreeze_slots = 3\nleader_c_milli = 3000\n\
+         max_failover_steps = 8\nmax_rollback = 20\n",
+    );
+    for (i, name) in STAKERS.iter().enumerate() {
+        let key = Keypair::dev(name);
+        text += &format!(
+            "[[accounts]]\nname = \"{name}\"\naddress = \"{}\"\nbalance = 1000000\nstake = {}\nvrf_key = \"{}\"\n",
+            key.address(),
+            (i + 1) * 1000,
+            hex::encode(key.vrf().public_key().0)
+        );
+    }
+    ChainSpec::from_toml(&text).unwrap()
+}
+
+fn params(spec: &ChainSpec) -> &PosParams {
+    match &spec.consensus {
+        Consensus::Pos(p) => p,
+        Consensus::Pow(_) => unreachable!(),
+    }
+}
+
+fn keys() -> Vec<Keypair> {
+    STAKERS.iter().map(|n| Keypair::dev(n)).collect()
+}
+
+fn now(chain: &TestChain, slot: u64) -> u64 {
+    pos::slot_start(&chain.spec, params(&chain.spec), slot)
+}
+
+/// The canonical block for `slot`: the eligible claim with the lowest score.
+fn best_block(chain: &TestChain, slot: u64, txs: &[Tx]) -> Option<(Keypair, Block)> {
+    let parent = chain.parent();
+    keys()
+        .into_iter()
+        .filter_map(|k| pos_claim(&chain.spec, &parent, &k, slot).map(|c| (k, c)))
+        .min_by(|a, b| a.1.score.cmp(&b.1.score))
+        .map(|(k, claim)| {
+            let block = pos_block(&chain.spec, &parent, &k, &claim, txs).unwrap();
+            (k, block)
+        })
+}
+
+/// Grows the chain through `slots`, one canonical block per slot that has one.
+fn grow(chain: &mut TestChain, slots: std::ops::Range<u64>) {
+    for slot in slots {
+        if let Some((_, block)) = best_block(chain, slot, &[]) {
+            chain.push(block, now(chain, slot));
+        }
+    }
+}
+
+#[test]
+fn several_stakers_produce_a_valid_chain_over_many_epochs() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..81);
+    // c = 3: ~95% of slots have an eligible staker at step 0, and failover
+    // fills in after an empty one.
+    assert!(chain.height() >= 70, "only {} blocks in 80 slots", chain.height());
+    let proposers: std::collections::BTreeSet<_> = chain
+        .blocks
+        .iter()
+        .skip(1)
+        .map(|(b, _, _)| b.header().proposer)
+        .collect();
+    assert!(
+        proposers.len() >= 3,
+        "only {} distinct proposers",
+        proposers.len()
+    );
+    let tip = &chain.tip().1;
+    assert_eq!(tip.epoch.epoch, 8);
+    let rewards = keys()
+        .iter()
+        .fold(0u64, |t, k| t + tip.accounts[&k.address()].rewards);
+    assert_eq!(rewards, 10 * chain.height());
+}
+
+#[test]
+fn an_ineligible_staker_cannot_make_a_valid_block() {
+    let mut chain = TestChain::new(spec());
+    for _ in 0..20 {
+        let parent = chain.parent();
+        let slot = parent.meta.slot + 1;
+        // A staker without a claim at failover step 0 proves the slot anyway.
+        if let Some(key) = keys()
+            .into_iter()
+            .find(|k| pos_claim(&chain.spec, &parent, k, slot).is_none())
+        {
+            let mut state = parent.state.clone();
+            pos::advance_epoch(&mut state, params(&chain.spec), slot);
+            let alpha = pos::vrf_input(&chain.spec.chain_id, &state.epoch.eta, slot);
+            let proof = key.vrf().prove(&alpha);
+            let output = klero_chain::vrf::proof_to_hash(&proof).unwrap();
+            let score = klero_chain::draw::score(&output.0, 1);
+            let claim = pos::PosClaim {
+                slot,
+                output,
+                proof,
+                score,
+            };
+            let block = pos_block(&chain.spec, &parent, &key, &claim, &[]).unwrap();
+            assert_eq!(
+                chain.validate(&block, now(&chain, slot)),
+                Err(BlockError::NotEligible { step: 0 })
+            );
+            return;
+        }
+        let (_, block) = best_block(&chain, slot, &[]).unwrap();
+        chain.push(block, now(&chain, slot));
+    }
+    panic!("every staker was eligible in 20 slots running");
+}
+
+fn resign(
+    block: &Block,
+    key: &Keypair,
+    chain_id: &str,
+    edit: impl FnOnce(&mut klero_chain::Header),
+) -> Block {
+    let mut header = block.header().clone();
+    edit(&mut header);
+    Block {
+        signed: SignedHeader::sign(header, key, chain_id),
+        txs: block.txs.clone(),
+    }
+}
+
+#[test]
+fn a_block_with_another_stakers_proof_is_rejected() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..3);
+    let slot = chain.tip().2.slot + 1;
+    let (winner, block) = (slot..slot + 50)
+        .find_map(|s| best_block(&chain, s, &[]))
+        .unwrap();
+    let thief = keys()
+        .into_iter()
+        .find(|k| k.address() != winner.address())
+        .unwrap();
+    let id = &chain.spec.chain_id;
+    let now = now(&chain, 1000);
+    // Claiming the winner's proof as the thief's block: the header's VRF key
+    // is not the thief's registered key.
+    let stolen = resign(&block, &thief, id, |h| h.proposer = thief.address());
+    assert_eq!(chain.validate(&stolen, now), Err(BlockError::WrongVrfKey));
+    // Swapping in the thief's VRF key: the proof no longer verifies.
+    let swapped = resign(&block, &thief, id, |h| {
+        h.proposer = thief.address();
+        if let Seal::Pos(s) = &mut h.seal {
+            s.vrf_key = thief.vrf().public_key();
+        }
+    });
+    assert!(matches!(
+        chain.validate(&swapped, now),
+        Err(BlockError::BadVrfProof(_))
+    ));
+}
+
+#[test]
+fn every_broken_seal_is_rejected_with_its_reason() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..6);
+    let parent_slot = chain.tip().2.slot;
+    let (key, block) = (parent_slot + 1..parent_slot + 50)
+        .find_map(|s| best_block(&chain, s, &[]))
+        .unwrap();
+    let slot = block.header().slot().unwrap();
+    let at = now(&chain, slot);
+    let id = chain.spec.chain_id.clone();
+    assert!(chain.validate(&block, at).is_ok());
+
+    let mut bad_sig = block.clone();
+    bad_sig.signed.signature.0[0] ^= 1;
+    assert!(matches!(
+        chain.validate(&bad_sig, at),
+        Err(BlockError::BadSignature(_))
+    ));
+
+    assert!(matches!(
+        chain.validate(&block, at - 2_000),
+        Err(BlockError::FromTheFuture { .. })
+    ));
+
+    let stale = resign(&block, &key, &id, |h| {
+        if let Seal::Pos(s) = &mut h.seal {
+            s.slot = parent_slot;
+        }
+    });
+    assert!(matches!(
+        chain.validate(&stale, at),
+        Err(BlockError::SlotNotAfterParent { .. })
+    ));
+
+    let wrong_time = resign(&block, &key, &id, |h| h.timestamp_ms += 1);
+    assert!(matches!(
+        chain.validate(&wrong_time, at),
+        Err(BlockError::WrongSlotTime { .. })
+    ));
+
+    let mut flipped = block.clone();
+    let mut header = flipped.header().clone();
+    if let Seal::Pos(s) = &mut header.seal {
+        s.vrf_proof.0[40] ^= 0x10;
+    }
+    flipped = Block {
+        signed: SignedHeader::sign(header, &key, &id),
+        txs: flipped.txs,
+    };
+    assert!(matches!(
+        chain.validate(&flipped, at),
+        Err(BlockError::BadVrfProof(_))
+    ));
+
+    let outsider = Keypair::dev("mallory");
+    let unstaked = resign(&block, &outsider, &id, |h| h.proposer = outsider.address());
+    assert_eq!(
+        chain.validate(&unstaked, at),
+        Err(BlockError::NotAStaker(outsider.address()))
+    );
+
+    let wrong_root = resign(&block, &key, &id, |h| h.state_root = klero_chain::Hash([9; 32]));
+    assert!(matches!(
+        chain.validate(&wrong_root, at),
+        Err(BlockError::StateRootMismatch { .. })
+    ));
+}
+
+#[test]
+fn failover_widens_the_threshold_after_empty_slots() {
+    let chain = TestChain::new(spec());
+    let p = params(&chain.spec);
+    let state = chain.tip().1.clone();
+    let stakers: Vec<_> = keys()
+        .into_iter()
+        .map(|k| (state.epoch.snapshot.get(&k.address()).unwrap().clone(), k))
+        .collect();
+    let has_claim = |slot: u64, step: u32| {
+        stakers
+            .iter()
+            .any(|(staker, key)| pos::claim(&chain.spec, p, &state, staker, key.vrf(), slot, step).is_some())
+    };
+    let slots = 1..201u64;
+    let at_step0: Vec<u64> = slots.clone().filter(|s| has_claim(*s, 0)).collect();
+    let at_step4: Vec<u64> = slots.filter(|s| has_claim(*s, 4)).collect();
+    // c = 3: P(someone eligible) = 1 - e^-3 ≈ 0.95 at step 0 and 1 - e^-15 at step 4.
+    assert!(
+        (170..=200).contains(&at_step0.len()),
+        "step 0: {} of 200 slots",
+        at_step0.len()
+    );
+    assert_eq!(at_step4.len(), 200, "step 4 admits a staker in every slot");
+    assert!(
+        at_step0.iter().all(|s| at_step4.contains(s)),
+        "widening only adds"
+    );
+}
+
+#[test]
+fn an_epoch_without_blocks_is_skipped_cleanly() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..12);
+    // Nothing in epochs 2 and 3 (slots 20..40); the chain resumes in epoch 4.
+    grow(&mut chain, 40..55);
+    let tip = &chain.tip().1;
+    assert_eq!(tip.epoch.epoch, 5);
+    assert!(
+        chain
+            .blocks
+            .iter()
+            .any(|(b, _, _)| b.header().slot().unwrap() >= 40)
+    );
+}
+
+#[test]
+fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..3);
+    let parent_slot = chain.tip().2.slot;
+    let (offender, first) = (parent_slot + 1..parent_slot + 50)
+        .find_map(|s| best_block(&chain, s, &[]))
+        .unwrap();
+    // The same proposer signs a second, different block for the same slot.
+    let reporter = keys()
+        .into_iter()
+        .find(|k| k.address() != offender.address())
+        .unwrap();
+    let filler = Tx::sign(
+        TxBody {
+            from: offender.address(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Transfer {
+                to: reporter.address(),
+                amount: 5,
+            },
+        },
+        &offender,
+        &chain.spec.chain_id,
+    );
+    let parent = chain.parent();
+    let slot = first.header().slot().unwrap();
+    let claim = pos_claim(&chain.spec, &parent, &offender, slot).unwrap();
+    let second = pos_block(&chain.spec, &parent, &offender, &claim, &[filler]).unwrap();
+    assert_ne!(first.header().id(), second.header().id());
+    chain.push(first.clone(), now(&chain, slot));
+    let evidence = Equivocation {
+        a: first.signed.clone(),
+        b: second.signed.clone(),
+    };
+    let nonce = chain.tip().1.accounts[&reporter.address()].nonce;
+    let report = Tx::sign(
+        TxBody {
+            from: reporter.address(),
+            nonce,
+            fee: 1,
+            kind: TxKind::Evidence(Box::new(evidence.clone())),
+        },
+        &reporter,
+        &chain.spec.chain_id,
+    );
+    let stake_before = chain.tip().1.accounts[&offender.address()].bonded;
+    assert!(stake_before > 0);
+    // Include the report in the next canonical block (by whoever wins).
+    let next = chain.tip().2.slot + 1;
+    let (_, block) = (next..next + 50)
+        .find_map(|s| best_block(&chain, s, std::slice::from_ref(&report)))
+        .unwrap();
+    assert_eq!(block.txs.len(), 1, "the evidence is included");
+    let slot = block.header().slot().unwrap();
+    chain.push(block, now(&chain, slot));
+    assert_eq!(chain.tip().1.accounts[&offender.address()].bonded, 0);
+    assert_eq!(chain.tip().1.burned, stake_before - stake_before / 2);
+    // Reporting the same equivocation again is refused.
+    let again = Tx::sign(
+        TxBody {
+            from: reporter.address(),
+            nonce: nonce + 1,
+            fee: 1,
+            kind: TxKind::Evidence(Box::new(evidence)),
+        },
+        &reporter,
+        &chain.spec.chain_id,
+    );
+    let mut state = chain.tip().1.clone();
+    let lp = chain.spec.ledger_params();
+    let ctx = klero_chain::ledger::BlockCtx {
+        chain_id: &chain.spec.chain_id,
+        epoch: 0,
+        proposer: reporter.address(),
+        params: &lp,
+    };
+    assert!(matches!(
+        state.apply_tx(&again, &ctx),
+        Err(TxError::AlreadySlashed { .. })
+    ));
+    // Two epochs on, the offender is no longer in the snapshot.
+    let resume = chain.tip().2.slot + 1;
+    grow(&mut chain, resume..resume + 25);
+    assert!(chain.tip().1.epoch.snapshot.get(&offender.address()).is_none());
+}
+
+fn meta(height: u64, slot: u64, neg_ln: u128, stake: u64) -> BlockMeta {
+    BlockMeta {
+        height,
+        cumulative_work: [0; 32],
+        slot,
+        neg_ln,
+        stake,
+    }
+}
+
+#[test]
+fn fork_choice_prefers_longer_then_earlier_slot_then_lower_score() {
+    let spec = spec();
+    let (a, b) = (meta(10, 30, 0, 0), meta(11, 31, 0, 0));
+    assert!(prefer(&spec, &a, &b, None), "longer wins");
+    assert!(!prefer(&spec, &b, &a, None), "shorter loses");
+    let tip = meta(10, 30, 0, 0);
+    let ours = meta(8, 20, 5 << 64, 100);
+    let earlier = meta(8, 19, 9 << 64, 100);
+    let lower = meta(8, 20, 1 << 64, 100);
+    let higher = meta(8, 20, 5 << 64, 50);
+    assert!(
+        prefer(&spec, &tip, &tip, Some((&ours, &earlier))),
+        "earlier divergent slot wins"
+    );
+    assert!(
+        prefer(&spec, &tip, &tip, Some((&ours, &lower))),
+        "lower score wins"
+    );
+    assert!(
+        !prefer(&spec, &tip, &tip, Some((&ours, &higher))),
+        "higher score loses"
+    );
+    assert!(
+        !prefer(&spec, &tip, &tip, Some((&ours, &ours.clone()))),
+        "a tie keeps the current tip"
+    );
+}
+
+#[test]
+fn crafted_forks_resolve_by_the_rules() {
+    let mut base = TestChain::new(spec());
+    grow(&mut base, 1..4);
+    // Two branches from the same parent: each takes a different slot's winner.
+    let s = base.tip().2.slot + 1;
+    let mut candidates: Vec<Block> = (s..s + 40)
+        .filter_map(|slot| best_block(&base, slot, &[]).map(|(_, b)| b))
+        .take(2)
+        .collect();
+    let second = candidates.pop().unwrap();
+    let first = candidates.pop().unwrap();
+    let mut a = base.clone();
+    let mut b = base.clone();
+    let (fs, ss) = (first.header().slot().unwrap(), second.header().slot().unwrap());
+    a.push(first, now(&a, fs));
+    b.push(second, now(&b, ss));
+    let (ma, mb) = (a.tip().2.clone(), b.tip().2.clone());
+    // Same height: the branch whose block has the earlier slot wins.
+    assert!(prefer(&a.spec, &mb, &ma, Some((&mb, &ma))));
+    assert!(!prefer(&a.spec, &ma, &mb, Some((&ma, &mb))));
+    // Growing b by one more block makes it the longer chain, which wins.
+    let next = mb.slot + 1;
+    grow(&mut b, next..next + 10);
+    assert!(prefer(&a.spec, &ma, &b.tip().2, Some((&ma, &mb))));
+}
