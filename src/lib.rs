@@ -7,6 +7,10 @@
 //!
 //! - [`cli`]: the `klero` command line, one file per subcommand.
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
+//! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
+//!   goodness-of-fit statistics.
 
 pub mod cli;
+pub mod fairness;
 pub mod keyfile;
+pub mod stats;

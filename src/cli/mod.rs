@@ -1,6 +1,8 @@
 //! The `klero` command line: one subcommand per file, each an `XCommand`
 //! struct with an `execute` method. `anyhow` lives here and nowhere deeper.
 
+mod bench;
+mod bench_hashrate;
 mod keys;
 mod spec;
 
@@ -28,7 +30,8 @@ pub enum Command {
     /// Start, watch and stop a local multi-node testnet.
     Testnet(NotYet),
     /// Hashrate and fairness benchmarks.
-    Bench(NotYet),
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Create and show node keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -56,7 +59,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Keys(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Spec(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
-        Command::Node(_) | Command::Wallet(_) | Command::Testnet(_) | Command::Bench(_) | Command::Lab(_) => {
+        Command::Bench(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
+        Command::Node(_) | Command::Wallet(_) | Command::Testnet(_) | Command::Lab(_) => {
             eprintln!("not built yet");
             Ok(ExitCode::from(2))
         }
