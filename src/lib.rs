@@ -7,6 +7,8 @@
 //!
 //! - [`cli`]: the `klero` command line, one file per subcommand.
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
+//! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
 
 pub mod cli;
 pub mod keyfile;
+pub mod p2p;
