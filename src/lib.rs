@@ -9,8 +9,10 @@
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
 //! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
 //!   goodness-of-fit statistics.
+//! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
 
 pub mod cli;
 pub mod fairness;
 pub mod keyfile;
+pub mod p2p;
 pub mod stats;

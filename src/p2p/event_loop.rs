@@ -1,0 +1,471 @@
+//! The task that owns the swarm.
+//!
+//! [`EventLoop::run`] selects, in this order of priority, over commands from
+//! [`NetworkHandle`](super::NetworkHandle)s (local work first), the redial
+//! timer, and swarm events. Handlers are synchronous: the loop never awaits
+//! another task, and talks to the node only with `try_send`, so a slow node
+//! costs dropped gossip (reported `Ignore`) and refused sync requests, never
+//! a stalled swarm.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{Swarm, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, identify, mdns};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, trace, warn};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::sync_codec::{SyncRequest, SyncResponse};
+use super::topics::{Names, TopicKind};
+use super::{MessageRef, NetworkEvent, P2pError, ResponseChannelRef, Verdict};
+
+/// Quiet peers stay connected this long with no stream open; blocks may be
+/// minutes apart on a slow chain.
+pub(crate) const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often disconnected bootnodes are dialled again, so that a healed
+/// partition reconnects on its own.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(10);
+/// Below this many peers every redial tick also runs a kademlia bootstrap;
+/// kademlia's own periodic one (every 5 minutes) is for a settled node.
+const TARGET_PEERS: usize = 8;
+/// Inbound sync requests the node may hold unanswered; more are refused.
+const MAX_PENDING_RESPONSES: usize = 64;
+
+/// What a [`NetworkHandle`](super::NetworkHandle) asks of the loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish {
+        kind: TopicKind,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Report {
+        msg: MessageRef,
+        verdict: Verdict,
+    },
+    Request {
+        peer: PeerId,
+        req: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, P2pError>>,
+    },
+    Respond {
+        channel: ResponseChannelRef,
+        resp: SyncResponse,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Shutdown,
+}
+
+/// A configured bootnode: its address without `/p2p/`, and its peer id,
+/// from the address or learned on the first successful dial.
+#[derive(Debug)]
+struct Bootnode {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+}
+
+/// Owns the swarm; spawn [`EventLoop::run`] to bring the network up.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    names: Names,
+    bootnodes: Vec<Bootnode>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetworkEvent>,
+    /// Our sync requests awaiting an answer; each ends within the request
+    /// timeout as a response or an `OutboundFailure`.
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, P2pError>>>,
+    /// Peers' sync requests the node has not answered yet. libp2p's
+    /// channels cannot leave the loop; [`ResponseChannelRef`] names them.
+    pending_responses: HashMap<InboundRequestId, ResponseChannel<SyncResponse>>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        mut swarm: Swarm<Behaviour>,
+        names: Names,
+        bootnodes: Vec<Multiaddr>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetworkEvent>,
+    ) -> EventLoop {
+        let bootnodes: Vec<Bootnode> = bootnodes.into_iter().map(Bootnode::new).collect();
+        for bootnode in &bootnodes {
+            if let Some(peer) = bootnode.peer {
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, bootnode.addr.clone());
+            }
+        }
+        EventLoop {
+            swarm,
+            names,
+            bootnodes,
+            commands,
+            events,
+            pending_requests: HashMap::new(),
+            pending_responses: HashMap::new(),
+        }
+    }
+
+    /// Runs the network until [`NetworkHandle::shutdown`](super::NetworkHandle::shutdown)
+    /// is called or every handle is dropped. Dropping the swarm on return
+    /// closes every connection and listener.
+    pub async fn run(mut self) {
+        // The first tick fires at once: that is the initial bootnode dial.
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            // All three futures are cancel-safe: losing the race drops
+            // nothing (mpsc recv, interval tick, polling the swarm stream).
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    // `None`: every handle is gone, so nobody can use the network.
+                    let Some(command) = command else { break };
+                    if self.on_command(command).is_break() {
+                        break;
+                    }
+                }
+                _ = redial.tick() => self.on_redial(),
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+        info!("network event loop stopped");
+    }
+
+    fn on_command(&mut self, command: Command) -> ControlFlow<()> {
+        match command {
+            Command::Publish { kind, bytes, reply } => {
+                let _ = reply.send(self.publish(kind, bytes));
+            }
+            Command::Report { msg, verdict } => self.report(&msg, verdict),
+            Command::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::Respond { channel, resp } => match self.pending_responses.remove(&channel.0) {
+                Some(channel) => {
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, resp)
+                        .is_err()
+                    {
+                        debug!("sync response dropped: the requester is gone");
+                    }
+                }
+                None => debug!("sync response dropped: the request timed out or failed"),
+            },
+            Command::Peers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(self.swarm.dial(addr).map_err(P2pError::from));
+            }
+            Command::Shutdown => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn publish(&mut self, kind: TopicKind, bytes: Vec<u8>) -> Result<(), P2pError> {
+        let max = kind.max_bytes();
+        if bytes.len() > max {
+            return Err(P2pError::TooLarge {
+                kind: kind.name(),
+                len: bytes.len(),
+                max,
+            });
+        }
+        let topic = self.names.topic(kind).hash();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(id) => debug!(message_id = %id, kind = kind.name(), "published"),
+            // Alone, the node still produces; its blocks spread through sync.
+            Err(PublishError::NoPeersSubscribedToTopic) => {
+                debug!(kind = kind.name(), "not published: no peer subscribed");
+            }
+            // Already seen on the network: there is nothing left to do.
+            Err(PublishError::Duplicate) => debug!(kind = kind.name(), "not published: duplicate"),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, msg: &MessageRef, verdict: Verdict) {
+        // `false` means the message left gossipsub's cache (validation came
+        // too late); gossipsub logs that itself.
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&msg.id, &msg.source, verdict.into());
+    }
+
+    fn on_redial(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        for bootnode in &self.bootnodes {
+            let opts = match bootnode.peer {
+                Some(peer) if peer == local || self.swarm.is_connected(&peer) => continue,
+                // A testnet may hand every node the same list, this one included.
+                None if self.swarm.listeners().any(|a| *a == bootnode.addr) => continue,
+                // The default condition skips a peer we are already dialling.
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![bootnode.addr.clone()])
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(bootnode.addr.clone()).build(),
+            };
+            if let Err(error) = self.swarm.dial(opts) {
+                debug!(addr = %bootnode.addr, %error, "bootnode not dialled");
+            }
+        }
+        if self.swarm.connected_peers().count() < TARGET_PEERS
+            && let Err(error) = self.swarm.behaviour_mut().kad.bootstrap()
+        {
+            debug!(%error, "kademlia bootstrap not started");
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Only peers that speak our chain's kademlia belong in our
+                // routing table; their listen addresses are how others will
+                // find them through us.
+                if info.protocols.contains(&self.names.kad) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "found by mdns");
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    let _ = self
+                        .swarm
+                        .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if endpoint.is_dialer() {
+                    self.learn_bootnode_peer(peer_id, endpoint.get_remote_address());
+                }
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
+                    self.emit(NetworkEvent::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                debug!(peer = %peer_id, ?cause, "peer disconnected");
+                self.emit(NetworkEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => debug!(addr = %send_back_addr, %error, "incoming connection failed"),
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => warn!(?addresses, ?reason, "listener closed"),
+            event => trace!(?event),
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        let (propagation_source, message_id, message) = match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => (propagation_source, message_id, message),
+            event => {
+                trace!(?event, "gossipsub");
+                return;
+            }
+        };
+        let msg = MessageRef {
+            id: message_id,
+            source: propagation_source,
+        };
+        let Some(kind) = self.names.kind(&message.topic) else {
+            // Gossipsub only delivers topics we subscribed to.
+            debug!(topic = %message.topic, "gossip on an unknown topic ignored");
+            return self.report(&msg, Verdict::Ignore);
+        };
+        if message.data.len() > kind.max_bytes() {
+            debug!(peer = %propagation_source, kind = kind.name(), len = message.data.len(), "oversized gossip rejected");
+            return self.report(&msg, Verdict::Reject);
+        }
+        let event = match kind {
+            TopicKind::Block => NetworkEvent::Block {
+                from: propagation_source,
+                msg: msg.clone(),
+                bytes: message.data,
+            },
+            TopicKind::Tx => NetworkEvent::Tx {
+                from: propagation_source,
+                msg: msg.clone(),
+                bytes: message.data,
+            },
+        };
+        if let Err(error) = self.events.try_send(event) {
+            warn!(peer = %propagation_source, kind = kind.name(), %error, "gossip dropped: the node is not keeping up");
+            self.report(&msg, Verdict::Ignore);
+        }
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                if self.pending_responses.len() >= MAX_PENDING_RESPONSES {
+                    warn!(%peer, "sync request refused: too many unanswered");
+                    return self.refuse(channel);
+                }
+                self.pending_responses.insert(request_id, channel);
+                let event = NetworkEvent::SyncRequest {
+                    from: peer,
+                    req: request,
+                    channel: ResponseChannelRef(request_id),
+                };
+                if let Err(error) = self.events.try_send(event) {
+                    warn!(%peer, %error, "sync request refused: the node is not keeping up");
+                    if let Some(channel) = self.pending_responses.remove(&request_id) {
+                        self.refuse(channel);
+                    }
+                }
+            }
+            request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                debug!(%peer, %error, "sync request failed");
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(error.into()));
+                }
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.pending_responses.remove(&request_id);
+                match error {
+                    // Bad input from the peer: the codec says what was wrong.
+                    request_response::InboundFailure::Io(error) => {
+                        warn!(%peer, %error, "bad sync request");
+                    }
+                    error => debug!(%peer, %error, "inbound sync request failed"),
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn refuse(&mut self, channel: ResponseChannel<SyncResponse>) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, SyncResponse::Refused);
+    }
+
+    /// Records the peer id behind a bootnode given without `/p2p/`, so the
+    /// redial timer can tell when it is connected.
+    fn learn_bootnode_peer(&mut self, peer: PeerId, remote: &Multiaddr) {
+        let remote = without_p2p(remote.clone());
+        for bootnode in &mut self.bootnodes {
+            if bootnode.peer.is_none() && bootnode.addr == remote {
+                bootnode.peer = Some(peer);
+                self.swarm.behaviour_mut().kad.add_address(&peer, remote.clone());
+            }
+        }
+    }
+
+    /// Hands an event to the node without waiting; a full queue loses it.
+    fn emit(&self, event: NetworkEvent) {
+        if let Err(TrySendError::Full(event)) = self.events.try_send(event) {
+            warn!(?event, "network event dropped: the node is not keeping up");
+        }
+    }
+}
+
+impl Bootnode {
+    fn new(addr: Multiaddr) -> Bootnode {
+        let peer = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Some(peer),
+            _ => None,
+        };
+        Bootnode {
+            addr: without_p2p(addr),
+            peer,
+        }
+    }
+}
+
+fn without_p2p(mut addr: Multiaddr) -> Multiaddr {
+    if let Some(Protocol::P2p(_)) = addr.iter().last() {
+        addr.pop();
+    }
+    addr
+}
