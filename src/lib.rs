@@ -9,10 +9,12 @@
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
 //! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
 //!   goodness-of-fit statistics.
+//! - [`node`]: the node: store, chain task, mempool, sync, producers, HTTP API.
 //! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
 
 pub mod cli;
 pub mod fairness;
 pub mod keyfile;
+pub mod node;
 pub mod p2p;
 pub mod stats;

@@ -16,6 +16,10 @@ pub enum KeysCommand {
         /// Where to write the key.
         #[arg(long)]
         out: PathBuf,
+        /// Write a well-known, insecure development key (alice, bob, …)
+        /// instead of a random one: the testnet specs' genesis accounts.
+        #[arg(long)]
+        dev: Option<String>,
     },
     /// Show the address and VRF public key of a key file or a development key.
     Show {
@@ -39,8 +43,11 @@ impl KeysCommand {
     /// If a key file cannot be read or written.
     pub fn execute(self) -> Result<()> {
         match self {
-            KeysCommand::New { out } => {
-                let key = keyfile::generate()?;
+            KeysCommand::New { out, dev } => {
+                let key = match dev {
+                    Some(name) => Keypair::dev(&name),
+                    None => keyfile::generate()?,
+                };
                 keyfile::write(&out, &key)?;
                 println!("wrote {}", out.display());
                 print_key(&key, false);

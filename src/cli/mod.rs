@@ -4,6 +4,7 @@
 mod bench;
 mod bench_hashrate;
 mod keys;
+mod node;
 mod spec;
 
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: gossip, sync, store, mine or stake, serve the HTTP API.
-    Node(NotYet),
+    Node(node::NodeArgs),
     /// Keys, balances, transfers, staking and unstaking.
     Wallet(NotYet),
     /// Start, watch and stop a local multi-node testnet.
@@ -60,7 +61,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Spec(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
-        Command::Node(_) | Command::Wallet(_) | Command::Testnet(_) | Command::Lab(_) => {
+        Command::Node(args) => args.execute().map(|()| ExitCode::SUCCESS),
+        Command::Wallet(_) | Command::Testnet(_) | Command::Lab(_) => {
             eprintln!("not built yet");
             Ok(ExitCode::from(2))
         }

@@ -1,0 +1,199 @@
+//! `klero node`: run a node. Every option can also come from a TOML file
+//! (`--config`), whose keys are the long option names with underscores;
+//! the command line wins over the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+use crate::keyfile;
+use crate::node::{self, NodeConfig};
+
+/// The API address when none is given.
+const DEFAULT_RPC: &str = "127.0.0.1:8645";
+/// The network address when none is given: loopback, a free port.
+const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// `klero node …`
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeArgs {
+    /// The chain spec (TOML).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Where the database and the network identity live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Network listen address (repeatable). Default: /ip4/127.0.0.1/tcp/0.
+    #[arg(long)]
+    #[serde(default)]
+    listen: Vec<String>,
+    /// HTTP API address. Default: 127.0.0.1:8645.
+    #[arg(long)]
+    rpc: Option<SocketAddr>,
+    /// A peer to dial at start, /ip4/…/tcp/…/p2p/… (repeatable).
+    #[arg(long)]
+    #[serde(default)]
+    bootnode: Vec<String>,
+    /// The proposer key file (see `klero keys new`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Mine (proof-of-work chains).
+    #[arg(long)]
+    #[serde(default)]
+    mine: bool,
+    /// Miner threads. Default: 1.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Cap on the miner's hashes per second (to simulate a weaker miner).
+    #[arg(long)]
+    hashrate_cap: Option<u64>,
+    /// Propose blocks in won slots (proof-of-stake chains).
+    #[arg(long)]
+    #[serde(default)]
+    stake: bool,
+    /// Discover peers on the LAN by multicast DNS (off by default: it
+    /// sends traffic to every host on the network).
+    #[arg(long)]
+    #[serde(default)]
+    mdns: bool,
+    /// Read options from this TOML file.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// Runs the node.
+    ///
+    /// # Errors
+    ///
+    /// Bad options, or whatever stops the node from starting.
+    pub fn execute(self) -> Result<()> {
+        let config = self.resolve()?;
+        init_logging();
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(node::run(config))
+    }
+
+    /// Merges the config file under the command line and checks everything.
+    fn resolve(self) -> Result<NodeConfig> {
+        let args = match self.config.clone() {
+            Some(path) => self.over(read_config(&path)?),
+            None => self,
+        };
+        let Some(spec_path) = args.spec else {
+            bail!("--spec FILE is required (e.g. testnet/pos.toml)")
+        };
+        let Some(data_dir) = args.data_dir else {
+            bail!("--data-dir DIR is required")
+        };
+        let listen = if args.listen.is_empty() {
+            vec![DEFAULT_LISTEN.to_owned()]
+        } else {
+            args.listen
+        };
+        Ok(NodeConfig {
+            spec: super::spec::load(&spec_path)?,
+            data_dir,
+            listen: parse_addrs(&listen, "--listen")?,
+            rpc: args
+                .rpc
+                .unwrap_or_else(|| DEFAULT_RPC.parse().expect("valid default")),
+            bootnodes: parse_addrs(&args.bootnode, "--bootnode")?,
+            key: args.key.as_deref().map(keyfile::read).transpose()?,
+            mine: args.mine,
+            threads: args.threads.unwrap_or(1),
+            hashrate_cap: args.hashrate_cap,
+            stake: args.stake,
+            mdns: args.mdns,
+        })
+    }
+
+    /// `self` with every option it leaves unset taken from `file`.
+    fn over(self, file: NodeArgs) -> NodeArgs {
+        NodeArgs {
+            spec: self.spec.or(file.spec),
+            data_dir: self.data_dir.or(file.data_dir),
+            listen: if self.listen.is_empty() {
+                file.listen
+            } else {
+                self.listen
+            },
+            rpc: self.rpc.or(file.rpc),
+            bootnode: if self.bootnode.is_empty() {
+                file.bootnode
+            } else {
+                self.bootnode
+            },
+            key: self.key.or(file.key),
+            mine: self.mine || file.mine,
+            threads: self.threads.or(file.threads),
+            hashrate_cap: self.hashrate_cap.or(file.hashrate_cap),
+            stake: self.stake || file.stake,
+            mdns: self.mdns || file.mdns,
+            config: self.config,
+        }
+    }
+}
+
+fn read_config(path: &Path) -> Result<NodeArgs> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+fn parse_addrs(addrs: &[String], flag: &str) -> Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("{flag} {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/30333)"))
+        })
+        .collect()
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn,libp2p_kad=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_wins_over_the_config_file() {
+        let file: NodeArgs = toml::from_str(
+            "spec = \"a.toml\"\ndata_dir = \"d\"\nthreads = 4\nbootnode = [\"/ip4/127.0.0.1/tcp/1\"]\nmine = true",
+        )
+        .expect("config");
+        let cli = NodeArgs {
+            threads: Some(2),
+            ..NodeArgs::default()
+        };
+        let merged = cli.over(file);
+        assert_eq!(merged.threads, Some(2));
+        assert_eq!(merged.spec, Some(PathBuf::from("a.toml")));
+        assert_eq!(merged.bootnode.len(), 1);
+        assert!(merged.mine);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let err = toml::from_str::<NodeArgs>("threds = 4").expect_err("typo");
+        assert!(err.to_string().contains("threds"), "{err}");
+    }
+}

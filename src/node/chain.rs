@@ -1,0 +1,378 @@
+//! The block tree: imports blocks, keeps the head, switches branches.
+//!
+//! [`Chain`] is the only writer of the store. It holds every block's header
+//! and metadata in memory (the fork tree), the head's state, and a bounded
+//! pool of orphans: blocks whose parent has not arrived yet, connected as
+//! soon as it does. Fork choice itself is `klero_chain::fork_choice`; this
+//! module finds the fork point, enforces the PoS rollback limit, and turns a
+//! switch into one store transaction.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use klero_chain::fork_choice;
+use klero_chain::ledger::State;
+use klero_chain::pos;
+use klero_chain::spec::Consensus;
+use klero_chain::validate::{BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, validate_block};
+use klero_chain::{ChainSpec, Hash, Header, SealedBlock};
+use tracing::{debug, info, warn};
+
+use super::store::{HeadChange, Store, StoreError};
+
+/// Most blocks waiting for their parent.
+const MAX_ORPHANS: usize = 512;
+
+/// What importing a block did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// We already had it.
+    Known,
+    /// Its parent is unknown: it waits in the orphan pool.
+    Orphan,
+    /// Valid and stored, on a branch fork choice does not prefer.
+    SideBranch,
+    /// Valid, stored, and the new head; `rolled_back` blocks of the old
+    /// branch left the canonical chain (0 when it simply extends the head).
+    NewHead {
+        /// Depth of the reorg.
+        rolled_back: u64,
+    },
+}
+
+/// Why a block could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The block breaks a consensus rule.
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+    /// The store failed; the block is not imported.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One block of the fork tree.
+#[derive(Clone, Debug)]
+struct TreeNode {
+    header: Header,
+    meta: BlockMeta,
+}
+
+/// The head and what the rest of the node reads about it.
+#[derive(Clone, Debug)]
+pub struct Head {
+    /// The head block's id.
+    pub id: Hash,
+    /// Its header.
+    pub header: Header,
+    /// Its metadata.
+    pub meta: BlockMeta,
+    /// The state after it.
+    pub state: Arc<State>,
+    /// Its epoch (PoS: of its slot; PoW: of its height).
+    pub epoch: u64,
+}
+
+/// The block tree over the store.
+#[derive(Debug)]
+pub struct Chain {
+    spec: ChainSpec,
+    store: Store,
+    tree: HashMap<Hash, TreeNode>,
+    head: Head,
+    orphans: Orphans,
+}
+
+impl Chain {
+    /// Loads the fork tree and the head from `store`.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot be read or misses the head's records.
+    pub fn load(spec: ChainSpec, store: Store) -> Result<Chain, StoreError> {
+        let tree: HashMap<Hash, TreeNode> = store
+            .all_info()?
+            .into_iter()
+            .map(|info| {
+                (
+                    info.id,
+                    TreeNode {
+                        header: info.header,
+                        meta: info.meta,
+                    },
+                )
+            })
+            .collect();
+        let head_id = store.head()?;
+        let node = tree.get(&head_id).ok_or(StoreError::Missing("the head block"))?;
+        let state = store
+            .state(&head_id)?
+            .ok_or(StoreError::Missing("the head state"))?;
+        let head = make_head(&spec, head_id, node, state);
+        info!(height = head.meta.height, head = %head.id.short(), blocks = tree.len(), "chain loaded");
+        Ok(Chain {
+            spec,
+            store,
+            tree,
+            head,
+            orphans: Orphans::default(),
+        })
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// The current head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Whether the block is stored.
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.tree.contains_key(id)
+    }
+
+    /// Runs `f` with the head as a [`Parent`], for block production.
+    pub fn with_head_parent<R>(&self, f: impl FnOnce(&Parent<'_>) -> R) -> R {
+        let timestamps = self.recent_timestamps(self.head.id);
+        f(&Parent {
+            id: self.head.id,
+            header: &self.head.header,
+            meta: &self.head.meta,
+            state: &self.head.state,
+            recent_timestamps: &timestamps,
+        })
+    }
+
+    /// Validates and stores `block`, then any orphans that were waiting for
+    /// it. The outcome is the block's own; orphans connected after it are
+    /// logged.
+    ///
+    /// # Errors
+    ///
+    /// If the block is invalid or the store fails. Nothing is stored then.
+    pub fn import(&mut self, block: SealedBlock, now_ms: u64) -> Result<Imported, ImportError> {
+        let id = block.id();
+        if self.tree.contains_key(&id) {
+            return Ok(Imported::Known);
+        }
+        if !self.tree.contains_key(&block.header().parent) {
+            debug!(block = %id.short(), parent = %block.header().parent.short(), "orphan");
+            self.orphans.insert(block);
+            return Ok(Imported::Orphan);
+        }
+        let outcome = self.connect(&block, now_ms)?;
+        let mut ready = self.orphans.children_of(&id);
+        while let Some(child) = ready.pop() {
+            let child_id = child.id();
+            match self.connect(&child, now_ms) {
+                Ok(_) => ready.extend(self.orphans.children_of(&child_id)),
+                Err(error) => warn!(block = %child_id.short(), %error, "orphan rejected"),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// How many orphans wait.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<Imported, ImportError> {
+        let id = block.id();
+        let parent_id = block.header().parent;
+        let parent = self
+            .tree
+            .get(&parent_id)
+            .ok_or(StoreError::Missing("a parent block"))?;
+        let parent_state = if parent_id == self.head.id {
+            Arc::clone(&self.head.state)
+        } else {
+            Arc::new(
+                self.store
+                    .state(&parent_id)?
+                    .ok_or(StoreError::Missing("a parent state"))?,
+            )
+        };
+        let timestamps = self.recent_timestamps(parent_id);
+        let imported = validate_block(
+            &self.spec,
+            &Parent {
+                id: parent_id,
+                header: &parent.header,
+                meta: &parent.meta,
+                state: &parent_state,
+                recent_timestamps: &timestamps,
+            },
+            block,
+            now_ms,
+        )?;
+        let switch = self.head_switch(parent_id, id, &imported.meta);
+        self.store.commit(
+            block,
+            &imported.meta,
+            &imported.state,
+            switch.as_ref().map(|(c, _)| c),
+        )?;
+        let node = TreeNode {
+            header: block.header().clone(),
+            meta: imported.meta,
+        };
+        let outcome = match switch {
+            Some((_, rolled_back)) => {
+                self.head = make_head(&self.spec, id, &node, imported.state);
+                if rolled_back > 0 {
+                    info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
+                }
+                Imported::NewHead { rolled_back }
+            }
+            None => Imported::SideBranch,
+        };
+        self.tree.insert(id, node);
+        Ok(outcome)
+    }
+
+    /// If a child `id` of `parent_id` with `meta` should become the head:
+    /// the canonical index change and how many blocks it rolls back.
+    fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta) -> Option<(HeadChange, u64)> {
+        let old = &self.head;
+        if parent_id == old.id {
+            let change = HeadChange {
+                canonical: vec![(meta.height, id)],
+                old_height: old.meta.height,
+            };
+            return Some((change, 0));
+        }
+        let (old_branch, mut new_branch) = self.branches(old.id, parent_id);
+        new_branch.push(id);
+        let first_divergent = old_branch
+            .first()
+            .zip(new_branch.first())
+            .map(|(ours, theirs)| (&self.tree[ours].meta, self.meta_of(theirs, id, meta)));
+        if !fork_choice::prefer(&self.spec, &old.meta, meta, first_divergent) {
+            return None;
+        }
+        let rolled_back = old_branch.len() as u64;
+        if let Consensus::Pos(params) = &self.spec.consensus
+            && rolled_back > params.max_rollback
+        {
+            warn!(rolled_back, limit = params.max_rollback, block = %id.short(), "refusing a reorg deeper than the rollback limit");
+            return None;
+        }
+        let canonical = new_branch
+            .iter()
+            .map(|b| (self.meta_of(b, id, meta).height, *b))
+            .collect();
+        Some((
+            HeadChange {
+                canonical,
+                old_height: old.meta.height,
+            },
+            rolled_back,
+        ))
+    }
+
+    /// The metadata of a tree block, or of the block being imported.
+    fn meta_of<'a>(&'a self, block: &Hash, new_id: Hash, new_meta: &'a BlockMeta) -> &'a BlockMeta {
+        if *block == new_id {
+            new_meta
+        } else {
+            &self.tree[block].meta
+        }
+    }
+
+    /// The blocks after the common ancestor of `a` and `b` on each side,
+    /// oldest first.
+    fn branches(&self, a: Hash, b: Hash) -> (Vec<Hash>, Vec<Hash>) {
+        let (mut a, mut b) = (a, b);
+        let (mut side_a, mut side_b) = (Vec::new(), Vec::new());
+        let height = |id: &Hash| self.tree[id].meta.height;
+        while a != b {
+            if height(&a) >= height(&b) {
+                side_a.push(a);
+                a = self.tree[&a].header.parent;
+            } else {
+                side_b.push(b);
+                b = self.tree[&b].header.parent;
+            }
+        }
+        side_a.reverse();
+        side_b.reverse();
+        (side_a, side_b)
+    }
+
+    /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `id`, oldest first.
+    fn recent_timestamps(&self, id: Hash) -> Vec<u64> {
+        let mut out = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cursor = Some(id);
+        while let Some(node) = cursor.and_then(|c| self.tree.get(&c)) {
+            out.push(node.header.timestamp_ms);
+            if out.len() == MEDIAN_TIME_SPAN || node.meta.height == 0 {
+                break;
+            }
+            cursor = Some(node.header.parent);
+        }
+        out.reverse();
+        out
+    }
+}
+
+fn make_head(spec: &ChainSpec, id: Hash, node: &TreeNode, state: State) -> Head {
+    Head {
+        id,
+        header: node.header.clone(),
+        meta: node.meta.clone(),
+        state: Arc::new(state),
+        epoch: epoch_of(spec, &node.meta),
+    }
+}
+
+/// The epoch a block belongs to: PoS by slot, PoW by height.
+pub fn epoch_of(spec: &ChainSpec, meta: &BlockMeta) -> u64 {
+    match &spec.consensus {
+        Consensus::Pos(params) => pos::epoch_of(params, meta.slot),
+        Consensus::Pow(params) => meta.height / params.epoch_blocks,
+    }
+}
+
+/// Blocks waiting for their parent, oldest evicted first.
+#[derive(Debug, Default)]
+struct Orphans {
+    by_parent: HashMap<Hash, Vec<SealedBlock>>,
+    order: VecDeque<(Hash, Hash)>,
+}
+
+impl Orphans {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn insert(&mut self, block: SealedBlock) {
+        let (id, parent) = (block.id(), block.header().parent);
+        let siblings = self.by_parent.entry(parent).or_default();
+        if siblings.iter().any(|b| b.id() == id) {
+            return;
+        }
+        siblings.push(block);
+        self.order.push_back((parent, id));
+        while self.order.len() > MAX_ORPHANS {
+            let Some((parent, id)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(siblings) = self.by_parent.get_mut(&parent) {
+                siblings.retain(|b| b.id() != id);
+                if siblings.is_empty() {
+                    self.by_parent.remove(&parent);
+                }
+            }
+        }
+    }
+
+    fn children_of(&mut self, parent: &Hash) -> Vec<SealedBlock> {
+        let children = self.by_parent.remove(parent).unwrap_or_default();
+        self.order.retain(|(p, _)| p != parent);
+        children
+    }
+}

@@ -1,0 +1,194 @@
+//! The node's counters, rendered as Prometheus text for `GET /metrics`.
+//!
+//! Plain atomics written by the tasks that own each event; a registry
+//! crate would add a dependency for a dozen numbers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Gossip latency samples kept for the quantiles.
+const LATENCY_WINDOW: usize = 1024;
+
+/// Everything `/metrics` reports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Head height.
+    pub height: AtomicU64,
+    /// Connected peers.
+    pub peers: AtomicU64,
+    /// Blocks that passed validation.
+    pub blocks_imported: AtomicU64,
+    /// Head switches to another branch.
+    pub reorgs: AtomicU64,
+    /// Deepest reorg.
+    pub reorg_depth_max: AtomicU64,
+    /// Transactions in the mempool.
+    pub mempool: AtomicU64,
+    /// Blocks this node produced.
+    pub blocks_proposed: AtomicU64,
+    /// Local hashes per second, as `f64` bits.
+    hashrate_bits: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    latency: Mutex<Latency>,
+}
+
+#[derive(Debug, Default)]
+struct Latency {
+    recent: VecDeque<f64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Metrics {
+    /// Counts a refused block.
+    pub fn reject(&self, reason: &'static str) {
+        let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        *rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Records a reorg of `depth` blocks.
+    pub fn reorg(&self, depth: u64) {
+        self.reorgs.fetch_add(1, Ordering::Relaxed);
+        self.reorg_depth_max.fetch_max(depth, Ordering::Relaxed);
+    }
+
+    /// Records the time from a gossiped block's timestamp to its import.
+    pub fn gossip_latency(&self, seconds: f64) {
+        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        if latency.recent.len() == LATENCY_WINDOW {
+            latency.recent.pop_front();
+        }
+        latency.recent.push_back(seconds);
+        latency.sum += seconds;
+        latency.count += 1;
+    }
+
+    /// Sets the local hashrate.
+    pub fn set_hashrate(&self, hashes_per_sec: f64) {
+        self.hashrate_bits
+            .store(hashes_per_sec.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The local hashrate.
+    pub fn hashrate(&self) -> f64 {
+        f64::from_bits(self.hashrate_bits.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        gauge(&mut out, "klero_height", "Head height.", get(&self.height));
+        gauge(&mut out, "klero_peers", "Connected peers.", get(&self.peers));
+        counter(
+            &mut out,
+            "klero_blocks_imported_total",
+            "Blocks that passed validation.",
+            get(&self.blocks_imported),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP klero_blocks_rejected_total Refused blocks by reason."
+        );
+        let _ = writeln!(out, "# TYPE klero_blocks_rejected_total counter");
+        for (reason, n) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "klero_blocks_rejected_total{{reason=\"{reason}\"}} {n}");
+        }
+        counter(
+            &mut out,
+            "klero_reorgs_total",
+            "Head switches to another branch.",
+            get(&self.reorgs),
+        );
+        gauge(
+            &mut out,
+            "klero_reorg_depth_max",
+            "Deepest reorg seen.",
+            get(&self.reorg_depth_max),
+        );
+        {
+            let latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sorted: Vec<f64> = latency.recent.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                out,
+                "# HELP klero_gossip_latency_seconds Gossiped block timestamp to local import."
+            );
+            let _ = writeln!(out, "# TYPE klero_gossip_latency_seconds summary");
+            for q in [0.5, 0.99] {
+                if let Some(v) = quantile(&sorted, q) {
+                    let _ = writeln!(out, "klero_gossip_latency_seconds{{quantile=\"{q}\"}} {v}");
+                }
+            }
+            let _ = writeln!(out, "klero_gossip_latency_seconds_sum {}", latency.sum);
+            let _ = writeln!(out, "klero_gossip_latency_seconds_count {}", latency.count);
+        }
+        let _ = writeln!(out, "# HELP klero_hashrate Local hashes per second.");
+        let _ = writeln!(out, "# TYPE klero_hashrate gauge");
+        let _ = writeln!(out, "klero_hashrate {}", self.hashrate());
+        gauge(
+            &mut out,
+            "klero_mempool_size",
+            "Transactions waiting.",
+            get(&self.mempool),
+        );
+        counter(
+            &mut out,
+            "klero_blocks_proposed_total",
+            "Blocks this node produced.",
+            get(&self.blocks_proposed),
+        );
+        out
+    }
+}
+
+/// The `q` quantile of sorted samples (nearest rank).
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    metric(out, name, help, "gauge", value);
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    metric(out, name, help, "counter", value);
+}
+
+fn metric(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.height.store(7, Ordering::Relaxed);
+        m.reject("bad_signature");
+        m.reject("bad_signature");
+        m.gossip_latency(0.25);
+        m.reorg(3);
+        let text = m.render();
+        assert!(text.contains("klero_height 7\n"), "{text}");
+        assert!(text.contains("klero_blocks_rejected_total{reason=\"bad_signature\"} 2\n"));
+        assert!(text.contains("klero_gossip_latency_seconds{quantile=\"0.5\"} 0.25\n"));
+        assert!(text.contains("klero_reorg_depth_max 3\n"));
+    }
+
+    #[test]
+    fn quantile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}
