@@ -376,3 +376,133 @@ impl Orphans {
         children
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use klero_chain::Keypair;
+    use klero_chain::pow::{meets_target, pow_hash};
+    use klero_chain::produce;
+
+    use super::*;
+
+    /// The pow dev spec with a target easy enough to mine in a test.
+    fn spec() -> ChainSpec {
+        let text = include_str!("../../testnet/pow.toml").replace(
+            "00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        );
+        ChainSpec::from_toml(&text).expect("spec")
+    }
+
+    fn open(dir: &std::path::Path) -> Chain {
+        let spec = spec();
+        Chain::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+    }
+
+    /// Mines `count` blocks on `chain`'s head, one target interval apart.
+    fn mine(chain: &mut Chain, miner: &Keypair, count: u64) -> Vec<SealedBlock> {
+        let step = 2_000;
+        (0..count)
+            .map(|_| {
+                let ts = chain.head().header.timestamp_ms + step;
+                let template = chain
+                    .with_head_parent(|p| produce::pow_template(chain.spec(), p, &[], miner, ts))
+                    .expect("template");
+                let nonce = (0..)
+                    .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
+                    .expect("a nonce");
+                let block = template.complete(nonce, miner, &chain.spec().chain_id).seal();
+                assert!(matches!(
+                    chain.import(block.clone(), u64::MAX / 2),
+                    Ok(Imported::NewHead { rolled_back: 0 })
+                ));
+                block
+            })
+            .collect()
+    }
+
+    fn rewards(chain: &Chain, key: &Keypair) -> u64 {
+        chain
+            .head()
+            .state
+            .account(&key.address())
+            .map_or(0, |a| a.rewards)
+    }
+
+    #[test]
+    fn reorg_of_depth_ten_from_out_of_order_blocks_and_restart() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let (alice, bob) = (Keypair::dev("alice"), Keypair::dev("bob"));
+        let mut a = open(dir_a.path());
+        mine(&mut a, &alice, 10);
+        let mut b = open(dir_b.path());
+        let branch = mine(&mut b, &bob, 11);
+        assert_eq!(rewards(&a, &alice), 10 * 1000);
+
+        // Newest first: every block but the first waits as an orphan.
+        for block in branch[1..].iter().rev() {
+            assert_eq!(
+                a.import(block.clone(), u64::MAX / 2).expect("orphan"),
+                Imported::Orphan
+            );
+        }
+        assert_eq!(a.orphan_count(), 10);
+        a.import(branch[0].clone(), u64::MAX / 2).expect("connects");
+        assert_eq!(a.orphan_count(), 0);
+
+        assert_eq!(a.head().id, b.head().id);
+        assert_eq!(*a.head().state, *b.head().state);
+        assert_eq!(
+            rewards(&a, &alice),
+            0,
+            "the rolled-back branch's rewards are gone"
+        );
+        assert_eq!(rewards(&a, &bob), 11 * 1000);
+        for (height, block) in (1..).zip(&branch) {
+            assert_eq!(a.store.canonical(height).expect("canon"), Some(block.id()));
+        }
+        let head = a.head().id;
+        drop(a);
+        let reopened = open(dir_a.path());
+        assert_eq!(reopened.head().id, head);
+        assert_eq!(*reopened.head().state, *b.head().state);
+    }
+
+    #[test]
+    fn equal_work_keeps_the_first_seen_head() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = open(dir_a.path());
+        let ours = mine(&mut a, &Keypair::dev("alice"), 3);
+        let mut b = open(dir_b.path());
+        let theirs = mine(&mut b, &Keypair::dev("bob"), 3);
+        for block in &theirs[..2] {
+            assert_eq!(
+                a.import(block.clone(), u64::MAX / 2).expect("side"),
+                Imported::SideBranch
+            );
+        }
+        // Same targets, same heights: equal work, so the first seen stays.
+        let third = a.import(theirs[2].clone(), u64::MAX / 2).expect("side");
+        assert_eq!(third, Imported::SideBranch);
+        assert_eq!(a.head().id, ours[2].id());
+        assert_eq!(
+            a.import(theirs[2].clone(), u64::MAX / 2).expect("known"),
+            Imported::Known
+        );
+    }
+
+    #[test]
+    fn invalid_blocks_are_refused_and_not_stored() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut a = open(dir.path());
+        let other = tempfile::tempdir().expect("other");
+        let mut b = open(other.path());
+        let block = mine(&mut b, &Keypair::dev("bob"), 1).remove(0);
+        let mut forged = block.into_block();
+        forged.signed.header.timestamp_ms += 1;
+        let err = a.import(forged.seal(), u64::MAX / 2).expect_err("forged");
+        assert!(matches!(err, ImportError::Invalid(_)), "{err}");
+        assert_eq!(a.head().meta.height, 0);
+        assert_eq!(a.tree.len(), 1);
+    }
+}

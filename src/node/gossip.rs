@@ -7,9 +7,11 @@
 //! bad signature, …) → reject, which lowers the sender's gossipsub score;
 //! duplicate, stale or not checkable yet (unknown parent, from the future)
 //! → ignore. A block with an unknown parent also starts a sync from the
-//! peer that sent it.
+//! peer that sent it. A peer whose messages are rejected [`MAX_STRIKES`]
+//! times is banned (disconnected and refused until the node restarts);
+//! gossipsub's own peer score has already been lowered by each reject.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -27,6 +29,9 @@ use super::store::Store;
 use crate::p2p::{
     MAX_SYNC_BLOCKS, NetworkEvent, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse, Verdict,
 };
+
+/// Rejected messages after which a peer is banned.
+pub const MAX_STRIKES: u32 = 3;
 
 /// The network side of the node.
 pub struct GossipHandler {
@@ -48,28 +53,34 @@ impl GossipHandler {
     /// Handles events until the network stops.
     pub async fn run(self, mut events: mpsc::Receiver<NetworkEvent>) {
         let mut peers = HashSet::new();
+        let mut strikes: HashMap<PeerId, u32> = HashMap::new();
         while let Some(event) = events.recv().await {
-            match event {
-                NetworkEvent::Block { from, msg, bytes } => {
-                    let verdict = self.on_block(from, &bytes).await;
-                    let _ = self.net.report(msg, verdict).await;
+            let (from, msg, verdict) = match event {
+                NetworkEvent::Block { from, msg, bytes } => (from, msg, self.on_block(from, &bytes).await),
+                NetworkEvent::Tx { from, msg, bytes } => (from, msg, self.on_tx(&bytes).await),
+                NetworkEvent::SyncRequest { from, req, channel } => {
+                    self.serve(from, req, channel).await;
+                    continue;
                 }
-                NetworkEvent::Tx { from, msg, bytes } => {
-                    let verdict = self.on_tx(&bytes).await;
-                    if verdict == Verdict::Reject {
-                        debug!(%from, "rejected a transaction");
-                    }
-                    let _ = self.net.report(msg, verdict).await;
-                }
-                NetworkEvent::SyncRequest { from, req, channel } => self.serve(from, req, channel).await,
                 NetworkEvent::PeerConnected(peer) => {
                     peers.insert(peer);
                     self.metrics.peers.store(peers.len() as u64, Ordering::Relaxed);
                     let _ = self.sync.try_send(peer);
+                    continue;
                 }
                 NetworkEvent::PeerDisconnected(peer) => {
                     peers.remove(&peer);
                     self.metrics.peers.store(peers.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let _ = self.net.report(msg, verdict).await;
+            if verdict == Verdict::Reject {
+                let count = strikes.entry(from).or_default();
+                *count += 1;
+                if *count >= MAX_STRIKES {
+                    warn!(peer = %from, "banning a peer that keeps sending invalid data");
+                    let _ = self.net.ban(from).await;
                 }
             }
         }

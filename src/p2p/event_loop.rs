@@ -7,7 +7,7 @@
 //! costs dropped gossip (reported `Ignore`) and refused sync requests, never
 //! a stalled swarm.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -71,6 +71,9 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), P2pError>>,
     },
+    Ban {
+        peer: PeerId,
+    },
     Shutdown,
 }
 
@@ -95,6 +98,9 @@ pub struct EventLoop {
     /// Peers' sync requests the node has not answered yet. libp2p's
     /// channels cannot leave the loop; [`ResponseChannelRef`] names them.
     pending_responses: HashMap<InboundRequestId, ResponseChannel<SyncResponse>>,
+    /// Peers the node banned for sending invalid data: disconnected, and
+    /// any new connection from them is closed at once.
+    banned: HashSet<PeerId>,
 }
 
 impl EventLoop {
@@ -122,6 +128,7 @@ impl EventLoop {
             events,
             pending_requests: HashMap::new(),
             pending_responses: HashMap::new(),
+            banned: HashSet::new(),
         }
     }
 
@@ -183,6 +190,11 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.swarm.dial(addr).map_err(P2pError::from));
+            }
+            Command::Ban { peer } => {
+                info!(%peer, "banned");
+                self.banned.insert(peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Shutdown => return ControlFlow::Break(()),
         }
@@ -278,6 +290,10 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                if self.banned.contains(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 if endpoint.is_dialer() {
                     self.learn_bootnode_peer(peer_id, endpoint.get_remote_address());
                 }

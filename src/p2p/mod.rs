@@ -302,6 +302,16 @@ impl NetworkHandle {
         self.call(|reply| Command::Dial { addr, reply }).await?
     }
 
+    /// Disconnects `peer` and refuses its connections from now on (until
+    /// the node restarts): for peers that keep sending invalid data.
+    ///
+    /// # Errors
+    ///
+    /// Only [`P2pError::Stopped`].
+    pub async fn ban(&self, peer: PeerId) -> Result<(), P2pError> {
+        self.send(Command::Ban { peer }).await
+    }
+
     /// Asks the event loop to stop; [`EventLoop::run`] returns soon after
     /// and every connection closes.
     ///

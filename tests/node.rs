@@ -1,0 +1,218 @@
+//! `klero node` end to end: real processes gossiping and syncing over
+//! libp2p on 127.0.0.1, each with its own redb file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kind, Net, agree, wait_for};
+use libp2p::PeerId;
+
+const BLOCKS: Duration = Duration::from_secs(60);
+
+fn three_nodes_agree(kind: Kind) {
+    let mut net = Net::new(kind);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", Some("bob"), &[0]);
+    net.start("n2", Some("carol"), &[0]);
+    let nodes: Vec<_> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, 6)),
+        "nodes did not agree on a head at height ≥ 6: {:?}",
+        nodes.iter().map(|n| (n.height(), n.head())).collect::<Vec<_>>()
+    );
+    // n1 and n2 only knew n0; they found each other through it.
+    assert!(wait_for(Duration::from_secs(20), || nodes
+        .iter()
+        .all(|n| n.status().is_some_and(|s| s["peers"] == 2))));
+    // Every node proposed: the lottery is not stuck on one winner.
+    let proposers: std::collections::BTreeSet<String> = (1..=nodes[0].height())
+        .filter_map(|h| nodes[0].get(&format!("/blocks/{h}")))
+        .filter_map(|b| b["proposer"].as_str().map(str::to_owned))
+        .collect();
+    assert!(proposers.len() >= 2, "only {proposers:?} proposed");
+}
+
+#[test]
+fn pos_three_nodes_find_each_other_and_agree() {
+    three_nodes_agree(Kind::Pos);
+}
+
+#[test]
+fn pow_three_nodes_find_each_other_and_agree() {
+    three_nodes_agree(Kind::Pow);
+}
+
+#[test]
+fn late_node_syncs_and_survives_sigkill_mid_sync() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", Some("dave"), &[0]);
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= 15),
+        "no chain to sync"
+    );
+
+    let late = net.start("late", None, &[0]);
+    // Kill it as soon as it has imported anything: mid-sync.
+    assert!(wait_for(Duration::from_secs(30), || net.nodes[late].height() >= 1));
+    let before = net.nodes[late].height();
+    net.nodes[late].kill9();
+    net.nodes[late].restart();
+    assert!(net.nodes[late].height() >= before, "committed blocks were lost");
+
+    let target = net.nodes[0].height();
+    assert!(
+        wait_for(BLOCKS, || net.nodes[late].height() >= target),
+        "late node stuck at {}",
+        net.nodes[late].height()
+    );
+    for h in [1, target / 2, target] {
+        assert_eq!(
+            net.nodes[late].block_id(h),
+            net.nodes[0].block_id(h),
+            "height {h}"
+        );
+    }
+    // A clean stop exits 0.
+    let status = net.nodes[late].terminate().expect("exit status");
+    assert!(status.success(), "SIGTERM exit: {status}");
+}
+
+#[test]
+fn partitioned_groups_converge_on_the_longer_fork() {
+    let mut net = Net::new(Kind::Pos);
+    // 30% of the stake on one side, 70% on the other.
+    net.start("a0", Some("alice"), &[]);
+    net.start("a1", Some("bob"), &[0]);
+    net.start("b0", Some("carol"), &[]);
+    net.start("b1", Some("dave"), &[2]);
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= 6
+            && net.nodes[2].height() >= 10),
+        "groups did not grow"
+    );
+    assert_ne!(
+        net.nodes[0].block_id(3),
+        net.nodes[2].block_id(3),
+        "no fork to heal"
+    );
+    assert!(agree(&[&net.nodes[0], &net.nodes[1]], 1) || net.nodes[0].height() > 0);
+
+    // A node that knows both sides joins them.
+    net.start("bridge", None, &[0, 2]);
+    let b_fork = net.nodes[2].block_id(5).expect("b's block");
+    let nodes: Vec<_> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, 10)),
+        "no convergence: {:?}",
+        nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.height(), n.head()))
+            .collect::<Vec<_>>()
+    );
+    // The longer (70% stake) branch won, and every node holds the same state.
+    assert_eq!(net.nodes[0].block_id(5), Some(b_fork));
+    for name in ["alice", "bob", "carol", "dave"] {
+        let address = klero_chain::Keypair::dev(name).address().to_bech32();
+        let accounts: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                n.get(&format!("/accounts/{address}"))
+                    .map(|a| (a["balance"].clone(), a["rewards"].clone()))
+            })
+            .collect();
+        let heads: Vec<_> = nodes.iter().map(|n| n.head()).collect();
+        if heads.iter().all(|h| *h == heads[0]) {
+            assert!(accounts.iter().all(|a| *a == accounts[0]), "{name}: {accounts:?}");
+        }
+    }
+    let metrics = net.nodes[0].metrics();
+    assert!(metrics.contains("klero_reorgs_total"), "{metrics}");
+    assert!(
+        !metrics.contains("klero_reorgs_total 0\n"),
+        "a0 never reorganised: {metrics}"
+    );
+}
+
+/// A misbehaving peer built from the library's own network layer.
+#[test]
+fn hostile_gossip_is_rejected_and_the_sender_banned() {
+    use klero::p2p::{self, NetworkEvent, P2pConfig, SyncRequest, SyncResponse};
+
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", Some("dave"), &[0]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+    let n0: PeerId = net.nodes[0].status().expect("status")["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .parse()
+        .expect("peer id");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, mut events) = rt.block_on(async {
+        let (handle, events, event_loop) = p2p::new(P2pConfig {
+            chain_id: "klero-pos-dev".to_owned(),
+            listen: vec![],
+            bootnodes: vec![net.nodes[0].multiaddr().parse().expect("addr")],
+            keypair: libp2p::identity::Keypair::generate_ed25519(),
+            mdns: false,
+        })
+        .expect("p2p");
+        tokio::spawn(event_loop.run());
+        (handle, events)
+    });
+    let block = rt.block_on(async {
+        loop {
+            if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
+                && peer == n0
+            {
+                break;
+            }
+        }
+        // Let gossipsub exchange subscriptions before publishing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let request = SyncRequest::Blocks {
+            from_height: 1,
+            count: 1,
+        };
+        match handle.request(n0, request).await.expect("sync") {
+            SyncResponse::Blocks(blocks) => blocks[0].clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+    // A new header under the proposer's old signature: a forgery.
+    let mut forged = klero_chain::codec::decode_block(&block).expect("block");
+    forged.signed.header.state_root.0[0] ^= 1;
+    let forged = klero_chain::codec::encode(&forged);
+
+    let rejected = |reason: &str| {
+        net.nodes[0]
+            .metrics()
+            .contains(&format!("klero_blocks_rejected_total{{reason=\"{reason}\"}}"))
+    };
+    rt.block_on(handle.publish_block(forged)).expect("publish forged");
+    assert!(wait_for(Duration::from_secs(10), || rejected("bad_signature")));
+    for garbage in [vec![0xde, 0xad], vec![0xbe, 0xef, 0x01]] {
+        rt.block_on(handle.publish_block(garbage))
+            .expect("publish garbage");
+    }
+    assert!(wait_for(Duration::from_secs(10), || rejected("undecodable")));
+    // Three strikes: n0 drops the hostile peer and keeps refusing it.
+    assert!(
+        wait_for(Duration::from_secs(15), || !rt
+            .block_on(handle.peers())
+            .unwrap_or_default()
+            .contains(&n0)),
+        "the hostile peer is still connected"
+    );
+    // The honest nodes carry on together.
+    let height = net.nodes[0].height();
+    let nodes: Vec<_> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 3)),
+        "honest nodes stalled"
+    );
+    rt.block_on(handle.shutdown()).ok();
+}
