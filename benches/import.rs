@@ -1,0 +1,106 @@
+//! Criterion bench of block import: a PoW block of 1,000 transfers (from
+//! 1,000 distinct senders), checked with signatures in parallel, applied to
+//! the ledger and committed to a real redb file.
+//!
+//! `validate` is the consensus work alone (`klero_chain::validate_block`);
+//! `import` adds the node's store transaction (`Chain::import`).
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use klero::node::chain::Chain;
+use klero::node::store::Store;
+use klero_chain::pow::{meets_target, pow_hash};
+use klero_chain::spec::GenesisAccount;
+use klero_chain::types::{TxBody, TxKind};
+use klero_chain::validate::{Parent, genesis_meta, validate_block};
+use klero_chain::{ChainSpec, Keypair, SealedBlock, Tx, produce};
+
+const TXS: usize = 1_000;
+
+fn setup() -> (ChainSpec, SealedBlock) {
+    let text = include_str!("../testnet/pow.toml").replace(
+        "00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    );
+    let mut spec = ChainSpec::from_toml(&text).expect("spec");
+    let senders: Vec<Keypair> = (0..TXS)
+        .map(|i| Keypair::dev(&format!("sender-{i}")))
+        .collect();
+    spec.accounts.extend(senders.iter().map(|k| GenesisAccount {
+        name: None,
+        address: k.address(),
+        balance: 1_000_000,
+        stake: 0,
+        vrf_key: None,
+    }));
+    let to = Keypair::dev("zed").address();
+    let txs: Vec<Tx> = senders
+        .iter()
+        .map(|k| {
+            let body = TxBody {
+                from: k.address(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Transfer { to, amount: 10 },
+            };
+            Tx::sign(body, k, &spec.chain_id)
+        })
+        .collect();
+    let (genesis, state) = spec.genesis();
+    let meta = genesis_meta();
+    let timestamps = [genesis.header().timestamp_ms];
+    let parent = Parent {
+        id: genesis.id(),
+        header: genesis.header(),
+        meta: &meta,
+        state: &state,
+        recent_timestamps: &timestamps,
+    };
+    let miner = Keypair::dev("alice");
+    let template =
+        produce::pow_template(&spec, &parent, &txs, &miner, spec.genesis_time_ms + 2_000).expect("template");
+    assert_eq!(template.txs.len(), TXS);
+    let nonce = (0..)
+        .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
+        .expect("nonce");
+    let block = template.complete(nonce, &miner, &spec.chain_id).seal();
+    (spec, block)
+}
+
+fn import(c: &mut Criterion) {
+    let (spec, block) = setup();
+    let (genesis, state) = spec.genesis();
+    let meta = genesis_meta();
+    let timestamps = [genesis.header().timestamp_ms];
+    let now = u64::MAX / 2;
+
+    let mut group = c.benchmark_group("block_1000_transfers");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.bench_function("validate", |b| {
+        b.iter(|| {
+            let parent = Parent {
+                id: genesis.id(),
+                header: genesis.header(),
+                meta: &meta,
+                state: &state,
+                recent_timestamps: &timestamps,
+            };
+            validate_block(&spec, &parent, &block, now).expect("valid")
+        })
+    });
+    group.bench_function("import", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("dir");
+                let store = Store::open(dir.path(), &spec).expect("store");
+                (Chain::load(spec.clone(), store).expect("chain"), dir)
+            },
+            |(mut chain, _dir)| chain.import(block.clone(), now).expect("imported"),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, import);
+criterion_main!(benches);
