@@ -22,9 +22,7 @@ fn setup() -> (ChainSpec, SealedBlock) {
         "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
     );
     let mut spec = ChainSpec::from_toml(&text).expect("spec");
-    let senders: Vec<Keypair> = (0..TXS)
-        .map(|i| Keypair::dev(&format!("sender-{i}")))
-        .collect();
+    let senders: Vec<Keypair> = (0..TXS).map(|i| Keypair::dev(&format!("sender-{i}"))).collect();
     spec.accounts.extend(senders.iter().map(|k| GenesisAccount {
         name: None,
         address: k.address(),

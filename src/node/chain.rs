@@ -5,7 +5,9 @@
 //! pool of orphans: blocks whose parent has not arrived yet, connected as
 //! soon as it does. Fork choice itself is `klero_chain::fork_choice`; this
 //! module finds the fork point, enforces the PoS rollback limit, and turns a
-//! switch into one store transaction.
+//! switch into one store transaction. It also notices PoS equivocation: two
+//! valid blocks signed by one proposer for one slot, the evidence the ledger
+//! slashes for.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use klero_chain::fork_choice;
 use klero_chain::ledger::State;
 use klero_chain::pos;
 use klero_chain::spec::Consensus;
+use klero_chain::types::{Equivocation, SignedHeader};
 use klero_chain::validate::{BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, validate_block};
-use klero_chain::{ChainSpec, Hash, Header, SealedBlock};
+use klero_chain::{Address, ChainSpec, Hash, Header, SealedBlock};
 use tracing::{debug, info, warn};
 
 use super::store::{HeadChange, Store, StoreError};
@@ -81,6 +84,10 @@ pub struct Chain {
     tree: HashMap<Hash, TreeNode>,
     head: Head,
     orphans: Orphans,
+    /// The signed PoS header seen first for each (proposer, slot) since start.
+    proposals: HashMap<(Address, u64), SignedHeader>,
+    /// Equivocations found and not yet taken.
+    equivocations: Vec<Equivocation>,
 }
 
 impl Chain {
@@ -116,6 +123,8 @@ impl Chain {
             tree,
             head,
             orphans: Orphans::default(),
+            proposals: HashMap::new(),
+            equivocations: Vec::new(),
         })
     }
 
@@ -175,6 +184,11 @@ impl Chain {
         Ok(outcome)
     }
 
+    /// The equivocations found since the last call.
+    pub fn take_equivocations(&mut self) -> Vec<Equivocation> {
+        std::mem::take(&mut self.equivocations)
+    }
+
     /// How many orphans wait.
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()
@@ -209,6 +223,7 @@ impl Chain {
             block,
             now_ms,
         )?;
+        self.watch_for_equivocation(block);
         let switch = self.head_switch(parent_id, id, &imported.meta);
         self.store.commit(
             block,
@@ -232,6 +247,23 @@ impl Chain {
         };
         self.tree.insert(id, node);
         Ok(outcome)
+    }
+
+    fn watch_for_equivocation(&mut self, block: &SealedBlock) {
+        let signed = &block.block().signed;
+        let Some(slot) = signed.header.slot() else { return };
+        match self.proposals.entry((signed.header.proposer, slot)) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(signed.clone());
+            }
+            std::collections::hash_map::Entry::Occupied(first) => {
+                warn!(proposer = %signed.header.proposer, slot, "equivocation: two blocks for one slot");
+                self.equivocations.push(Equivocation {
+                    a: first.get().clone(),
+                    b: signed.clone(),
+                });
+            }
+        }
     }
 
     /// If a child `id` of `parent_id` with `meta` should become the head:
@@ -379,9 +411,9 @@ impl Orphans {
 
 #[cfg(test)]
 mod tests {
-    use klero_chain::Keypair;
     use klero_chain::pow::{meets_target, pow_hash};
     use klero_chain::produce;
+    use klero_chain::{Keypair, Tx};
 
     use super::*;
 
@@ -504,5 +536,54 @@ mod tests {
         assert!(matches!(err, ImportError::Invalid(_)), "{err}");
         assert_eq!(a.head().meta.height, 0);
         assert_eq!(a.tree.len(), 1);
+    }
+
+    #[test]
+    fn two_blocks_for_one_slot_are_caught_as_equivocation() {
+        use klero_chain::ledger::check_equivocation;
+        use klero_chain::types::{TxBody, TxKind};
+
+        let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut chain =
+            Chain::load(spec.clone(), Store::open(dir.path(), &spec).expect("store")).expect("chain");
+        let alice = Keypair::dev("alice");
+        let tx = Tx::sign(
+            TxBody {
+                from: alice.address(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Transfer {
+                    to: Keypair::dev("bob").address(),
+                    amount: 5,
+                },
+            },
+            &alice,
+            &spec.chain_id,
+        );
+        let (a, b) = chain.with_head_parent(|parent| {
+            let claim = (1..10_000)
+                .find_map(|slot| produce::pos_claim(&spec, parent, &alice, slot))
+                .expect("alice wins some slot");
+            let empty = produce::pos_block(&spec, parent, &alice, &claim, &[]).expect("block a");
+            let full = produce::pos_block(&spec, parent, &alice, &claim, std::slice::from_ref(&tx))
+                .expect("block b");
+            (empty.seal(), full.seal())
+        });
+        assert_ne!(a.id(), b.id());
+        assert_eq!(
+            chain.import(a, u64::MAX / 2).expect("a"),
+            Imported::NewHead { rolled_back: 0 }
+        );
+        assert!(chain.take_equivocations().is_empty());
+        assert_eq!(chain.import(b, u64::MAX / 2).expect("b"), Imported::SideBranch);
+        let found = chain.take_equivocations();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            check_equivocation(&found[0], &spec.chain_id)
+                .expect("valid evidence")
+                .0,
+            alice.address()
+        );
     }
 }

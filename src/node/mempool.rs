@@ -59,6 +59,13 @@ impl Mempool {
         self.ids.is_empty()
     }
 
+    /// The nonce `sender`'s next transaction needs: after the head state's
+    /// and the pool's.
+    pub fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
+        let pending = self.by_sender.get(sender).map_or(0, BTreeMap::len) as u64;
+        head.account(sender).map_or(0, |a| a.nonce) + pending
+    }
+
     /// Adds `tx` if it applies after the sender's pending ones. Returns
     /// false if it was already here.
     ///

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use klero_chain::codec;
 use klero_chain::ledger::{BlockCtx, LedgerParams};
 use klero_chain::produce::{self, PowTemplate};
+use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::MAX_BLOCK_TXS;
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -261,6 +262,9 @@ impl ChainService {
         if self.chain.head().id != before {
             self.on_new_head();
         }
+        for evidence in self.chain.take_equivocations() {
+            self.submit_evidence(evidence).await;
+        }
         if let (Some(bytes), Ok(Imported::NewHead { .. })) = (bytes, &result) {
             self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
             info!(height = self.chain.head().meta.height, block = %id.short(), "proposed");
@@ -280,6 +284,23 @@ impl ChainService {
             .mempool
             .store(self.mempool.len() as u64, Ordering::Relaxed);
         self.head_tx.send_replace(head);
+    }
+
+    /// Turns an equivocation into an evidence transaction from the node's
+    /// key, which gossips it; a node without a key (or funds) only logs it.
+    async fn submit_evidence(&mut self, evidence: Equivocation) {
+        let Some(key) = self.key.clone() else { return };
+        let body = TxBody {
+            from: key.address(),
+            nonce: self.mempool.next_nonce(&key.address(), &self.chain.head().state),
+            fee: self.params.min_fee,
+            kind: TxKind::Evidence(Box::new(evidence)),
+        };
+        let tx = Tx::sign(body, &key, &self.chain.spec().chain_id);
+        match self.submit_tx(tx, true).await {
+            Ok(_) => info!("submitted equivocation evidence"),
+            Err(error) => warn!(%error, "could not submit equivocation evidence"),
+        }
     }
 
     async fn submit_tx(&mut self, tx: Tx, publish: bool) -> Result<bool, MempoolError> {
