@@ -6,6 +6,7 @@ mod bench_hashrate;
 mod keys;
 mod node;
 mod spec;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -27,7 +28,7 @@ pub enum Command {
     /// Run a node: gossip, sync, store, mine or stake, serve the HTTP API.
     Node(node::NodeArgs),
     /// Keys, balances, transfers, staking and unstaking.
-    Wallet(NotYet),
+    Wallet(wallet::WalletArgs),
     /// Start, watch and stop a local multi-node testnet.
     Testnet(NotYet),
     /// Hashrate and fairness benchmarks.
@@ -62,7 +63,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Spec(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Node(args) => args.execute().map(|()| ExitCode::SUCCESS),
-        Command::Wallet(_) | Command::Testnet(_) | Command::Lab(_) => {
+        Command::Wallet(args) => args.execute().map(|()| ExitCode::SUCCESS),
+        Command::Testnet(_) | Command::Lab(_) => {
             eprintln!("not built yet");
             Ok(ExitCode::from(2))
         }

@@ -1,0 +1,373 @@
+//! `klero wallet`: keys, balances, transfers, staking and unstaking.
+//!
+//! Read commands (`list`, `address`, `balance`, `status`) need no
+//! passphrase: the keystore keeps the address in clear. Commands that sign
+//! ask for it (prompt, `--password-file`, or `KLERO_PASSPHRASE`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use klero_chain::codec;
+use klero_chain::types::{TxBody, TxKind};
+use klero_chain::{Keypair, Tx};
+use serde_json::json;
+
+use crate::keyfile;
+use crate::wallet::client::NodeClient;
+use crate::wallet::keystore::{KdfParams, Keystore};
+use crate::wallet::{Action, WalletDir, WalletError, check_action, parse_address};
+
+/// `klero wallet …`
+#[derive(Debug, Args)]
+pub struct WalletArgs {
+    #[command(flatten)]
+    opts: Options,
+    #[command(subcommand)]
+    command: WalletCommand,
+}
+
+/// Options every wallet command takes.
+#[derive(Debug, Args)]
+struct Options {
+    /// The node's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "KLERO_NODE",
+        default_value = "http://127.0.0.1:8645"
+    )]
+    node: String,
+    /// Where keystores live. Default: $HOME/.klero/wallet.
+    #[arg(long, global = true, env = "KLERO_WALLET_DIR")]
+    wallet_dir: Option<PathBuf>,
+    /// Which keystore.
+    #[arg(long, global = true, default_value = "default")]
+    name: String,
+    /// Read the passphrase from this file (first line) instead of a prompt.
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
+    /// Print JSON (read commands).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum WalletCommand {
+    /// Create a new keystore with a random seed.
+    New,
+    /// List the keystores and their addresses.
+    List,
+    /// Print the wallet's address.
+    Address,
+    /// Import a secret seed (64 hex digits, as `export` or `klero keys new` write).
+    Import {
+        /// Read the seed from this file instead of stdin.
+        #[arg(long)]
+        seed_file: Option<PathBuf>,
+    },
+    /// Print the secret seed (the key-file format `klero node --key` reads).
+    Export,
+    /// Show the balance (of the wallet, or of any ADDRESS).
+    Balance {
+        /// Another address to look up.
+        address: Option<String>,
+    },
+    /// Send AMOUNT to the address TO.
+    Transfer {
+        /// The recipient.
+        to: String,
+        /// The amount.
+        amount: u64,
+        #[command(flatten)]
+        send: SendOpts,
+    },
+    /// Bond AMOUNT as stake and register the wallet's VRF key.
+    Stake {
+        /// The amount.
+        amount: u64,
+        #[command(flatten)]
+        send: SendOpts,
+    },
+    /// Start unbonding AMOUNT; it is spendable again after the unbonding delay.
+    Unstake {
+        /// The amount.
+        amount: u64,
+        #[command(flatten)]
+        send: SendOpts,
+    },
+    /// Bonded stake, unbonding stake with the epoch it frees, rewards, blocks proposed.
+    Status,
+}
+
+/// Options of commands that send a transaction.
+#[derive(Debug, Args)]
+struct SendOpts {
+    /// The fee. Default: the chain's minimum.
+    #[arg(long)]
+    fee: Option<u64>,
+    /// Wait until the transaction is in a block.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 120)]
+    wait_secs: u64,
+}
+
+impl WalletArgs {
+    /// Runs the command.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the wallet or the node refuses; the keystore is never changed by a failure.
+    pub fn execute(self) -> Result<()> {
+        let opts = self.opts;
+        let dir = WalletDir(match &opts.wallet_dir {
+            Some(dir) => dir.clone(),
+            None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; use --wallet-dir")?)
+                .join(".klero/wallet"),
+        });
+        match self.command {
+            WalletCommand::New => {
+                let key = keyfile::generate()?;
+                let path = dir.path_of(&opts.name)?;
+                if path.exists() {
+                    return Err(WalletError::Exists(path.display().to_string()).into());
+                }
+                let passphrase = new_passphrase(&opts)?;
+                Keystore::encrypt(&key, &passphrase, KdfParams::DEFAULT)?.save_new(&path)?;
+                print_created(&opts, &key, &path);
+            }
+            WalletCommand::List => {
+                let wallets = dir.list()?;
+                if opts.json {
+                    let list: Vec<_> = wallets
+                        .iter()
+                        .map(|(n, a)| json!({"name": n, "address": a}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else if wallets.is_empty() {
+                    println!(
+                        "no wallets in {} (create one with `klero wallet new`)",
+                        dir.0.display()
+                    );
+                } else {
+                    for (name, address) in wallets {
+                        println!("{name:<16} {address}");
+                    }
+                }
+            }
+            WalletCommand::Address => {
+                let address = Keystore::load(&dir.existing(&opts.name)?)?.address;
+                if opts.json {
+                    println!("{}", json!({"name": opts.name, "address": address}));
+                } else {
+                    println!("{address}");
+                }
+            }
+            WalletCommand::Import { seed_file } => {
+                let path = dir.path_of(&opts.name)?;
+                if path.exists() {
+                    return Err(WalletError::Exists(path.display().to_string()).into());
+                }
+                let text = match &seed_file {
+                    Some(file) => std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                    None => {
+                        let mut text = String::new();
+                        std::io::stdin()
+                            .read_to_string(&mut text)
+                            .context("reading the seed from stdin")?;
+                        text
+                    }
+                };
+                let mut seed = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut seed).context("the seed must be 64 hex digits")?;
+                let key = Keypair::from_seed(seed);
+                eprintln!(
+                    "warning: anyone who saw this seed controls its funds; keep the original safe or destroy it"
+                );
+                let passphrase = new_passphrase(&opts)?;
+                Keystore::encrypt(&key, &passphrase, KdfParams::DEFAULT)?.save_new(&path)?;
+                print_created(&opts, &key, &path);
+            }
+            WalletCommand::Export => {
+                let key = unlock(&dir, &opts)?;
+                eprintln!(
+                    "warning: this is the wallet's secret seed; whoever has it controls the funds and the stake"
+                );
+                println!("{}", hex::encode(key.seed()));
+            }
+            WalletCommand::Balance { address } => {
+                let address = match address {
+                    Some(a) => parse_address(&a)?.to_bech32(),
+                    None => Keystore::load(&dir.existing(&opts.name)?)?.address,
+                };
+                let account = NodeClient::new(&opts.node)?
+                    .account(&address)?
+                    .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
+                if opts.json {
+                    println!(
+                        "{}",
+                        json!({"address": address, "balance": account.balance, "bonded": account.bonded, "nonce": account.nonce})
+                    );
+                } else {
+                    println!("{} (bonded {})", account.balance, account.bonded);
+                }
+            }
+            WalletCommand::Status => status(&dir, &opts)?,
+            WalletCommand::Transfer { to, amount, send } => {
+                let to = parse_address(&to)?;
+                send_tx(&dir, &opts, &send, Action::Transfer(amount), |_| {
+                    TxKind::Transfer { to, amount }
+                })?;
+            }
+            WalletCommand::Stake { amount, send } => {
+                send_tx(&dir, &opts, &send, Action::Stake(amount), |key| TxKind::Stake {
+                    amount,
+                    vrf_key: key.vrf().public_key(),
+                })?;
+            }
+            WalletCommand::Unstake { amount, send } => {
+                send_tx(&dir, &opts, &send, Action::Unstake(amount), |_| TxKind::Unstake {
+                    amount,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_created(opts: &Options, key: &Keypair, path: &std::path::Path) {
+    let address = key.address().to_bech32();
+    if opts.json {
+        println!(
+            "{}",
+            json!({"name": opts.name, "address": address, "keystore": path.display().to_string()})
+        );
+    } else {
+        println!("address   {address}");
+        println!("keystore  {}", path.display());
+    }
+}
+
+/// The passphrase from `--password-file`, `KLERO_PASSPHRASE`, or a prompt.
+fn passphrase(opts: &Options, prompt: &str) -> Result<String> {
+    if let Some(file) = &opts.password_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    if let Ok(pass) = std::env::var("KLERO_PASSPHRASE") {
+        return Ok(pass);
+    }
+    rpassword::prompt_password(prompt)
+        .context("reading the passphrase (no terminal? use --password-file or KLERO_PASSPHRASE)")
+}
+
+fn new_passphrase(opts: &Options) -> Result<String> {
+    let interactive = opts.password_file.is_none() && std::env::var_os("KLERO_PASSPHRASE").is_none();
+    let pass = passphrase(opts, "new passphrase: ")?;
+    if interactive && passphrase(opts, "repeat passphrase: ")? != pass {
+        bail!("the passphrases differ; nothing was written");
+    }
+    if pass.is_empty() {
+        bail!("an empty passphrase would leave the seed unprotected");
+    }
+    Ok(pass)
+}
+
+fn unlock(dir: &WalletDir, opts: &Options) -> Result<Keypair> {
+    let store = Keystore::load(&dir.existing(&opts.name)?)?;
+    let pass = passphrase(opts, &format!("passphrase for {}: ", opts.name))?;
+    Ok(store.decrypt(&pass)?)
+}
+
+fn status(dir: &WalletDir, opts: &Options) -> Result<()> {
+    let address = Keystore::load(&dir.existing(&opts.name)?)?.address;
+    let account = NodeClient::new(&opts.node)?
+        .account(&address)?
+        .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
+    if opts.json {
+        let unbonding: Vec<_> = account
+            .unbonding
+            .iter()
+            .map(|u| json!({"amount": u.amount, "release_epoch": u.release_epoch}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "address": address, "balance": account.balance, "bonded": account.bonded,
+                "unbonding": unbonding, "rewards": account.rewards,
+                "blocks_proposed": account.blocks_proposed, "epoch": account.epoch, "nonce": account.nonce,
+            })
+        );
+        return Ok(());
+    }
+    println!("address          {address}");
+    println!("balance          {}", account.balance);
+    println!("bonded           {}", account.bonded);
+    for u in &account.unbonding {
+        println!(
+            "unbonding        {} (free from epoch {})",
+            u.amount, u.release_epoch
+        );
+    }
+    println!("rewards won      {}", account.rewards);
+    println!("blocks proposed  {}", account.blocks_proposed);
+    println!("epoch now        {}", account.epoch);
+    Ok(())
+}
+
+fn send_tx(
+    dir: &WalletDir,
+    opts: &Options,
+    send: &SendOpts,
+    action: Action,
+    kind: impl FnOnce(&Keypair) -> TxKind,
+) -> Result<()> {
+    let client = NodeClient::new(&opts.node)?;
+    let status = client.status()?;
+    let store = Keystore::load(&dir.existing(&opts.name)?)?;
+    let account = client.account(&store.address)?;
+    let fee = send.fee.unwrap_or(status.ledger.min_fee);
+    check_action(action, fee, &store.address, account.as_ref(), &status)?;
+    let nonce = account.map_or(0, |a| a.nonce);
+    let key = unlock(dir, opts)?;
+    let body = TxBody {
+        from: key.address(),
+        nonce,
+        fee,
+        kind: kind(&key),
+    };
+    let tx = Tx::sign(body, &key, &status.chain_id);
+    let id = client.submit(&codec::encode(&tx))?;
+    println!("{id}");
+    if send.wait {
+        wait_included(
+            &client,
+            &store.address,
+            nonce,
+            &id,
+            Duration::from_secs(send.wait_secs),
+        )?;
+    }
+    Ok(())
+}
+
+/// Polls until the account's nonce has moved past `nonce`.
+fn wait_included(client: &NodeClient, address: &str, nonce: u64, id: &str, limit: Duration) -> Result<()> {
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("waiting for a block");
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if client.account(address)?.is_some_and(|a| a.nonce > nonce) {
+            spinner.finish_with_message("included");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    spinner.abandon();
+    Err(WalletError::NotIncluded(id.to_owned()).into())
+}

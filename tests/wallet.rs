@@ -1,0 +1,206 @@
+//! `klero wallet` as a user runs it: the real binary, a temp wallet dir,
+//! and for the checks that need a chain, a real node on 127.0.0.1.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{Kind, Net, free_port};
+use klero_chain::Keypair;
+
+const PASS: &str = "correct horse battery staple";
+
+fn wallet(dir: &Path, node: &str, args: &[&str]) -> Output {
+    wallet_with_pass(dir, node, PASS, args)
+}
+
+fn wallet_with_pass(dir: &Path, node: &str, pass: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_klero"))
+        .arg("wallet")
+        .args(args)
+        .args(["--wallet-dir", &dir.display().to_string(), "--node", node])
+        .env("KLERO_PASSPHRASE", pass)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run klero wallet")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn keystore_lifecycle_new_list_export_import() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = nowhere();
+    let created: serde_json::Value = serde_json::from_str(&ok(&wallet(
+        dir.path(),
+        &node,
+        &["new", "--name", "me", "--json"],
+    )))
+    .expect("json");
+    let address = created["address"].as_str().expect("address").to_owned();
+    assert!(address.starts_with("klero1"));
+    let path = dir.path().join("me.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert_eq!(
+        ok(&wallet(dir.path(), &node, &["address", "--name", "me"])),
+        address
+    );
+    assert!(ok(&wallet(dir.path(), &node, &["list"])).contains(&address));
+
+    // Refuses to overwrite; the keystore stays byte for byte.
+    let before = fs::read(&path).expect("read");
+    fails_with(
+        &wallet(dir.path(), &node, &["new", "--name", "me"]),
+        "already exists",
+    );
+    assert_eq!(fs::read(&path).expect("read"), before);
+
+    // export → import under another name gives the same address.
+    let seed = ok(&wallet(dir.path(), &node, &["export", "--name", "me"]));
+    let seed_file = dir.path().join("seed.key");
+    fs::write(&seed_file, &seed).expect("write seed");
+    let seed_arg = seed_file.display().to_string();
+    ok(&wallet(
+        dir.path(),
+        &node,
+        &["import", "--name", "copy", "--seed-file", &seed_arg],
+    ));
+    assert_eq!(
+        ok(&wallet(dir.path(), &node, &["address", "--name", "copy"])),
+        address
+    );
+    // The exported seed is a node key file.
+    assert_eq!(
+        klero::keyfile::read(&seed_file)
+            .expect("key file")
+            .address()
+            .to_bech32(),
+        address
+    );
+}
+
+#[test]
+fn wrong_passphrase_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = nowhere();
+    ok(&wallet(dir.path(), &node, &["new"]));
+    let path = dir.path().join("default.json");
+    let before = fs::read(&path).expect("read");
+    fails_with(
+        &wallet_with_pass(dir.path(), &node, "not it", &["export"]),
+        "wrong passphrase",
+    );
+    assert_eq!(fs::read(&path).expect("read"), before);
+}
+
+#[test]
+fn input_errors_are_clear() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = nowhere();
+    ok(&wallet(dir.path(), &node, &["new"]));
+    let mut address = Keypair::dev("bob").address().to_bech32();
+    let last = address.pop().expect("char");
+    address.push(if last == 'q' { 'p' } else { 'q' });
+    fails_with(
+        &wallet(dir.path(), &node, &["transfer", &address, "5"]),
+        "bad address",
+    );
+    fails_with(
+        &wallet(dir.path(), &node, &["transfer", "klero1abc", "five"]),
+        "invalid value 'five'",
+    );
+    fails_with(&wallet(dir.path(), &node, &["balance"]), "cannot reach the node");
+    fails_with(
+        &wallet(dir.path(), &node, &["address", "--name", "nobody"]),
+        "no wallet named",
+    );
+}
+
+#[test]
+fn a_live_node_refuses_what_the_ledger_would() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", None, &[]);
+    let node = format!("http://127.0.0.1:{}", net.nodes[0].rpc);
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Keypair::dev("bob").address().to_bech32();
+
+    ok(&wallet(dir.path(), &node, &["new", "--name", "poor"]));
+    fails_with(
+        &wallet(dir.path(), &node, &["transfer", &bob, "5", "--name", "poor"]),
+        "unknown account",
+    );
+    fails_with(
+        &wallet(dir.path(), &node, &["status", "--name", "poor"]),
+        "unknown account",
+    );
+
+    let alice_seed = net.dir.path().join("alice.key").display().to_string();
+    ok(&wallet(
+        dir.path(),
+        &node,
+        &["import", "--name", "alice", "--seed-file", &alice_seed],
+    ));
+    let status: serde_json::Value = serde_json::from_str(&ok(&wallet(
+        dir.path(),
+        &node,
+        &["status", "--name", "alice", "--json"],
+    )))
+    .expect("json");
+    let balance = status["balance"].as_u64().expect("balance");
+    let bonded = status["bonded"].as_u64().expect("bonded");
+    assert!(balance > 0 && bonded > 0, "{status}");
+
+    let too_much = (balance + 1).to_string();
+    fails_with(
+        &wallet(
+            dir.path(),
+            &node,
+            &["transfer", &bob, &too_much, "--name", "alice"],
+        ),
+        "insufficient balance",
+    );
+    // Alice is bonded already: unstaking all but 10 leaves less than the minimum.
+    let leave_ten = (bonded - 10).to_string();
+    fails_with(
+        &wallet(dir.path(), &node, &["unstake", &leave_ten, "--name", "alice"]),
+        "below the minimum stake",
+    );
+    let poor_address = ok(&wallet(dir.path(), &node, &["address", "--name", "poor"]));
+    // A valid transfer is accepted by the node and gets an id.
+    let id = ok(&wallet(
+        dir.path(),
+        &node,
+        &["transfer", &poor_address, "500", "--name", "alice"],
+    ));
+    assert_eq!(id.len(), 64, "{id}");
+}
