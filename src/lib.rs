@@ -10,6 +10,7 @@
 //! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
 //!   goodness-of-fit statistics.
 //! - [`node`]: the node: store, chain task, mempool, sync, producers, HTTP API.
+//! - [`testnet`]: the local testnet launcher's spec generation and process control.
 //! - [`wallet`]: the encrypted keystore and the wallet's node client.
 //! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
 
@@ -19,4 +20,5 @@ pub mod keyfile;
 pub mod node;
 pub mod p2p;
 pub mod stats;
+pub mod testnet;
 pub mod wallet;

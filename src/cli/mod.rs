@@ -6,6 +6,7 @@ mod bench_hashrate;
 mod keys;
 mod node;
 mod spec;
+mod testnet;
 mod wallet;
 
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ pub enum Command {
     /// Keys, balances, transfers, staking and unstaking.
     Wallet(wallet::WalletArgs),
     /// Start, watch and stop a local multi-node testnet.
-    Testnet(NotYet),
+    Testnet(testnet::TestnetArgs),
     /// Hashrate and fairness benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,7 +65,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Node(args) => args.execute().map(|()| ExitCode::SUCCESS),
         Command::Wallet(args) => args.execute().map(|()| ExitCode::SUCCESS),
-        Command::Testnet(_) | Command::Lab(_) => {
+        Command::Testnet(args) => args.execute().map(|()| ExitCode::SUCCESS),
+        Command::Lab(_) => {
             eprintln!("not built yet");
             Ok(ExitCode::from(2))
         }

@@ -88,6 +88,8 @@ pub struct Chain {
     proposals: HashMap<(Address, u64), SignedHeader>,
     /// Equivocations found and not yet taken.
     equivocations: Vec<Equivocation>,
+    /// Blocks a reorg took off the canonical chain, not yet taken.
+    reverted: Vec<Hash>,
 }
 
 impl Chain {
@@ -125,6 +127,7 @@ impl Chain {
             orphans: Orphans::default(),
             proposals: HashMap::new(),
             equivocations: Vec::new(),
+            reverted: Vec::new(),
         })
     }
 
@@ -189,6 +192,22 @@ impl Chain {
         std::mem::take(&mut self.equivocations)
     }
 
+    /// The transactions of blocks that reorgs removed from the canonical
+    /// chain since the last call, for the mempool to take back.
+    ///
+    /// # Errors
+    ///
+    /// If a removed block cannot be read back.
+    pub fn take_reverted_txs(&mut self) -> Result<Vec<klero_chain::Tx>, StoreError> {
+        let mut txs = Vec::new();
+        for id in std::mem::take(&mut self.reverted) {
+            if let Some(block) = self.store.block(&id)? {
+                txs.extend(block.into_block().txs);
+            }
+        }
+        Ok(txs)
+    }
+
     /// How many orphans wait.
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()
@@ -236,7 +255,9 @@ impl Chain {
             meta: imported.meta,
         };
         let outcome = match switch {
-            Some((_, rolled_back)) => {
+            Some((_, old_branch)) => {
+                let rolled_back = old_branch.len() as u64;
+                self.reverted.extend(old_branch);
                 self.head = make_head(&self.spec, id, &node, imported.state);
                 if rolled_back > 0 {
                     info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
@@ -268,14 +289,14 @@ impl Chain {
 
     /// If a child `id` of `parent_id` with `meta` should become the head:
     /// the canonical index change and how many blocks it rolls back.
-    fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta) -> Option<(HeadChange, u64)> {
+    fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta) -> Option<(HeadChange, Vec<Hash>)> {
         let old = &self.head;
         if parent_id == old.id {
             let change = HeadChange {
                 canonical: vec![(meta.height, id)],
                 old_height: old.meta.height,
             };
-            return Some((change, 0));
+            return Some((change, Vec::new()));
         }
         let (old_branch, mut new_branch) = self.branches(old.id, parent_id);
         new_branch.push(id);
@@ -302,7 +323,7 @@ impl Chain {
                 canonical,
                 old_height: old.meta.height,
             },
-            rolled_back,
+            old_branch,
         ))
     }
 

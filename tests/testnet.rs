@@ -1,0 +1,264 @@
+//! The walkthrough of `testnet/README.md`, scripted the way a new user
+//! types it: `klero testnet up --detach`, a wallet, funds from the faucet,
+//! a stake, a node run with the wallet's key, blocks won, an unstake, and
+//! `klero testnet down` leaving no process behind.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Testnet {
+    dir: tempfile::TempDir,
+    api: String,
+    base_port: u16,
+}
+
+impl Testnet {
+    fn up(consensus: &str, nodes: &str, block_time: &str) -> Testnet {
+        let dir = tempfile::tempdir().expect("dir");
+        let base_port = free_base_port();
+        let testnet = Testnet {
+            api: format!("http://127.0.0.1:{}", base_port + 100),
+            dir,
+            base_port,
+        };
+        let out = testnet.klero(&[
+            "testnet",
+            "up",
+            "--detach",
+            "--consensus",
+            consensus,
+            "--nodes",
+            nodes,
+            "--block-time",
+            block_time,
+            "--base-port",
+            &base_port.to_string(),
+        ]);
+        ok(&out);
+        testnet
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn klero(&self, args: &[&str]) -> Output {
+        let testnet_dir = self.path().join("net");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_klero"));
+        command.args(args);
+        if args.first() == Some(&"testnet") {
+            command.args(["--dir", &testnet_dir.display().to_string()]);
+        }
+        command
+            .env("KLERO_PASSPHRASE", "walkthrough")
+            .env("KLERO_WALLET_DIR", self.path().join("wallet"))
+            .env("KLERO_NODE", &self.api)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run klero")
+    }
+
+    fn wallet_status(&self, name: &str) -> Value {
+        serde_json::from_str(&ok(&self.klero(&["wallet", "status", "--name", name, "--json"]))).expect("json")
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.path().join("net/testnet.json")).expect("state file"),
+        )
+        .expect("json");
+        state["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let pids = self.pids();
+        let _ = self.klero(&["testnet", "down"]);
+        for pid in pids {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        if std::thread::panicking() {
+            for i in 0..6 {
+                let log = std::fs::read_to_string(self.path().join(format!("net/node{i}/node.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!(
+                    "--- node{i} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// 100 free ports for p2p and 100 above for the APIs: probe the ones a small testnet uses.
+fn free_base_port() -> u16 {
+    for _ in 0..50 {
+        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + fastrand_u16() % 90;
+        let free = (0..6).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn fastrand_u16() -> u16 {
+    let mut bytes = [0u8; 2];
+    getrandom::fill(&mut bytes).expect("random");
+    u16::from_le_bytes(bytes)
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+/// Creates `me`, funds it from the faucet, and returns its address.
+fn funded_wallet(net: &Testnet, amount: &str) -> String {
+    ok(&net.klero(&["wallet", "new", "--name", "me"]));
+    let faucet_key = net.path().join("net/keys/faucet.key").display().to_string();
+    ok(&net.klero(&["wallet", "import", "--name", "faucet", "--seed-file", &faucet_key]));
+    let me = ok(&net.klero(&["wallet", "address", "--name", "me"]));
+    ok(&net.klero(&["wallet", "transfer", &me, amount, "--name", "faucet", "--wait"]));
+    let expected: u64 = amount.parse().expect("amount");
+    assert!(wait_for(Duration::from_secs(20), || net
+        .klero(&["wallet", "status", "--name", "me", "--json"])
+        .status
+        .success()
+        && net.wallet_status("me")["balance"].as_u64() == Some(expected)));
+    me
+}
+
+/// Exports `me`'s seed and starts a producing node with it.
+fn run_node_with_my_key(net: &Testnet) {
+    let seed = ok(&net.klero(&["wallet", "export", "--name", "me"]));
+    let key = net.path().join("me.key");
+    std::fs::write(&key, seed).expect("key file");
+    ok(&net.klero(&["testnet", "add", "--key", &key.display().to_string(), "--produce"]));
+}
+
+fn down_leaves_no_process(net: &Testnet) {
+    let pids = net.pids();
+    assert!(!pids.is_empty());
+    ok(&net.klero(&["testnet", "down"]));
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z")),
+            "node {pid} still running"
+        );
+    }
+}
+
+#[test]
+fn pos_walkthrough_stake_win_slots_unstake() {
+    let net = Testnet::up("pos", "4", "0.5");
+    let status: Value =
+        serde_json::from_str(&ok(&net.klero(&["testnet", "status", "--json"]))).expect("json");
+    assert_eq!(status.as_array().map(Vec::len), Some(4));
+    assert!(
+        status[0]["api"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&(net.base_port + 100).to_string()))
+    );
+
+    funded_wallet(&net, "2000000");
+    // 500,000 against the nodes' 40,000: the new staker should win most slots.
+    ok(&net.klero(&["wallet", "stake", "500000", "--name", "me", "--wait"]));
+    // Included; a one-block reorg may briefly put it back in the mempool.
+    assert!(wait_for(
+        Duration::from_secs(20),
+        || net.wallet_status("me")["bonded"].as_u64() == Some(500_000)
+    ));
+    run_node_with_my_key(&net);
+
+    // The stake enters the draw two epoch boundaries later (5 s epochs here).
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            net.wallet_status("me")["blocks_proposed"]
+                .as_u64()
+                .is_some_and(|n| n >= 3)
+        }),
+        "the new staker proposed nothing: {}",
+        net.wallet_status("me")
+    );
+
+    ok(&net.klero(&["wallet", "unstake", "500000", "--name", "me", "--wait"]));
+    assert!(wait_for(
+        Duration::from_secs(20),
+        || net.wallet_status("me")["bonded"].as_u64() == Some(0)
+    ));
+    let after = net.wallet_status("me");
+    let release = after["unbonding"][0]["release_epoch"]
+        .as_u64()
+        .expect("unbonding entry");
+    let balance = after["balance"].as_u64().expect("balance");
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let s = net.wallet_status("me");
+            s["unbonding"].as_array().is_some_and(Vec::is_empty)
+                && s["balance"].as_u64() >= Some(balance + 500_000)
+        }),
+        "stake not freed by epoch {release}: {}",
+        net.wallet_status("me")
+    );
+    down_leaves_no_process(&net);
+}
+
+#[test]
+fn pow_walkthrough_mine_with_my_key() {
+    let net = Testnet::up("pow", "3", "1");
+    funded_wallet(&net, "1000");
+    run_node_with_my_key(&net);
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            net.wallet_status("me")["blocks_proposed"]
+                .as_u64()
+                .is_some_and(|n| n >= 1)
+        }),
+        "my miner found no block: {}",
+        net.wallet_status("me")
+    );
+    let heights: Vec<Value> =
+        serde_json::from_str::<Value>(&ok(&net.klero(&["testnet", "status", "--json"])))
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|n| n["height"].clone())
+            .collect();
+    assert!(
+        heights.iter().all(|h| h.as_u64().is_some_and(|h| h > 0)),
+        "{heights:?}"
+    );
+    down_leaves_no_process(&net);
+}
