@@ -397,7 +397,7 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
                     if interactive {
                         let _ = write!(out, "\x1b[2J\x1b[H{table}\nCtrl-C stops the testnet\n");
                     } else {
-                        let _ = write!(out, "{table}\n");
+                        let _ = writeln!(out, "{table}");
                     }
                     let _ = out.flush();
                 }
@@ -469,7 +469,11 @@ fn print_log(log: &Path, follow: bool) -> Result<()> {
     let mut file = std::fs::File::open(log).with_context(|| format!("opening {}", log.display()))?;
     let mut out = std::io::stdout().lock();
     std::io::copy(&mut file, &mut out)?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    // Until Ctrl-C, like `tail -f`.
+    loop {
         let position = file.stream_position()?;
         let mut chunk = String::new();
         file.read_to_string(&mut chunk)?;
@@ -481,7 +485,6 @@ fn print_log(log: &Path, follow: bool) -> Result<()> {
             out.flush()?;
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
