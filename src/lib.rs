@@ -7,6 +7,8 @@
 //!
 //! - [`cli`]: the `klero` command line, one file per subcommand.
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
+//! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
 pub mod cli;
 pub mod keyfile;
+pub mod lab;

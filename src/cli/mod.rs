@@ -2,6 +2,7 @@
 //! struct with an `execute` method. `anyhow` lives here and nowhere deeper.
 
 mod keys;
+mod lab;
 mod spec;
 
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ pub enum Command {
     #[command(subcommand)]
     Spec(spec::SpecCommand),
     /// Leader-election lab: classical elections beside the lotteries, simulated.
-    Lab(NotYet),
+    Lab(lab::LabArgs),
 }
 
 /// Arguments of a subcommand whose issue has not landed yet.
@@ -56,7 +57,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Keys(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
         Command::Spec(cmd) => cmd.execute().map(|()| ExitCode::SUCCESS),
-        Command::Node(_) | Command::Wallet(_) | Command::Testnet(_) | Command::Bench(_) | Command::Lab(_) => {
+        Command::Lab(args) => args.execute().map(|()| ExitCode::SUCCESS),
+        Command::Node(_) | Command::Wallet(_) | Command::Testnet(_) | Command::Bench(_) => {
             eprintln!("not built yet");
             Ok(ExitCode::from(2))
         }
