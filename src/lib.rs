@@ -13,10 +13,12 @@
 //! - [`testnet`]: the local testnet launcher's spec generation and process control.
 //! - [`wallet`]: the encrypted keystore and the wallet's node client.
 //! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
+//! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
 pub mod cli;
 pub mod fairness;
 pub mod keyfile;
+pub mod lab;
 pub mod node;
 pub mod p2p;
 pub mod stats;

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_hashrate;
 mod keys;
+mod lab;
 mod node;
 mod spec;
 mod testnet;
@@ -42,15 +43,7 @@ pub enum Command {
     #[command(subcommand)]
     Spec(spec::SpecCommand),
     /// Leader-election lab: classical elections beside the lotteries, simulated.
-    Lab(NotYet),
-}
-
-/// Arguments of a subcommand whose issue has not landed yet.
-#[derive(Debug, clap::Args)]
-pub struct NotYet {
-    /// (ignored)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    Lab(lab::LabArgs),
 }
 
 /// Runs a parsed command line.
@@ -66,9 +59,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args) => args.execute().map(|()| ExitCode::SUCCESS),
         Command::Wallet(args) => args.execute().map(|()| ExitCode::SUCCESS),
         Command::Testnet(args) => args.execute().map(|()| ExitCode::SUCCESS),
-        Command::Lab(_) => {
-            eprintln!("not built yet");
-            Ok(ExitCode::from(2))
-        }
+        Command::Lab(args) => args.execute().map(|()| ExitCode::SUCCESS),
     }
 }
