@@ -207,6 +207,22 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
             .contains(&n0)),
         "the hostile peer is still connected"
     );
+    // Oversized blocks from a second peer, which bypasses the size check
+    // that klero's own network layer applies before publishing.
+    let oversized = vec![
+        vec![1; klero::p2p::MAX_GOSSIP_BYTES + 1],
+        vec![2; klero::p2p::MAX_GOSSIP_BYTES + 2],
+        vec![3; klero::p2p::MAX_GOSSIP_BYTES + 3],
+    ];
+    let addr = net.nodes[0].multiaddr().parse().expect("addr");
+    let dropped = rt.block_on(flood_raw_gossip(
+        addr,
+        n0,
+        "/klero/klero-pos-dev/blocks/1",
+        oversized,
+    ));
+    assert!(rejected("oversized"), "{}", net.nodes[0].metrics());
+    assert!(dropped, "n0 kept the peer that sent oversized blocks");
     // The honest nodes carry on together.
     let height = net.nodes[0].height();
     let nodes: Vec<_> = net.nodes.iter().collect();
@@ -215,4 +231,63 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
         "honest nodes stalled"
     );
     rt.block_on(handle.shutdown()).ok();
+}
+
+/// Connects a bare gossipsub peer to `node`, publishes `payloads` on `topic`
+/// once the node has subscribed to it, and reports whether the node then
+/// closed the connection (within 30 s).
+async fn flood_raw_gossip(
+    node: libp2p::Multiaddr,
+    node_id: PeerId,
+    topic: &str,
+    payloads: Vec<Vec<u8>>,
+) -> bool {
+    use futures::StreamExt;
+    use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{SwarmBuilder, noise, tcp, yamux};
+
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(4 << 20)
+        .build()
+        .expect("gossipsub config");
+    let behaviour: gossipsub::Behaviour =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).expect("gossipsub");
+    let mut swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("tcp")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(node).expect("dial");
+    let topic = IdentTopic::new(topic);
+    let mut payloads = Some(payloads);
+    let run = async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic: t })
+                    if peer_id == node_id && t == topic.hash() =>
+                {
+                    for payload in payloads.take().unwrap_or_default() {
+                        swarm
+                            .behaviour_mut()
+                            .publish(topic.clone(), payload)
+                            .expect("publish");
+                    }
+                }
+                SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                } if peer_id == node_id && payloads.is_none() => return true,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap_or(false)
 }

@@ -27,7 +27,8 @@ use super::metrics::Metrics;
 use super::service::{ChainHandle, Origin};
 use super::store::Store;
 use crate::p2p::{
-    MAX_SYNC_BLOCKS, NetworkEvent, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse, Verdict,
+    MAX_SYNC_BLOCKS, NetworkEvent, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse, TopicKind,
+    Verdict,
 };
 
 /// Rejected messages after which a peer is banned.
@@ -55,9 +56,24 @@ impl GossipHandler {
         let mut peers = HashSet::new();
         let mut strikes: HashMap<PeerId, u32> = HashMap::new();
         while let Some(event) = events.recv().await {
-            let (from, msg, verdict) = match event {
-                NetworkEvent::Block { from, msg, bytes } => (from, msg, self.on_block(from, &bytes).await),
-                NetworkEvent::Tx { from, msg, bytes } => (from, msg, self.on_tx(&bytes).await),
+            let (from, verdict) = match event {
+                NetworkEvent::Block { from, msg, bytes } => {
+                    let verdict = self.on_block(from, &bytes).await;
+                    let _ = self.net.report(msg, verdict).await;
+                    (from, verdict)
+                }
+                NetworkEvent::Tx { from, msg, bytes } => {
+                    let verdict = self.on_tx(&bytes).await;
+                    let _ = self.net.report(msg, verdict).await;
+                    (from, verdict)
+                }
+                NetworkEvent::Oversized { from, kind, len } => {
+                    warn!(%from, kind = kind.name(), len, "oversized gossip");
+                    if kind == TopicKind::Block {
+                        self.metrics.reject("oversized");
+                    }
+                    (from, Verdict::Reject)
+                }
                 NetworkEvent::SyncRequest { from, req, channel } => {
                     self.serve(from, req, channel).await;
                     continue;
@@ -74,7 +90,6 @@ impl GossipHandler {
                     continue;
                 }
             };
-            let _ = self.net.report(msg, verdict).await;
             if verdict == Verdict::Reject {
                 let count = strikes.entry(from).or_default();
                 *count += 1;

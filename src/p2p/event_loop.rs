@@ -351,7 +351,12 @@ impl EventLoop {
         };
         if message.data.len() > kind.max_bytes() {
             debug!(peer = %propagation_source, kind = kind.name(), len = message.data.len(), "oversized gossip rejected");
-            return self.report(&msg, Verdict::Reject);
+            self.report(&msg, Verdict::Reject);
+            return self.emit(NetworkEvent::Oversized {
+                from: propagation_source,
+                kind,
+                len: message.data.len(),
+            });
         }
         let event = match kind {
             TopicKind::Block => NetworkEvent::Block {

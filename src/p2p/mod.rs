@@ -46,7 +46,7 @@ use self::behaviour::Behaviour;
 pub use self::event_loop::EventLoop;
 use self::event_loop::{Command, IDLE_CONNECTION_TIMEOUT};
 pub use self::sync_codec::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
-use self::topics::TopicKind;
+pub use self::topics::TopicKind;
 
 /// Largest block payload published or accepted on the blocks topic: the
 /// largest block the codec decodes. Gossipsub's own frame limit adds room
@@ -187,6 +187,17 @@ pub enum NetworkEvent {
         msg: MessageRef,
         /// The encoded transaction, at most `MAX_TX_BYTES`.
         bytes: Vec<u8>,
+    },
+    /// A gossiped message over its topic's limit. It has been rejected
+    /// already (which lowers the sender's gossipsub score) and is not
+    /// passed on; the node decides whether the sender is banned.
+    Oversized {
+        /// The sending peer.
+        from: PeerId,
+        /// Its topic.
+        kind: TopicKind,
+        /// Its length in bytes.
+        len: usize,
     },
     /// A peer asks for sync data; answer with [`NetworkHandle::respond`]
     /// within the request timeout (10 s).

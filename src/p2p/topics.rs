@@ -22,9 +22,12 @@ use super::{MAX_GOSSIP_BYTES, P2pError};
 pub(crate) const IDENTIFY_PROTOCOL_VERSION: &str = "/klero/id/1";
 
 /// What a gossip topic carries.
+/// The two gossip topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TopicKind {
+pub enum TopicKind {
+    /// New blocks.
     Block,
+    /// New transactions.
     Tx,
 }
 
@@ -37,7 +40,8 @@ impl TopicKind {
         }
     }
 
-    pub(crate) fn name(self) -> &'static str {
+    /// "block" or "transaction", for logs.
+    pub fn name(self) -> &'static str {
         match self {
             TopicKind::Block => "block",
             TopicKind::Tx => "transaction",
