@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -84,7 +85,11 @@ impl Drop for Testnet {
         let pids = self.pids();
         let _ = self.klero(&["testnet", "down"]);
         for pid in pids {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            // A safety net after `down`: normally there is no such process.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
         if std::thread::panicking() {
             for i in 0..6 {
@@ -100,11 +105,17 @@ impl Drop for Testnet {
     }
 }
 
-/// 100 free ports for p2p and 100 above for the APIs: probe the ones a small testnet uses.
+/// The base port of one testnet: p2p on `base..base + 8`, the APIs 100
+/// above. Each call in this process takes its own slot of 200 ports in
+/// 10000..30000, below Linux's ephemeral range where the nodes' outgoing
+/// connections land, so the tests running side by side never share a port;
+/// the slot is probed in case another program holds it.
 fn free_base_port() -> u16 {
-    for _ in 0..50 {
-        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + fastrand_u16() % 90;
-        let free = (0..6).all(|i| {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    for _ in 0..100 {
+        let slot = (std::process::id() as u16).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 100;
+        let base = 10_000 + slot * 200;
+        let free = (0..8).all(|i| {
             std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
         });
@@ -113,12 +124,6 @@ fn free_base_port() -> u16 {
         }
     }
     panic!("no free port range");
-}
-
-fn fastrand_u16() -> u16 {
-    let mut bytes = [0u8; 2];
-    getrandom::fill(&mut bytes).expect("random");
-    u16::from_le_bytes(bytes)
 }
 
 fn ok(out: &Output) -> String {
