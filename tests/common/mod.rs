@@ -253,6 +253,25 @@ impl Node {
         self.kill9();
         self.launch();
     }
+
+    /// Restarts the node (SIGTERM) without its key: it keeps following the
+    /// chain but no longer stakes or mines.
+    pub fn stop_producing(&mut self) {
+        self.terminate();
+        let mut args = Vec::new();
+        let mut rest = std::mem::take(&mut self.args).into_iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--key" | "--hashrate-cap" => {
+                    rest.next();
+                }
+                "--stake" | "--mine" => {}
+                _ => args.push(arg),
+            }
+        }
+        self.args = args;
+        self.launch();
+    }
 }
 
 impl Drop for Node {
