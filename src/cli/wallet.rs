@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::keyfile;
 use crate::wallet::client::NodeClient;
 use crate::wallet::keystore::{KdfParams, Keystore};
-use crate::wallet::{Action, WalletDir, WalletError, check_action, parse_address};
+use crate::wallet::{WalletDir, WalletError, check_tx, parse_address};
 
 /// `klero wallet …`
 #[derive(Debug, Args)]
@@ -220,20 +220,16 @@ impl WalletArgs {
             WalletCommand::Status => status(&dir, &opts)?,
             WalletCommand::Transfer { to, amount, send } => {
                 let to = parse_address(&to)?;
-                send_tx(&dir, &opts, &send, Action::Transfer(amount), |_| {
-                    TxKind::Transfer { to, amount }
-                })?;
+                send_tx(&dir, &opts, &send, |_| TxKind::Transfer { to, amount })?;
             }
             WalletCommand::Stake { amount, send } => {
-                send_tx(&dir, &opts, &send, Action::Stake(amount), |key| TxKind::Stake {
+                send_tx(&dir, &opts, &send, |key| TxKind::Stake {
                     amount,
                     vrf_key: key.vrf().public_key(),
                 })?;
             }
             WalletCommand::Unstake { amount, send } => {
-                send_tx(&dir, &opts, &send, Action::Unstake(amount), |_| TxKind::Unstake {
-                    amount,
-                })?;
+                send_tx(&dir, &opts, &send, |_| TxKind::Unstake { amount })?;
             }
         }
         Ok(())
@@ -324,7 +320,6 @@ fn send_tx(
     dir: &WalletDir,
     opts: &Options,
     send: &SendOpts,
-    action: Action,
     kind: impl FnOnce(&Keypair) -> TxKind,
 ) -> Result<()> {
     let client = NodeClient::new(&opts.node)?;
@@ -332,8 +327,7 @@ fn send_tx(
     let store = Keystore::load(&dir.existing(&opts.name)?)?;
     let account = client.account(&store.address)?;
     let fee = send.fee.unwrap_or(status.ledger.min_fee);
-    check_action(action, fee, &store.address, account.as_ref(), &status)?;
-    let nonce = account.map_or(0, |a| a.nonce);
+    let nonce = account.as_ref().map_or(0, |a| a.nonce);
     let key = unlock(dir, opts)?;
     let body = TxBody {
         from: key.address(),
@@ -342,6 +336,7 @@ fn send_tx(
         kind: kind(&key),
     };
     let tx = Tx::sign(body, &key, &status.chain_id);
+    check_tx(&tx, account.as_ref(), &status)?;
     let id = client.submit(&codec::encode(&tx))?;
     println!("{id}");
     if send.wait {

@@ -10,7 +10,8 @@ pub mod keystore;
 
 use std::path::{Path, PathBuf};
 
-use klero_chain::Address;
+use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State, TxError};
+use klero_chain::{Address, Tx};
 
 use self::client::{AccountInfo, NodeStatus};
 
@@ -51,114 +52,53 @@ pub enum WalletError {
     /// The sender's account does not exist on the chain.
     #[error("unknown account {0}: it has never received funds on this chain")]
     UnknownAccount(String),
-    /// Not enough spendable balance.
-    #[error("insufficient balance: needs {needed} (amount + fee), has {available}")]
-    InsufficientBalance {
-        /// Amount + fee.
-        needed: u64,
-        /// Balance.
-        available: u64,
-    },
-    /// A stake that would leave the bonded amount below the minimum.
-    #[error("bonded stake would be {bonded}, below the minimum stake of {min}")]
-    BelowMinimumStake {
-        /// Bonded after the transaction.
-        bonded: u64,
-        /// The chain's minimum.
-        min: u64,
-    },
-    /// Unstaking more than is bonded.
-    #[error("cannot unstake {amount}: only {bonded} bonded")]
-    UnstakeExceedsBonded {
-        /// Asked.
-        amount: u64,
-        /// Bonded.
-        bonded: u64,
-    },
+    /// The ledger would refuse the transaction; its own reason.
+    #[error("the chain would refuse this transaction: {0}")]
+    Rejected(TxError),
     /// An address that does not parse (checksum, prefix, length).
     #[error("{0}")]
     BadAddress(String),
-    /// A zero amount.
-    #[error("the amount must be greater than zero")]
-    ZeroAmount,
-    /// A fee below the chain's minimum.
-    #[error("fee {fee} is below the chain's minimum fee {min}")]
-    FeeTooLow {
-        /// Offered.
-        fee: u64,
-        /// Minimum.
-        min: u64,
-    },
     /// Waiting for inclusion timed out.
     #[error("transaction {0} was not included within the wait time; it may still be")]
     NotIncluded(String),
 }
 
-/// What a transaction does, before it is signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Send `amount` to someone.
-    Transfer(u64),
-    /// Bond `amount`.
-    Stake(u64),
-    /// Unbond `amount`.
-    Unstake(u64),
-}
-
-/// Checks an action against the sender's account and the chain's rules,
-/// so the user gets a clear error before anything is signed or sent.
+/// Runs a signed transaction through the ledger's own rules against the
+/// sender's account as the node reports it, so that the user gets the
+/// ledger's reason before anything is sent (and the wallet cannot drift from
+/// the chain's rules).
 ///
 /// # Errors
 ///
-/// The first rule the action breaks.
-pub fn check_action(
-    action: Action,
-    fee: u64,
-    sender: &str,
-    account: Option<&AccountInfo>,
-    status: &NodeStatus,
-) -> Result<(), WalletError> {
-    let account = account.ok_or_else(|| WalletError::UnknownAccount(sender.to_owned()))?;
-    let min_fee = status.ledger.min_fee;
-    if fee < min_fee {
-        return Err(WalletError::FeeTooLow { fee, min: min_fee });
-    }
-    let (amount, spend) = match action {
-        Action::Transfer(a) | Action::Stake(a) => (a, a),
-        Action::Unstake(a) => (a, 0),
+/// [`WalletError::UnknownAccount`] without an account, otherwise
+/// [`WalletError::Rejected`] with the first rule the transaction breaks.
+pub fn check_tx(tx: &Tx, account: Option<&AccountInfo>, status: &NodeStatus) -> Result<(), WalletError> {
+    let from = tx.body.from;
+    let account = account.ok_or_else(|| WalletError::UnknownAccount(from.to_bech32()))?;
+    let mut state = State::default();
+    state.accounts.insert(
+        from,
+        Account {
+            balance: account.balance,
+            nonce: account.nonce,
+            bonded: account.bonded,
+            ..Account::default()
+        },
+    );
+    let params = LedgerParams {
+        block_reward: 0,
+        min_fee: status.ledger.min_fee,
+        min_stake: status.ledger.min_stake,
+        unbonding_epochs: status.ledger.unbonding_epochs,
+        slashing: false,
     };
-    if amount == 0 {
-        return Err(WalletError::ZeroAmount);
-    }
-    let needed = spend.saturating_add(fee);
-    if needed > account.balance {
-        return Err(WalletError::InsufficientBalance {
-            needed,
-            available: account.balance,
-        });
-    }
-    let min = status.ledger.min_stake;
-    match action {
-        Action::Transfer(_) => {}
-        Action::Stake(a) => {
-            let bonded = account.bonded.saturating_add(a);
-            if bonded < min {
-                return Err(WalletError::BelowMinimumStake { bonded, min });
-            }
-        }
-        Action::Unstake(a) => {
-            let Some(bonded) = account.bonded.checked_sub(a) else {
-                return Err(WalletError::UnstakeExceedsBonded {
-                    amount: a,
-                    bonded: account.bonded,
-                });
-            };
-            if bonded != 0 && bonded < min {
-                return Err(WalletError::BelowMinimumStake { bonded, min });
-            }
-        }
-    }
-    Ok(())
+    let ctx = BlockCtx {
+        chain_id: &status.chain_id,
+        epoch: status.epoch,
+        proposer: from,
+        params: &params,
+    };
+    state.apply_tx(tx, &ctx).map_err(WalletError::Rejected)
 }
 
 /// Where keystores live: `dir/<name>.json`.
@@ -240,6 +180,9 @@ pub fn parse_address(text: &str) -> Result<Address, WalletError> {
 
 #[cfg(test)]
 mod tests {
+    use klero_chain::Keypair;
+    use klero_chain::types::{TxBody, TxKind};
+
     use super::client::LedgerInfo;
     use super::*;
 
@@ -268,43 +211,62 @@ mod tests {
     #[test]
     fn checks_name_the_broken_rule() {
         let s = status();
-        let check = |action, fee, acc: Option<&AccountInfo>| check_action(action, fee, "klero1x", acc, &s);
+        let key = Keypair::dev("alice");
+        let to = Keypair::dev("bob").address();
+        let check = |kind: TxKind, fee, acc: Option<&AccountInfo>| {
+            let body = TxBody {
+                from: key.address(),
+                nonce: 0,
+                fee,
+                kind,
+            };
+            check_tx(&Tx::sign(body, &key, &s.chain_id), acc, &s)
+        };
+        let transfer = |amount| TxKind::Transfer { to, amount };
+        let stake = |amount| TxKind::Stake {
+            amount,
+            vrf_key: key.vrf().public_key(),
+        };
+        let unstake = |amount| TxKind::Unstake { amount };
         assert!(matches!(
-            check(Action::Transfer(5), 1, None),
+            check(transfer(5), 1, None),
             Err(WalletError::UnknownAccount(_))
         ));
         assert!(matches!(
-            check(Action::Transfer(10), 1, Some(&account(10, 0))),
-            Err(WalletError::InsufficientBalance {
+            check(transfer(10), 1, Some(&account(10, 0))),
+            Err(WalletError::Rejected(TxError::InsufficientBalance {
                 needed: 11,
                 available: 10
-            })
+            }))
         ));
         assert!(matches!(
-            check(Action::Stake(10), 1, Some(&account(100, 0))),
-            Err(WalletError::BelowMinimumStake {
+            check(stake(10), 1, Some(&account(100, 0))),
+            Err(WalletError::Rejected(TxError::StakeBelowMinimum {
                 bonded: 10,
                 min: 1000
-            })
+            }))
         ));
         assert!(matches!(
-            check(Action::Unstake(5000), 1, Some(&account(100, 2000))),
-            Err(WalletError::UnstakeExceedsBonded { .. })
+            check(unstake(5000), 1, Some(&account(100, 2000))),
+            Err(WalletError::Rejected(TxError::UnstakeExceedsBonded { .. }))
         ));
         assert!(matches!(
-            check(Action::Unstake(1500), 1, Some(&account(100, 2000))),
-            Err(WalletError::BelowMinimumStake { bonded: 500, .. })
+            check(unstake(1500), 1, Some(&account(100, 2000))),
+            Err(WalletError::Rejected(TxError::StakeBelowMinimum {
+                bonded: 500,
+                ..
+            }))
         ));
         assert!(matches!(
-            check(Action::Transfer(0), 1, Some(&account(9, 0))),
-            Err(WalletError::ZeroAmount)
+            check(transfer(0), 1, Some(&account(9, 0))),
+            Err(WalletError::Rejected(TxError::ZeroAmount))
         ));
         assert!(matches!(
-            check(Action::Transfer(1), 0, Some(&account(9, 0))),
-            Err(WalletError::FeeTooLow { .. })
+            check(transfer(1), 0, Some(&account(9, 0))),
+            Err(WalletError::Rejected(TxError::FeeTooLow { .. }))
         ));
-        assert!(check(Action::Stake(1000), 1, Some(&account(1001, 0))).is_ok());
-        assert!(check(Action::Unstake(2000), 1, Some(&account(1, 2000))).is_ok());
+        assert!(check(stake(1000), 1, Some(&account(1001, 0))).is_ok());
+        assert!(check(unstake(2000), 1, Some(&account(1, 2000))).is_ok());
     }
 
     #[test]
