@@ -25,6 +25,9 @@ use super::store::{HeadChange, Store, StoreError};
 
 /// Most blocks waiting for their parent.
 const MAX_ORPHANS: usize = 512;
+/// Slots behind the newest seen for which proposals are remembered to catch
+/// equivocation; older entries are dropped so the map stays bounded.
+const EQUIVOCATION_WINDOW_SLOTS: u64 = 4096;
 
 /// What importing a block did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +87,8 @@ pub struct Chain {
     tree: HashMap<Hash, TreeNode>,
     head: Head,
     orphans: Orphans,
-    /// The signed PoS header seen first for each (proposer, slot) since start.
+    /// The signed PoS header seen first for each (proposer, slot), for the
+    /// last [`EQUIVOCATION_WINDOW_SLOTS`] slots or so.
     proposals: HashMap<(Address, u64), SignedHeader>,
     /// Equivocations found and not yet taken.
     equivocations: Vec<Equivocation>,
@@ -273,6 +277,10 @@ impl Chain {
     fn watch_for_equivocation(&mut self, block: &SealedBlock) {
         let signed = &block.block().signed;
         let Some(slot) = signed.header.slot() else { return };
+        if self.proposals.len() as u64 > 2 * EQUIVOCATION_WINDOW_SLOTS {
+            let floor = slot.saturating_sub(EQUIVOCATION_WINDOW_SLOTS);
+            self.proposals.retain(|(_, s), _| *s >= floor);
+        }
         match self.proposals.entry((signed.header.proposer, slot)) {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(signed.clone());
