@@ -25,12 +25,20 @@ fn three_nodes_agree(kind: Kind) {
     assert!(wait_for(Duration::from_secs(20), || nodes
         .iter()
         .all(|n| n.status().is_some_and(|s| s["peers"] == 2))));
-    // Every node proposed: the lottery is not stuck on one winner.
-    let proposers: std::collections::BTreeSet<String> = (1..=nodes[0].height())
-        .filter_map(|h| nodes[0].get(&format!("/blocks/{h}")))
-        .filter_map(|b| b["proposer"].as_str().map(str::to_owned))
-        .collect();
-    assert!(proposers.len() >= 2, "only {proposers:?} proposed");
+    // The lottery is not stuck on one winner. One node can win the first
+    // six blocks by chance (carol, with half the running PoS stake, about
+    // 1.6 % of the time), so look at up to 30 more before concluding.
+    let proposers = || -> std::collections::BTreeSet<String> {
+        (1..=nodes[0].height())
+            .filter_map(|h| nodes[0].get(&format!("/blocks/{h}")))
+            .filter_map(|b| b["proposer"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || proposers().len() >= 2),
+        "only {:?} proposed",
+        proposers()
+    );
 }
 
 #[test]
