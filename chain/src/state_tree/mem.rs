@@ -110,7 +110,7 @@ impl<R: NodeReader> NodeReader for Overlay<'_, R> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::update::tests::{entries, key, reachable, reference_root, tree, value};
+    use super::super::update::tests::{apply_to, entries, key, reachable, reference_root, tree, value};
     use super::super::{EMPTY, TreeKey, prove, update, verify};
     use super::*;
     use proptest::prelude::*;
@@ -174,12 +174,7 @@ mod tests {
                     store.undo(&batch);
                     continue;
                 }
-                for (key, value) in block {
-                    match value {
-                        Some(v) => state.insert(*key, *v),
-                        None => state.remove(key),
-                    };
-                }
+                apply_to(&mut state, &changes(block));
                 prop_assert_eq!(root, reference_root(&state));
                 roots.push_back(root);
                 batches.push_back(batch);

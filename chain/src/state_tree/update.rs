@@ -320,6 +320,38 @@ pub(super) mod tests {
         seen
     }
 
+    /// Applies `changes` to a plain map of entries, the reference state.
+    pub(in super::super) fn apply_to(entries: &mut BTreeMap<TreeKey, Hash>, changes: &[Change]) {
+        for (key, value) in changes {
+            match value {
+                Some(v) => entries.insert(*key, *v),
+                None => entries.remove(key),
+            };
+        }
+    }
+
+    /// Checks that `batch` is exactly the difference between the node sets
+    /// of the trees `old` and `new`, each node listed once; applies it.
+    fn assert_is_the_difference(batch: &NodeBatch, old: Hash, new: Hash, store: &mut MemNodes) {
+        let old_nodes = reachable(old, store);
+        store.apply(batch);
+        let new_nodes = reachable(new, store);
+        let added: Vec<Hash> = batch.new_nodes().iter().map(|(h, _)| *h).collect();
+        assert_eq!(added.len(), new_nodes.difference(&old_nodes).count());
+        assert_eq!(
+            added.into_iter().collect::<BTreeSet<_>>(),
+            &new_nodes - &old_nodes
+        );
+        assert_eq!(
+            batch.stale_nodes().len(),
+            old_nodes.difference(&new_nodes).count()
+        );
+        assert_eq!(
+            batch.stale_nodes().iter().copied().collect::<BTreeSet<_>>(),
+            &old_nodes - &new_nodes
+        );
+    }
+
     pub(in super::super) fn inserts(entries: &BTreeMap<TreeKey, Hash>) -> Vec<Change> {
         entries.iter().map(|(k, v)| (*k, Some(*v))).collect()
     }
@@ -541,27 +573,9 @@ pub(super) mod tests {
             .collect();
         let (new_root, batch) = update(root, &changes, &store).unwrap();
         let mut after = before.clone();
-        for (key, value) in &changes {
-            match value {
-                Some(v) => after.insert(*key, *v),
-                None => after.remove(key),
-            };
-        }
+        apply_to(&mut after, &changes);
         assert_eq!(new_root, reference_root(&after));
-        let old_nodes = reachable(root, &store);
-        store.apply(&batch);
-        let new_nodes = reachable(new_root, &store);
-        let new: Vec<Hash> = batch.new_nodes().iter().map(|(h, _)| *h).collect();
-        assert_eq!(new.len(), new_nodes.difference(&old_nodes).count());
-        assert_eq!(new.into_iter().collect::<BTreeSet<_>>(), &new_nodes - &old_nodes);
-        assert_eq!(
-            batch.stale_nodes().len(),
-            old_nodes.difference(&new_nodes).count()
-        );
-        assert_eq!(
-            batch.stale_nodes().iter().copied().collect::<BTreeSet<_>>(),
-            &old_nodes - &new_nodes
-        );
+        assert_is_the_difference(&batch, root, new_root, &mut store);
         // The same update again gives the same batch, in the same order.
         store.undo(&batch);
         assert_eq!(update(root, &changes, &store).unwrap(), (new_root, batch));
@@ -598,29 +612,13 @@ pub(super) mod tests {
             before in entries(),
             changes in prop::collection::btree_map(key(), prop::option::of(value()), 0..24),
         ) {
-            let (root, store) = tree(&before);
+            let (root, mut store) = tree(&before);
             let changes: Vec<Change> = changes.into_iter().collect();
-            let (root, batch) = update(root, &changes, &store).unwrap();
+            let (new_root, batch) = update(root, &changes, &store).unwrap();
             let mut after = before.clone();
-            for (key, value) in &changes {
-                match value {
-                    Some(v) => after.insert(*key, *v),
-                    None => after.remove(key),
-                };
-            }
-            prop_assert_eq!(root, reference_root(&after));
-            // The batch is exactly the difference of the two trees' node sets ...
-            let old_nodes = reachable(reference_root(&before), &store);
-            let mut store = store;
-            store.apply(&batch);
-            let new_nodes = reachable(root, &store);
-            let added: BTreeSet<Hash> = new_nodes.difference(&old_nodes).copied().collect();
-            let removed: BTreeSet<Hash> = old_nodes.difference(&new_nodes).copied().collect();
-            prop_assert_eq!(batch.new_nodes().iter().map(|(h, _)| *h).collect::<BTreeSet<_>>(), added.clone());
-            prop_assert_eq!(batch.stale_nodes().iter().copied().collect::<BTreeSet<_>>(), removed.clone());
-            // ... and lists every node once.
-            prop_assert_eq!(batch.new_nodes().len(), added.len());
-            prop_assert_eq!(batch.stale_nodes().len(), removed.len());
+            apply_to(&mut after, &changes);
+            prop_assert_eq!(new_root, reference_root(&after));
+            assert_is_the_difference(&batch, root, new_root, &mut store);
         }
 
         #[test]
