@@ -43,6 +43,7 @@ pub mod pos;
 pub mod pow;
 pub mod produce;
 pub mod spec;
+pub mod state_tree;
 pub mod types;
 pub mod u256;
 pub mod validate;
