@@ -2,9 +2,10 @@
 //! weight?
 //!
 //! Both lotteries run for real. PoS: every participant has a real key, and
-//! every round each one proves the round's VRF input, the proof is verified,
-//! and the scores `-ln(u)/stake` from [`klero_chain::draw`] decide the winner
-//! (lowest) and whether anyone was eligible at failover step 0, 1, … . PoW: a
+//! every round each one proves its VRF input for the round (which names it,
+//! as on the chain), the proof is verified, and the scores `-ln(u)/stake`
+//! from [`klero_chain::draw`] decide the winner (lowest) and whether anyone
+//! was eligible at failover step 0, 1, … . PoW: a
 //! real SHA-256 race on [`klero_chain::pow::pow_hash`] at a low difficulty,
 //! where in each tick miner `i` makes `weight_i` tries spread evenly over the
 //! tick, and the earliest success wins; block times are measured in ticks.
@@ -20,7 +21,7 @@ use klero_chain::draw;
 use klero_chain::pos::vrf_input;
 use klero_chain::pow::{meets_target, pow_hash};
 use klero_chain::vrf::{self, VrfPublicKey, VrfSecretKey};
-use klero_chain::{Hash, Keypair};
+use klero_chain::{Address, Hash, Keypair};
 use rayon::prelude::*;
 
 /// Which lottery to measure.
@@ -87,12 +88,12 @@ pub fn run(
     progress: &AtomicU64,
 ) -> Result<Tally, vrf::VrfError> {
     let chunks = rounds.div_ceil(CHUNK);
-    let keys: Vec<(VrfSecretKey, VrfPublicKey)> = (0..weights.len())
+    let keys: Vec<(VrfSecretKey, VrfPublicKey, Address)> = (0..weights.len())
         .map(|i| {
             let key = Keypair::from_seed(
                 *Hash::of_parts(&[b"klero/bench/key", &seed.to_le_bytes(), &i.to_le_bytes()]).as_bytes(),
             );
-            (key.vrf().clone(), key.vrf().public_key())
+            (key.vrf().clone(), key.vrf().public_key(), key.address())
         })
         .collect();
     let total: u64 = weights.iter().fold(0u64, |t, w| t.saturating_add(*w));
@@ -120,7 +121,7 @@ pub fn run(
 }
 
 fn pos_round(
-    keys: &[(VrfSecretKey, VrfPublicKey)],
+    keys: &[(VrfSecretKey, VrfPublicKey, Address)],
     weights: &[u64],
     total: u64,
     c_milli: u32,
@@ -128,9 +129,9 @@ fn pos_round(
     eta: &Hash,
     tally: &mut Tally,
 ) -> Result<(), vrf::VrfError> {
-    let alpha = vrf_input("klero-bench", eta, round);
     let mut best: Option<(usize, draw::Score)> = None;
-    for (i, ((secret, public), weight)) in keys.iter().zip(weights).enumerate() {
+    for (i, ((secret, public, address), weight)) in keys.iter().zip(weights).enumerate() {
+        let alpha = vrf_input("klero-bench", eta, round, address);
         let proof = secret.prove(&alpha);
         let output = vrf::verify(public, &alpha, &proof)?;
         let score = draw::score(&output.0, *weight);

@@ -21,6 +21,14 @@ use crate::keys::Address;
 use crate::ledger::Account;
 use crate::vrf::{VrfOutput, VrfPublicKey};
 
+/// How many epochs old the stakes of an epoch's draw are: epoch `e` draws
+/// from the stakes at the end of `e - SNAPSHOT_LAG_EPOCHS`. A change of stake
+/// (an unstake, a slash) reaches the draw only this many epoch boundaries
+/// later, which is why a slash bars its offender at once
+/// ([`State::is_barred`](crate::ledger::State::is_barred)) and why unbonding
+/// must outlast the lag (`ledger.unbonding_epochs` ≥ lag + 1 on PoS chains).
+pub const SNAPSHOT_LAG_EPOCHS: u64 = 2;
+
 /// A staker in a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Staker {

@@ -2,11 +2,19 @@
 //!
 //! - PoW: the most cumulative work (Σ 2^256 / (target + 1)); a tie keeps
 //!   the tip seen first.
-//! - PoS: the longer chain; at equal length, the chain whose first block
-//!   after the fork point is better: the earlier slot, then the lower score
-//!   (-ln(u) / stake, compared exactly). Anything still equal keeps the tip
-//!   seen first. The rollback limit k is the node's to enforce: it knows how
-//!   deep a switch would go.
+//! - PoS: the longer chain. At equal length the node keeps the tip it has
+//!   (the first seen), except when both tips are blocks of the same slot:
+//!   then the lower score (-ln(u) / stake, compared exactly) wins, whichever
+//!   arrived first. This is Praos' rule with a slot distance of zero.
+//!
+//! Why not the earlier slot, as klero v1 did: a staker who wins slot `s`
+//! could withhold its block, watch the honest block of `s + 1` (built on the
+//! same parent, at the same height) and publish late to orphan it. Keeping
+//! the first seen makes the late block lose, so withholding never pays; the
+//! same-slot exception keeps the lowest score of a slot canonical, which is
+//! what makes a staker's win rate its stake share. See `docs/protocol.md`,
+//! "Fork choice". The rollback limit k is the node's to enforce: it knows
+//! how deep a switch would go.
 
 use std::cmp::Ordering;
 
@@ -14,17 +22,8 @@ use crate::spec::{ChainSpec, Consensus};
 use crate::u256::U256;
 use crate::validate::BlockMeta;
 
-/// True if `candidate` should replace `current` as the head.
-///
-/// `first_divergent` holds the first block after the common ancestor on the
-/// current and the candidate branch, which PoS needs when heights are equal;
-/// pass `None` when one tip descends from the other.
-pub fn prefer(
-    spec: &ChainSpec,
-    current: &BlockMeta,
-    candidate: &BlockMeta,
-    first_divergent: Option<(&BlockMeta, &BlockMeta)>,
-) -> bool {
+/// True if the tip `candidate` should replace the tip `current` as the head.
+pub fn prefer(spec: &ChainSpec, current: &BlockMeta, candidate: &BlockMeta) -> bool {
     match spec.consensus {
         Consensus::Pow(_) => {
             U256::from_be_bytes(candidate.cumulative_work) > U256::from_be_bytes(current.cumulative_work)
@@ -32,8 +31,7 @@ pub fn prefer(
         Consensus::Pos(_) => match candidate.height.cmp(&current.height) {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal => first_divergent
-                .is_some_and(|(ours, theirs)| (theirs.slot, theirs.score()) < (ours.slot, ours.score())),
+            Ordering::Equal => candidate.slot == current.slot && candidate.score() < current.score(),
         },
     }
 }

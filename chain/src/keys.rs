@@ -11,6 +11,12 @@
 //! the message, so no signed object can be replayed as another kind, on
 //! another chain, or be mistaken for a 32-byte VRF hash string.
 //!
+//! A stake transaction proves possession of the VRF key it registers with an
+//! ECVRF proof over [`vrf_pop_input`], which names the chain and the staker:
+//! a key copied from someone else cannot come with a valid proof, and the
+//! proof cannot be replayed for another account or chain. It is a VRF proof,
+//! never an EdDSA signature made with the VRF key (see above).
+//!
 //! Addresses are the 32-byte ed25519 public key written in bech32m with the
 //! human-readable part `klero`.
 
@@ -21,7 +27,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::vrf::VrfSecretKey;
+use crate::vrf::{self, VrfError, VrfProof, VrfPublicKey, VrfSecretKey};
 
 /// The human-readable part of every address.
 pub const ADDRESS_HRP: &str = "klero";
@@ -171,6 +177,39 @@ fn chain_tag(chain_id: &str) -> [u8; 32] {
     blake3::derive_key("klero 2026-11 chain id tag", chain_id.as_bytes())
 }
 
+/// The VRF input a proof of possession proves.
+///
+/// # Format
+///
+/// ```text
+/// "klero/vrf-pop/v1" (16 bytes) | chain_tag [32] | staker address [32]
+/// ```
+/// `chain_tag` is the one signatures use. Every field has a fixed length,
+/// and the prefix differs from the slot input's `"klero/slot"` at byte 6, so
+/// a proof of possession is never a slot ticket nor the other way round.
+pub fn vrf_pop_input(chain_id: &str, staker: &Address) -> Vec<u8> {
+    let mut alpha = Vec::with_capacity(16 + 32 + 32);
+    alpha.extend_from_slice(b"klero/vrf-pop/v1");
+    alpha.extend_from_slice(&chain_tag(chain_id));
+    alpha.extend_from_slice(&staker.0);
+    alpha
+}
+
+/// Checks that `proof` shows possession of `vrf_key` by `staker` on `chain_id`.
+///
+/// # Errors
+///
+/// The [`VrfError`] of [`vrf::verify`]: a key that does not decode or has
+/// small order, or a proof made with another key or for another input.
+pub fn verify_vrf_pop(
+    vrf_key: &VrfPublicKey,
+    chain_id: &str,
+    staker: &Address,
+    proof: &VrfProof,
+) -> Result<(), VrfError> {
+    vrf::verify(vrf_key, &vrf_pop_input(chain_id, staker), proof).map(|_| ())
+}
+
 /// A wallet's 32-byte master seed and the two keys derived from it.
 #[derive(Clone)]
 pub struct Keypair {
@@ -206,6 +245,12 @@ impl Keypair {
     /// The VRF secret key.
     pub fn vrf(&self) -> &VrfSecretKey {
         &self.vrf
+    }
+
+    /// The proof of possession of this wallet's VRF key that a stake
+    /// transaction on `chain_id` carries.
+    pub fn vrf_pop(&self, chain_id: &str) -> VrfProof {
+        self.vrf.prove(&vrf_pop_input(chain_id, &self.address()))
     }
 
     /// Signs `domain || chain_id_tag || message`.
@@ -278,6 +323,35 @@ mod tests {
         assert_eq!(
             addr.verify(SignDomain::Tx, "test", b"hellO", &sig),
             Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_proof_of_possession_verifies_for_its_key_staker_and_chain_only() {
+        let alice = Keypair::dev("alice");
+        let mallory = Keypair::dev("mallory");
+        let (key, pop) = (alice.vrf().public_key(), alice.vrf_pop("test"));
+        assert_eq!(verify_vrf_pop(&key, "test", &alice.address(), &pop), Ok(()));
+        assert_eq!(
+            verify_vrf_pop(&mallory.vrf().public_key(), "test", &alice.address(), &pop),
+            Err(VrfError::ProofMismatch),
+            "wrong key"
+        );
+        assert_eq!(
+            verify_vrf_pop(&key, "test", &mallory.address(), &pop),
+            Err(VrfError::ProofMismatch),
+            "wrong address: a copied proof is worthless to another account"
+        );
+        assert_eq!(
+            verify_vrf_pop(&key, "other", &alice.address(), &pop),
+            Err(VrfError::ProofMismatch),
+            "wrong chain"
+        );
+        // Mallory's own proof over Alice's address does not verify under Alice's key.
+        let forged = mallory.vrf().prove(&vrf_pop_input("test", &alice.address()));
+        assert_eq!(
+            verify_vrf_pop(&key, "test", &alice.address(), &forged),
+            Err(VrfError::ProofMismatch)
         );
     }
 

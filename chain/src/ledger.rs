@@ -5,24 +5,33 @@
 //! order, pay the block reward. Every rule is a checked comparison before
 //! any mutation, so a rejected transaction leaves the state exactly as it
 //! was, and all arithmetic is `checked_*` (an overflow is an error, never a
-//! wrap). Signatures are checked by the caller ([`verify_signatures`], in
-//! parallel) before the sequential apply.
+//! wrap). What needs no state, the signature and a stake's proof of
+//! possession, the caller checks once per transaction ([`verify_txs`] does
+//! both for a block, in parallel), never in the sequential apply, which a
+//! mempool replays after every new head.
 //!
 //! Supply accounting: `Σ balance + Σ bonded + Σ unbonding + burned` grows
 //! by exactly the block reward per block; nothing else creates or destroys
 //! value. Slashing burns half of the offender's stake and pays the other
-//! half to the reporter.
+//! half to the reporter (all of it is burned when the offender reports
+//! itself).
+//!
+//! VRF keys: a stake transaction registers a key only if it is a valid
+//! point of large order with a proof of possession naming the chain and the
+//! staker ([`verify_pop`]), and is not bound to another account yet (the
+//! apply). The registry `vrf_keys` (genesis keys included) keeps every key
+//! bound to its first owner for good, so no key serves two accounts.
 
 use bincode::{Decode, Encode};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec;
-use crate::epoch::EpochState;
+use crate::epoch::{EpochState, SNAPSHOT_LAG_EPOCHS};
 use crate::hash::Hash;
-use crate::keys::{Address, KeyError};
+use crate::keys::{Address, KeyError, verify_vrf_pop};
 use crate::types::{Equivocation, Seal, Tx, TxKind};
-use crate::vrf::VrfPublicKey;
+use crate::vrf::{VrfError, VrfPublicKey};
 
 /// One account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -132,6 +141,19 @@ pub enum TxError {
         /// The slot.
         slot: u64,
     },
+    /// A stake transaction's VRF key does not decode or has small order.
+    #[error("invalid VRF key: {0}")]
+    InvalidVrfKey(VrfError),
+    /// A stake transaction's VRF key is registered to another account.
+    #[error("VRF key is already registered to {owner}")]
+    VrfKeyTaken {
+        /// The account the key is bound to.
+        owner: Address,
+    },
+    /// A stake transaction's proof of possession does not verify for its
+    /// VRF key, this chain and the sender.
+    #[error("the proof of possession does not verify for this VRF key, chain and sender")]
+    BadProofOfPossession,
     /// Evidence on a chain without slashing (proof of work).
     #[error("equivocation evidence is only valid on proof-of-stake chains")]
     SlashingDisabled,
@@ -155,34 +177,66 @@ pub struct TxRejection {
 pub struct State {
     /// Accounts by address.
     pub accounts: BTreeMap<Address, Account>,
+    /// Every VRF key ever registered (genesis included) → the account it is
+    /// bound to, for good.
+    pub vrf_keys: BTreeMap<VrfPublicKey, Address>,
     /// Unbonding stake: (release epoch, owner) → amount.
     pub unbonding: BTreeMap<(u64, Address), u64>,
     /// Equivocations already slashed: (offender, slot).
     pub slashed: BTreeSet<(Address, u64)>,
+    /// Offender → the epoch of the block that applied its latest slash
+    /// (see [`State::is_barred`]).
+    pub slashed_in: BTreeMap<Address, u64>,
     /// Value destroyed by slashing.
     pub burned: u64,
     /// Epoch bookkeeping: stake snapshots and the draw's randomness.
     pub epoch: EpochState,
 }
 
-/// Checks every transaction signature, in parallel.
+/// [`verify_tx`] for every transaction of a block, in parallel.
 ///
 /// # Errors
 ///
-/// The first (lowest-index) bad signature.
-pub fn verify_signatures(txs: &[Tx], chain_id: &str) -> Result<(), TxRejection> {
+/// The first (lowest-index) transaction that fails, with why.
+pub fn verify_txs(txs: &[Tx], chain_id: &str) -> Result<(), TxRejection> {
     let bad = txs
         .par_iter()
         .enumerate()
-        .filter_map(|(index, tx)| tx.verify(chain_id).err().map(|e| (index, e)))
-        .min_by_key(|(index, _)| *index);
-    match bad {
-        Some((index, e)) => Err(TxRejection {
-            index,
-            error: TxError::BadSignature(e),
-        }),
-        None => Ok(()),
-    }
+        .filter_map(|(index, tx)| {
+            verify_tx(tx, chain_id)
+                .err()
+                .map(|error| TxRejection { index, error })
+        })
+        .min_by_key(|rejection| rejection.index);
+    bad.map_or(Ok(()), Err)
+}
+
+/// What a transaction proves without the state: the sender's signature and,
+/// for a stake, [`verify_pop`].
+///
+/// # Errors
+///
+/// [`TxError::BadSignature`], then the errors of [`verify_pop`].
+pub fn verify_tx(tx: &Tx, chain_id: &str) -> Result<(), TxError> {
+    tx.verify(chain_id).map_err(TxError::BadSignature)?;
+    verify_pop(tx, chain_id)
+}
+
+/// For a stake transaction, checks that its VRF key is valid and that its
+/// proof of possession verifies for that key, `chain_id` and the sender;
+/// other kinds pass. Needs no state, so it runs once per transaction: a VRF
+/// verification costs far more than the ledger's lookups.
+///
+/// # Errors
+///
+/// [`TxError::InvalidVrfKey`] for a key that does not decode or has small
+/// order, then [`TxError::BadProofOfPossession`].
+pub fn verify_pop(tx: &Tx, chain_id: &str) -> Result<(), TxError> {
+    let TxKind::Stake { vrf_key, pop, .. } = &tx.body.kind else {
+        return Ok(());
+    };
+    vrf_key.validate().map_err(TxError::InvalidVrfKey)?;
+    verify_vrf_pop(vrf_key, chain_id, &tx.body.from, pop).map_err(|_| TxError::BadProofOfPossession)
 }
 
 impl State {
@@ -208,6 +262,17 @@ impl State {
             .collect()
     }
 
+    /// Whether `address` may not propose in `epoch` because it was slashed
+    /// less than [`SNAPSHOT_LAG_EPOCHS`] epochs before: the snapshots of
+    /// those epochs were taken before the slash and may still list the stake
+    /// it lost. From the block after the evidence on, it cannot propose
+    /// until the snapshots catch up (then only with stake bonded since).
+    pub fn is_barred(&self, address: &Address, epoch: u64) -> bool {
+        self.slashed_in
+            .get(address)
+            .is_some_and(|slashed| epoch < slashed.saturating_add(SNAPSHOT_LAG_EPOCHS))
+    }
+
     /// All value in existence: balances, bonded, unbonding and burned.
     pub fn total_supply(&self) -> u128 {
         let accounts: u128 = self
@@ -227,7 +292,8 @@ impl State {
     /// the reward. On error the state may be partly changed: callers apply
     /// blocks to a copy and keep it only on success.
     ///
-    /// Signatures must already have been checked ([`verify_signatures`]).
+    /// Signatures and proofs of possession must already have been checked
+    /// ([`verify_txs`]).
     ///
     /// # Errors
     ///
@@ -246,8 +312,8 @@ impl State {
             })
     }
 
-    /// Applies one transaction whose signature has been checked. A rejected
-    /// transaction changes nothing.
+    /// Applies one transaction whose signature and proof of possession have
+    /// been checked ([`verify_tx`]). A rejected transaction changes nothing.
     ///
     /// # Errors
     ///
@@ -293,7 +359,7 @@ impl State {
                 self.charge(body.from, needed)?;
                 self.accounts.entry(*to).or_default().balance += amount;
             }
-            TxKind::Stake { amount, vrf_key } => {
+            TxKind::Stake { amount, vrf_key, .. } => {
                 nonzero(*amount)?;
                 let bonded = sender.bonded.checked_add(*amount).ok_or(TxError::Overflow)?;
                 if bonded < params.min_stake {
@@ -302,10 +368,16 @@ impl State {
                         min: params.min_stake,
                     });
                 }
+                if let Some(owner) = self.vrf_keys.get(vrf_key)
+                    && *owner != body.from
+                {
+                    return Err(TxError::VrfKeyTaken { owner: *owner });
+                }
                 self.charge(body.from, needed)?;
                 let account = self.accounts.entry(body.from).or_default();
                 account.bonded = bonded;
                 account.vrf_key = Some(*vrf_key);
+                self.vrf_keys.insert(*vrf_key, body.from);
             }
             TxKind::Unstake { amount } => {
                 nonzero(*amount)?;
@@ -342,7 +414,7 @@ impl State {
                     return Err(TxError::AlreadySlashed { offender, slot });
                 }
                 self.charge(body.from, needed)?;
-                self.slash(offender, slot, body.from)?;
+                self.slash(offender, slot, body.from, ctx.epoch)?;
             }
         }
         self.pay_proposer(ctx.proposer, body.fee, false)
@@ -384,8 +456,10 @@ impl State {
     }
 
     /// Takes the offender's bonded and unbonding stake: half to the reporter,
-    /// the rest burned.
-    fn slash(&mut self, offender: Address, slot: u64, reporter: Address) -> Result<(), TxError> {
+    /// the rest burned; all burned if the offender reports itself, so
+    /// reporting oneself first never pays. Bars the offender from proposing
+    /// from the next block on.
+    fn slash(&mut self, offender: Address, slot: u64, reporter: Address, epoch: u64) -> Result<(), TxError> {
         let mut taken = self
             .accounts
             .get_mut(&offender)
@@ -400,11 +474,12 @@ impl State {
             let amount = self.unbonding.remove(&key).unwrap_or(0);
             taken = taken.checked_add(amount).ok_or(TxError::Overflow)?;
         }
-        let reward = taken / 2;
+        let reward = if reporter == offender { 0 } else { taken / 2 };
         let reporter = self.accounts.entry(reporter).or_default();
         reporter.balance = reporter.balance.checked_add(reward).ok_or(TxError::Overflow)?;
         self.burned = self.burned.checked_add(taken - reward).ok_or(TxError::Overflow)?;
         self.slashed.insert((offender, slot));
+        self.slashed_in.insert(offender, epoch);
         Ok(())
     }
 }
@@ -553,15 +628,7 @@ mod tests {
                 TxError::UnknownAccount(stranger.address()),
             ),
             (
-                tx(
-                    &u[0],
-                    0,
-                    1,
-                    TxKind::Stake {
-                        amount: 99,
-                        vrf_key: u[0].vrf().public_key(),
-                    },
-                ),
+                tx(&u[0], 0, 1, TxKind::stake(&u[0], CHAIN, 99)),
                 TxError::StakeBelowMinimum { bonded: 99, min: 100 },
             ),
             (
@@ -582,7 +649,7 @@ mod tests {
         let good = tx(&u[0], 0, 1, transfer(&u[1], 1));
         let mut bad = tx(&u[1], 0, 1, transfer(&u[0], 1));
         bad.body.fee = 2;
-        let err = verify_signatures(&[good, bad], CHAIN).unwrap_err();
+        let err = verify_txs(&[good, bad], CHAIN).unwrap_err();
         assert_eq!(err.index, 1);
         assert!(matches!(err.error, TxError::BadSignature(KeyError::BadSignature)));
     }
@@ -593,10 +660,7 @@ mod tests {
         let mut state = funded(1_000);
         let vrf_key = u[0].vrf().public_key();
         state
-            .apply_tx(
-                &tx(&u[0], 0, 1, TxKind::Stake { amount: 500, vrf_key }),
-                &ctx(&p, 0),
-            )
+            .apply_tx(&tx(&u[0], 0, 1, TxKind::stake(&u[0], CHAIN, 500)), &ctx(&p, 0))
             .unwrap();
         let acct = &state.accounts[&u[0].address()];
         assert_eq!(
@@ -641,20 +705,24 @@ mod tests {
         SignedHeader::sign(header, key, CHAIN)
     }
 
+    /// A funded state in which `u[2]` bonded 600 in `epoch`, and its two
+    /// signed headers for `slot`.
+    fn staked_offender(p: &LedgerParams, epoch: u64, slot: u64) -> (State, Keypair, Equivocation) {
+        let offender = users().swap_remove(2);
+        let mut state = funded(1_000);
+        let stake = tx(&offender, 0, 1, TxKind::stake(&offender, CHAIN, 600));
+        state.apply_tx(&stake, &ctx(p, epoch)).unwrap();
+        let evidence = Equivocation {
+            a: pos_header(&offender, slot, 1),
+            b: pos_header(&offender, slot, 2),
+        };
+        (state, offender, evidence)
+    }
+
     #[test]
     fn equivocation_slashes_once_and_conserves_supply() {
         let (p, u) = (params(), users());
-        let mut state = funded(1_000);
-        let offender = &u[2];
-        let stake = TxKind::Stake {
-            amount: 600,
-            vrf_key: offender.vrf().public_key(),
-        };
-        state.apply_tx(&tx(offender, 0, 1, stake), &ctx(&p, 0)).unwrap();
-        let evidence = Equivocation {
-            a: pos_header(offender, 7, 1),
-            b: pos_header(offender, 7, 2),
-        };
+        let (mut state, offender, evidence) = staked_offender(&p, 0, 7);
         let supply = state.total_supply();
         let report = tx(&u[0], 0, 1, TxKind::Evidence(Box::new(evidence.clone())));
         state.apply_tx(&report, &ctx(&p, 0)).unwrap();
@@ -668,6 +736,137 @@ mod tests {
             Err(TxError::AlreadySlashed {
                 offender: offender.address(),
                 slot: 7
+            })
+        );
+    }
+
+    #[test]
+    fn an_offender_reporting_itself_earns_nothing() {
+        let p = params();
+        let (mut state, offender, evidence) = staked_offender(&p, 0, 7);
+        let supply = state.total_supply();
+        let report = tx(&offender, 1, 1, TxKind::Evidence(Box::new(evidence)));
+        state.apply_tx(&report, &ctx(&p, 0)).unwrap();
+        let account = &state.accounts[&offender.address()];
+        assert_eq!((account.bonded, account.balance), (0, 1_000 - 600 - 1 - 1));
+        assert_eq!(state.burned, 600, "the whole stake is burned");
+        assert_eq!(state.total_supply(), supply);
+    }
+
+    #[test]
+    fn a_slash_bars_the_offender_until_the_snapshots_catch_up() {
+        let (p, u) = (params(), users());
+        let (mut state, offender, evidence) = staked_offender(&p, 4, 41);
+        assert!(!state.is_barred(&offender.address(), 4));
+        let report = tx(&u[0], 0, 1, TxKind::Evidence(Box::new(evidence)));
+        state.apply_tx(&report, &ctx(&p, 4)).unwrap();
+        let barred: Vec<u64> = (4..8)
+            .filter(|e| state.is_barred(&offender.address(), *e))
+            .collect();
+        assert_eq!(barred, vec![4, 5], "from the slash until 2 epochs on");
+        assert!(!state.is_barred(&u[0].address(), 4), "only the offender");
+    }
+
+    #[test]
+    fn a_vrf_key_stays_bound_to_its_first_owner() {
+        let (p, u) = (params(), users());
+        let mut state = funded(10_000);
+        let (alice, mallory) = (&u[0], &u[1]);
+        let alice_key = alice.vrf().public_key();
+        // A stake whose proof is made with `secret`'s VRF key for `staker`.
+        let stake = |staker: &Keypair, nonce, secret: &Keypair| {
+            let kind = TxKind::Stake {
+                amount: 500,
+                vrf_key: secret.vrf().public_key(),
+                pop: Box::new(
+                    secret
+                        .vrf()
+                        .prove(&crate::keys::vrf_pop_input(CHAIN, &staker.address())),
+                ),
+            };
+            let t = tx(staker, nonce, 1, kind);
+            assert_eq!(verify_pop(&t, CHAIN), Ok(()), "a genuine proof");
+            t
+        };
+        state.apply_tx(&stake(alice, 0, alice), &ctx(&p, 0)).unwrap();
+        assert_eq!(state.vrf_keys.get(&alice_key), Some(&alice.address()));
+        // Whoever holds Alice's VRF secret can prove it for a second account,
+        // but the key is bound to Alice.
+        let before = state.clone();
+        assert_eq!(
+            state.apply_tx(&stake(mallory, 0, alice), &ctx(&p, 0)),
+            Err(TxError::VrfKeyTaken {
+                owner: alice.address()
+            })
+        );
+        assert_eq!(state, before, "a rejected stake changes nothing");
+        // Alice re-stakes with her own key, then moves to another key.
+        state.apply_tx(&stake(alice, 1, alice), &ctx(&p, 0)).unwrap();
+        let other = Keypair::dev("alice-2");
+        state.apply_tx(&stake(alice, 2, &other), &ctx(&p, 0)).unwrap();
+        assert_eq!(
+            state.accounts[&alice.address()].vrf_key,
+            Some(other.vrf().public_key())
+        );
+        // The key she left is still hers.
+        assert_eq!(
+            state.apply_tx(&stake(mallory, 0, alice), &ctx(&p, 0)),
+            Err(TxError::VrfKeyTaken {
+                owner: alice.address()
+            })
+        );
+    }
+
+    #[test]
+    fn a_stake_needs_a_valid_vrf_key_and_a_proof_of_possession() {
+        let u = users();
+        let (alice, mallory) = (&u[0], &u[1]);
+        let mut small_order = [0; 32];
+        small_order[0] = 1; // the identity point
+        let stake = |vrf_key, pop| {
+            tx(
+                mallory,
+                0,
+                1,
+                TxKind::Stake {
+                    amount: 500,
+                    vrf_key,
+                    pop: Box::new(pop),
+                },
+            )
+        };
+        let cases = [
+            (
+                stake(VrfPublicKey(small_order), mallory.vrf_pop(CHAIN)),
+                TxError::InvalidVrfKey(VrfError::SmallOrderPublicKey),
+            ),
+            (
+                // Alice's key with Alice's own proof, copied: it names Alice.
+                stake(alice.vrf().public_key(), alice.vrf_pop(CHAIN)),
+                TxError::BadProofOfPossession,
+            ),
+            (
+                // Alice's key with a proof Mallory made with her own key.
+                stake(alice.vrf().public_key(), mallory.vrf_pop(CHAIN)),
+                TxError::BadProofOfPossession,
+            ),
+            (
+                // Mallory's own key with a proof for another chain.
+                stake(mallory.vrf().public_key(), mallory.vrf_pop("other")),
+                TxError::BadProofOfPossession,
+            ),
+        ];
+        for (t, expected) in cases {
+            assert_eq!(verify_pop(&t, CHAIN), Err(expected));
+        }
+        let good = stake(mallory.vrf().public_key(), mallory.vrf_pop(CHAIN));
+        assert_eq!(verify_pop(&good, CHAIN), Ok(()));
+        let copied = stake(alice.vrf().public_key(), alice.vrf_pop(CHAIN));
+        assert_eq!(
+            verify_txs(&[good, copied], CHAIN),
+            Err(TxRejection {
+                index: 1,
+                error: TxError::BadProofOfPossession
             })
         );
     }
@@ -735,10 +934,7 @@ mod tests {
         let nonce = state.accounts.get(&u[from].address()).map_or(0, |a| a.nonce) + nonce_skew;
         let kind = match kind {
             0 => transfer(&u[to], amount),
-            1 => TxKind::Stake {
-                amount,
-                vrf_key: u[from].vrf().public_key(),
-            },
+            1 => TxKind::stake(&u[from], CHAIN, amount),
             _ => TxKind::Unstake { amount },
         };
         tx(&u[from], nonce, fee, kind)

@@ -27,7 +27,8 @@
 //!
 //! decode (bounded) → header alone → against the parent → seal (PoW target
 //! and hash, or PoS VRF proof and eligibility) → body (tx root, signatures
-//! in parallel) → ledger apply → state root → fork choice.
+//! and proofs of possession in parallel) → ledger apply → state root → fork
+//! choice.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

@@ -3,8 +3,11 @@
 //! Slot `s` starts at `genesis_time_ms + s * slot_ms`; epoch `e` holds slots
 //! `e * epoch_slots .. (e + 1) * epoch_slots`. In slot `s` of epoch `e`, a
 //! staker's ticket is its VRF output on
-//! `"klero/slot" || chain_id || eta_e || s_le64` (see `docs/protocol.md`),
-//! turned into a score `-ln(u) / stake` by [`crate::draw`]. A staker may
+//! `"klero/slot" || chain_id || eta_e || s_le64 || proposer` (see
+//! `docs/protocol.md`), turned into a score `-ln(u) / stake` by
+//! [`crate::draw`]. The input names the proposer, so a ticket is worthless
+//! to anyone but its owner: a block re-signed by another account proves
+//! another input. A staker may
 //! propose when its score is below the threshold for the failover step
 //! `j = min(s - parent_slot - 1, max_failover_steps)`: each empty slot since
 //! the parent widens the threshold by one more `c / total_stake`, so an
@@ -14,6 +17,7 @@
 use crate::draw::{self, Score};
 use crate::epoch::Staker;
 use crate::hash::Hash;
+use crate::keys::Address;
 use crate::ledger::State;
 use crate::spec::{ChainSpec, PosParams};
 use crate::vrf::{self, VrfOutput, VrfProof};
@@ -52,21 +56,23 @@ pub fn failover_step(pos: &PosParams, slot: u64, parent_slot: u64) -> u32 {
         .min(pos.max_failover_steps)
 }
 
-/// The VRF input (alpha) for `slot` under epoch randomness `eta`.
+/// The VRF input (alpha) of `proposer` for `slot` under epoch randomness `eta`.
 ///
 /// # Format
 ///
 /// ```text
 /// "klero/slot" (10 bytes) | chain_id (UTF-8, no length) | eta [32] | slot u64 LE
+/// | proposer address [32]
 /// ```
-/// The chain id is the only variable-length part and comes before two
-/// fixed-length fields, so the encoding is unambiguous.
-pub fn vrf_input(chain_id: &str, eta: &Hash, slot: u64) -> Vec<u8> {
-    let mut alpha = Vec::with_capacity(10 + chain_id.len() + 40);
+/// The chain id is the only variable-length part and comes before three
+/// fixed-length fields (72 bytes), so the encoding is unambiguous.
+pub fn vrf_input(chain_id: &str, eta: &Hash, slot: u64, proposer: &Address) -> Vec<u8> {
+    let mut alpha = Vec::with_capacity(10 + chain_id.len() + 72);
     alpha.extend_from_slice(b"klero/slot");
     alpha.extend_from_slice(chain_id.as_bytes());
     alpha.extend_from_slice(eta.as_bytes());
     alpha.extend_from_slice(&slot.to_le_bytes());
+    alpha.extend_from_slice(&proposer.0);
     alpha
 }
 
@@ -103,8 +109,10 @@ pub fn eligible(
     draw::is_eligible(&score, state.epoch.snapshot.total(), params.leader_c_milli, step).then_some(score)
 }
 
-/// Proves `slot` with `vrf_key` and returns the ticket if it wins.
-/// `state` must already be advanced to the slot's epoch.
+/// Proves `slot` as `staker` with `vrf_key` and returns the ticket if it
+/// wins. `state` must already be advanced to the slot's epoch. This is the
+/// draw alone: whether the staker may use the ticket (its registered key,
+/// a recent slash) is [`crate::produce::pos_claim`]'s to check.
 pub fn claim(
     spec: &ChainSpec,
     params: &PosParams,
@@ -114,7 +122,7 @@ pub fn claim(
     slot: u64,
     step: u32,
 ) -> Option<PosClaim> {
-    let alpha = vrf_input(&spec.chain_id, &state.epoch.eta, slot);
+    let alpha = vrf_input(&spec.chain_id, &state.epoch.eta, slot, &staker.address);
     let proof = vrf_key.prove(&alpha);
     let output = vrf::proof_to_hash(&proof).ok()?;
     let score = eligible(params, state, staker, &output, step)?;

@@ -8,7 +8,7 @@
 
 use crate::hash::Hash;
 use crate::keys::Keypair;
-use crate::ledger::{BlockCtx, State};
+use crate::ledger::{BlockCtx, State, verify_tx};
 use crate::pos::{self, PosClaim};
 use crate::spec::{ChainSpec, Consensus};
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SignedHeader, Tx, tx_root};
@@ -60,7 +60,7 @@ fn select_txs(
     };
     candidates
         .iter()
-        .filter(|tx| tx.verify(&spec.chain_id).is_ok())
+        .filter(|tx| verify_tx(tx, &spec.chain_id).is_ok())
         .filter(|tx| state.apply_tx(tx, &ctx).is_ok())
         .take(MAX_BLOCK_TXS)
         .cloned()
@@ -130,7 +130,9 @@ pub fn pow_template(
     })
 }
 
-/// `key`'s winning ticket for `slot` on top of `parent`, if it has one.
+/// `key`'s winning ticket for `slot` on top of `parent`, if it has one:
+/// none if it is not in the epoch's snapshot with this key, or was slashed
+/// since (validation would refuse its block).
 pub fn pos_claim(spec: &ChainSpec, parent: &Parent<'_>, key: &Keypair, slot: u64) -> Option<PosClaim> {
     let Consensus::Pos(params) = &spec.consensus else {
         return None;
@@ -141,7 +143,7 @@ pub fn pos_claim(spec: &ChainSpec, parent: &Parent<'_>, key: &Keypair, slot: u64
     let mut state = parent.state.clone();
     pos::advance_epoch(&mut state, params, slot);
     let staker = state.epoch.snapshot.get(&key.address())?.clone();
-    if staker.vrf_key != key.vrf().public_key() {
+    if staker.vrf_key != key.vrf().public_key() || state.is_barred(&staker.address, state.epoch.epoch) {
         return None;
     }
     let step = pos::failover_step(params, slot, parent.meta.slot);

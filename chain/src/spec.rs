@@ -17,7 +17,7 @@
 //! block_reward = 1000
 //! min_fee = 1
 //! min_stake = 100
-//! unbonding_epochs = 2
+//! unbonding_epochs = 3           # PoS: at least the snapshot lag (2) + 1
 //!
 //! [pos]                           # only with consensus = "pos"
 //! slot_ms = 1000
@@ -39,14 +39,18 @@
 //! address = "klero1…"
 //! balance = 1000000
 //! stake = 10000                   # optional; needs vrf_key
-//! vrf_key = "…"                   # 64 hex digits
+//! vrf_key = "…"                   # 64 hex digits; one account per key
 //! ```
+//!
+//! Genesis VRF keys carry no proof of possession: the spec's author vouches
+//! for them. They must still be valid keys and distinct, and they are
+//! registered to their accounts like keys staked later.
 
 use bincode::{Decode, Encode};
 use serde::Deserialize;
 
 use crate::codec;
-use crate::epoch::{EpochState, StakeSnapshot};
+use crate::epoch::{EpochState, SNAPSHOT_LAG_EPOCHS, StakeSnapshot};
 use crate::hash::Hash;
 use crate::keys::{Address, Signature};
 use crate::ledger::{Account, LedgerParams, State};
@@ -246,6 +250,18 @@ impl ChainSpec {
         if ledger.min_stake == 0 {
             return Err(field_err("ledger.min_stake", "must be at least 1"));
         }
+        // Stake unbonded in epoch e still draws until e + lag; it must stay
+        // slashable for a whole epoch after its last slot.
+        let min_unbonding = SNAPSHOT_LAG_EPOCHS + 1;
+        if matches!(consensus, Consensus::Pos(_)) && ledger.unbonding_epochs < min_unbonding {
+            return Err(field_err(
+                "ledger.unbonding_epochs",
+                format!(
+                    "must be at least {min_unbonding} on a pos chain (the stake snapshot lag of \
+                     {SNAPSHOT_LAG_EPOCHS} epochs plus one), so stake stays slashable while it draws"
+                ),
+            ));
+        }
         let accounts = validate_accounts(raw.accounts, &ledger)?;
         if matches!(consensus, Consensus::Pos(_)) && !accounts.iter().any(|a| a.stake > 0) {
             return Err(field_err(
@@ -300,6 +316,9 @@ impl ChainSpec {
                     ..Account::default()
                 },
             );
+            if let Some(key) = account.vrf_key {
+                state.vrf_keys.insert(key, account.address);
+            }
         }
         state.epoch = EpochState::genesis(self.digest(), StakeSnapshot::of(&state.accounts));
         state
@@ -413,6 +432,12 @@ fn validate_accounts(raw: Vec<RawAccount>, ledger: &LedgerSection) -> Result<Vec
                 let key = VrfPublicKey(key);
                 key.validate()
                     .map_err(|e| field_err(format!("accounts[{i}].vrf_key"), format!("{e}")))?;
+                if let Some(j) = accounts.iter().position(|other| other.vrf_key == Some(key)) {
+                    return Err(field_err(
+                        format!("accounts[{i}].vrf_key"),
+                        format!("is also the vrf_key of accounts[{j}]; every account needs its own"),
+                    ));
+                }
                 Some(key)
             }
             None => None,

@@ -189,12 +189,15 @@ impl SealedBlock {
     }
 }
 
-/// The root of a block's transactions: BLAKE3 over their ids in order.
+/// The root of a block's transactions: BLAKE3 over the hashes of the whole
+/// encoded transactions, signatures included, in order. So the block id
+/// (which covers the root) commits to every byte of the block except the
+/// proposer's own signature, which signs that id.
 pub fn tx_root(txs: &[Tx]) -> Hash {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"klero/tx-root/v1");
+    hasher.update(b"klero/tx-root/v2");
     for tx in txs {
-        hasher.update(tx.id().as_bytes());
+        hasher.update(Hash::of(&codec::encode(tx)).as_bytes());
     }
     Hash(*hasher.finalize().as_bytes())
 }
@@ -216,6 +219,11 @@ pub enum TxKind {
         amount: u64,
         /// The VRF public key (derived from the wallet seed, not the signing key).
         vrf_key: VrfPublicKey,
+        /// Proof of possession: `vrf_key`'s proof over
+        /// [`vrf_pop_input`](crate::keys::vrf_pop_input) of the chain and the
+        /// sender. Boxed, like the evidence, to keep every `Tx` small; the
+        /// encoding is the 80 bytes.
+        pop: Box<VrfProof>,
     },
     /// Start unbonding `amount`; it returns to the balance after the
     /// unbonding delay.
@@ -225,6 +233,18 @@ pub enum TxKind {
     },
     /// Proof that one proposer signed two blocks for one slot: its stake is slashed.
     Evidence(Box<Equivocation>),
+}
+
+impl TxKind {
+    /// A stake of `amount` by `key` on `chain_id`: registers the wallet's
+    /// VRF key with its proof of possession.
+    pub fn stake(key: &Keypair, chain_id: &str, amount: u64) -> TxKind {
+        TxKind::Stake {
+            amount,
+            vrf_key: key.vrf().public_key(),
+            pop: Box::new(key.vrf_pop(chain_id)),
+        }
+    }
 }
 
 /// Two different signed headers by one proposer for one PoS slot.

@@ -3,8 +3,9 @@
 //!
 //! [`validate_block`] runs the pipeline: the header alone → against the
 //! parent → the seal (PoW target and hash, or PoS VRF proof and
-//! eligibility) → the proposer's signature → the body (tx root, signatures
-//! in parallel) → the ledger → the state root. It returns the post-state
+//! eligibility) → the proposer's signature → the body (tx root, then
+//! signatures and proofs of possession in parallel) → the ledger → the
+//! state root. It returns the post-state
 //! and the block's [`BlockMeta`], which fork choice compares.
 //!
 //! Errors say whose fault a failure is: [`BlockError::is_peer_fault`] is
@@ -18,7 +19,7 @@ use crate::difficulty;
 use crate::draw::Score;
 use crate::hash::Hash;
 use crate::keys::{Address, KeyError};
-use crate::ledger::{BlockCtx, State, TxRejection, verify_signatures};
+use crate::ledger::{BlockCtx, State, TxRejection, verify_txs};
 use crate::pos::{self, MAX_CLOCK_DRIFT_MS};
 use crate::pow;
 use crate::spec::{ChainSpec, Consensus, PosParams, PowParams};
@@ -174,6 +175,9 @@ pub enum BlockError {
     /// The proposer has no stake in the epoch's snapshot.
     #[error("proposer {0} has no stake in this epoch's snapshot")]
     NotAStaker(Address),
+    /// The proposer was slashed since the epoch's snapshot was taken.
+    #[error("proposer {0} was slashed and may not propose until its stake leaves the snapshots")]
+    SlashedProposer(Address),
     /// The header's VRF key is not the proposer's registered one.
     #[error("VRF key is not the one registered for the proposer")]
     WrongVrfKey,
@@ -234,6 +238,7 @@ impl BlockError {
             BlockError::SlotNotAfterParent { .. } => "slot_not_after_parent",
             BlockError::WrongSlotTime { .. } => "wrong_slot_time",
             BlockError::NotAStaker(_) => "not_a_staker",
+            BlockError::SlashedProposer(_) => "slashed_proposer",
             BlockError::WrongVrfKey => "wrong_vrf_key",
             BlockError::UnsupportedSuite(_) => "unsupported_suite",
             BlockError::BadVrfProof(_) => "bad_vrf_proof",
@@ -282,7 +287,7 @@ pub fn validate_block(
     if tx_root(txs) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
-    verify_signatures(txs, &spec.chain_id).map_err(BlockError::Tx)?;
+    verify_txs(txs, &spec.chain_id).map_err(BlockError::Tx)?;
     apply_body(spec, &mut state, header, epoch, txs).map_err(BlockError::Tx)?;
     let root = state.root();
     if root != header.state_root {
@@ -468,13 +473,16 @@ fn validate_pos_seal(
         .get(&header.proposer)
         .cloned()
         .ok_or(BlockError::NotAStaker(header.proposer))?;
+    if state.is_barred(&header.proposer, state.epoch.epoch) {
+        return Err(BlockError::SlashedProposer(header.proposer));
+    }
     if seal.vrf_key != staker.vrf_key {
         return Err(BlockError::WrongVrfKey);
     }
     if seal.suite != vrf::SUITE {
         return Err(BlockError::UnsupportedSuite(seal.suite));
     }
-    let alpha = pos::vrf_input(&spec.chain_id, &state.epoch.eta, seal.slot);
+    let alpha = pos::vrf_input(&spec.chain_id, &state.epoch.eta, seal.slot, &header.proposer);
     let output = vrf::verify(&seal.vrf_key, &alpha, &seal.vrf_proof).map_err(BlockError::BadVrfProof)?;
     if output != seal.vrf_output {
         return Err(BlockError::WrongVrfOutput);

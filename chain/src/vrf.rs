@@ -68,8 +68,9 @@ pub struct VrfSecretKey {
     public: VrfPublicKey,
 }
 
-/// A VRF public key (a compressed Edwards point).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode)]
+/// A VRF public key (a compressed Edwards point). Ordered by its bytes,
+/// so the ledger can keep a registry of keys in a sorted map.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
 pub struct VrfPublicKey(pub [u8; 32]);
 
 /// A VRF proof `Gamma ‖ c ‖ s`.

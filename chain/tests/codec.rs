@@ -75,6 +75,7 @@ fn txs() -> Vec<(&'static str, Tx)> {
             TxKind::Stake {
                 amount: 5_000,
                 vrf_key: VrfPublicKey([0x99; 32]),
+                pop: Box::new(VrfProof([0xaa; 80])),
             },
         ),
         ("tx_unstake", TxKind::Unstake { amount: 2_500 }),

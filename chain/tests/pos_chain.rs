@@ -1,24 +1,28 @@
 //! A proof-of-stake chain of several stakers, produced and validated by the
-//! rules, plus every way a PoS block can be invalid.
+//! rules, plus every way a PoS block can be invalid, and the cheats of a
+//! staker who copies another's VRF key or ticket, withholds a block, or
+//! keeps proposing after being slashed.
 
 mod common;
 
 use common::TestChain;
+use klero_chain::epoch::StakeSnapshot;
 use klero_chain::fork_choice::prefer;
-use klero_chain::keys::Keypair;
-use klero_chain::ledger::TxError;
+use klero_chain::keys::{Keypair, vrf_pop_input};
+use klero_chain::ledger::{BlockCtx, TxError, TxRejection, verify_pop};
 use klero_chain::pos;
 use klero_chain::produce::{pos_block, pos_claim};
 use klero_chain::spec::{ChainSpec, Consensus, PosParams};
-use klero_chain::types::{Block, Equivocation, Seal, SignedHeader, Tx, TxBody, TxKind};
+use klero_chain::types::{Block, Equivocation, Seal, SignedHeader, Tx, TxBody, TxKind, tx_root};
 use klero_chain::validate::{BlockError, BlockMeta};
+use klero_chain::vrf::VrfError;
 
 const STAKERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 fn spec() -> ChainSpec {
     let mut text = String::from(
         "[chain]\nid = \"pos-test\"\nconsensus = \"pos\"\ngenesis_time_ms = 0\n\
-         [ledger]\nblock_reward = 10\nmin_fee = 1\nmin_stake = 100\nunbonding_epochs = 1\n\
+         [ledger]\nblock_reward = 10\nmin_fee = 1\nmin_stake = 100\nunbonding_epochs = 3\n\
          [pos]\nslot_ms = 1000\nepoch_slots = 10\nfreeze_slots = 3\nleader_c_milli = 3000\n\
          max_failover_steps = 8\nmax_rollback = 20\n",
     );
@@ -31,6 +35,11 @@ fn spec() -> ChainSpec {
             hex::encode(key.vrf().public_key().0)
         );
     }
+    // Mallory has money but no stake.
+    text += &format!(
+        "[[accounts]]\nname = \"mallory\"\naddress = \"{}\"\nbalance = 1000000\n",
+        Keypair::dev("mallory").address()
+    );
     ChainSpec::from_toml(&text).unwrap()
 }
 
@@ -110,7 +119,7 @@ fn an_ineligible_staker_cannot_make_a_valid_block() {
         {
             let mut state = parent.state.clone();
             pos::advance_epoch(&mut state, params(&chain.spec), slot);
-            let alpha = pos::vrf_input(&chain.spec.chain_id, &state.epoch.eta, slot);
+            let alpha = pos::vrf_input(&chain.spec.chain_id, &state.epoch.eta, slot, &key.address());
             let proof = key.vrf().prove(&alpha);
             let output = klero_chain::vrf::proof_to_hash(&proof).unwrap();
             let score = klero_chain::draw::score(&output.0, 1);
@@ -293,8 +302,10 @@ fn an_epoch_without_blocks_is_skipped_cleanly() {
     );
 }
 
-#[test]
-fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
+/// A chain in which one staker signed two blocks for one slot and the
+/// evidence is in the tip block: (chain, offender, reporter, evidence, the
+/// offender's bonded stake before the slash).
+fn chain_with_a_slash() -> (TestChain, Keypair, Keypair, Equivocation, u64) {
     let mut chain = TestChain::new(spec());
     grow(&mut chain, 1..3);
     let parent_slot = chain.tip().2.slot;
@@ -350,13 +361,19 @@ fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
     assert_eq!(block.txs.len(), 1, "the evidence is included");
     let slot = block.header().slot().unwrap();
     chain.push(block, now(&chain, slot));
+    (chain, offender, reporter, evidence, stake_before)
+}
+
+#[test]
+fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
+    let (mut chain, offender, reporter, evidence, stake_before) = chain_with_a_slash();
     assert_eq!(chain.tip().1.accounts[&offender.address()].bonded, 0);
     assert_eq!(chain.tip().1.burned, stake_before - stake_before / 2);
     // Reporting the same equivocation again is refused.
     let again = Tx::sign(
         TxBody {
             from: reporter.address(),
-            nonce: nonce + 1,
+            nonce: chain.tip().1.accounts[&reporter.address()].nonce,
             fee: 1,
             kind: TxKind::Evidence(Box::new(evidence)),
         },
@@ -365,7 +382,7 @@ fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
     );
     let mut state = chain.tip().1.clone();
     let lp = chain.spec.ledger_params();
-    let ctx = klero_chain::ledger::BlockCtx {
+    let ctx = BlockCtx {
         chain_id: &chain.spec.chain_id,
         epoch: 0,
         proposer: reporter.address(),
@@ -381,6 +398,184 @@ fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
     assert!(chain.tip().1.epoch.snapshot.get(&offender.address()).is_none());
 }
 
+#[test]
+fn a_slashed_stakers_next_block_is_refused() {
+    let (chain, offender, ..) = chain_with_a_slash();
+    let p = params(&chain.spec);
+    let parent = chain.parent();
+    let slashed_epoch = chain.tip().1.epoch.epoch;
+    // Its next winning ticket while the snapshots still list its stake.
+    let (slot, claim) = (parent.meta.slot + 1..)
+        .take_while(|s| pos::epoch_of(p, *s) <= slashed_epoch + 1)
+        .find_map(|slot| {
+            let mut state = parent.state.clone();
+            pos::advance_epoch(&mut state, p, slot);
+            let staker = state.epoch.snapshot.get(&offender.address())?.clone();
+            let step = pos::failover_step(p, slot, parent.meta.slot);
+            pos::claim(&chain.spec, p, &state, &staker, offender.vrf(), slot, step).map(|c| (slot, c))
+        })
+        .expect("the offender wins a slot while the snapshots list it");
+    let block = pos_block(&chain.spec, &parent, &offender, &claim, &[]).unwrap();
+    assert_eq!(
+        chain.validate(&block, now(&chain, slot)),
+        Err(BlockError::SlashedProposer(offender.address()))
+    );
+    assert!(
+        pos_claim(&chain.spec, &parent, &offender, slot).is_none(),
+        "production does not claim for a slashed staker"
+    );
+}
+
+#[test]
+fn mallory_cannot_register_alices_vrf_key() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..3);
+    let (alice, mallory) = (Keypair::dev("alice"), Keypair::dev("mallory"));
+    let id = chain.spec.chain_id.clone();
+    let stake_alices_key = |pop| {
+        Tx::sign(
+            TxBody {
+                from: mallory.address(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Stake {
+                    amount: 50_000,
+                    vrf_key: alice.vrf().public_key(),
+                    pop: Box::new(pop),
+                },
+            },
+            &mallory,
+            &id,
+        )
+    };
+    // Mallory cannot prove Alice's key: her proof is made with her own key.
+    let copied = stake_alices_key(mallory.vrf_pop(&id));
+    assert_eq!(verify_pop(&copied, &id), Err(TxError::BadProofOfPossession));
+    // Even a genuine proof for Mallory's account (by whoever holds Alice's
+    // VRF secret) meets the registry: the key came with Alice's genesis account.
+    let proven = stake_alices_key(alice.vrf().prove(&vrf_pop_input(&id, &mallory.address())));
+    assert_eq!(verify_pop(&proven, &id), Ok(()));
+    let lp = chain.spec.ledger_params();
+    let ctx = BlockCtx {
+        chain_id: &id,
+        epoch: chain.tip().1.epoch.epoch,
+        proposer: alice.address(),
+        params: &lp,
+    };
+    let taken = || TxError::VrfKeyTaken {
+        owner: alice.address(),
+    };
+    assert_eq!(chain.tip().1.clone().apply_tx(&proven, &ctx), Err(taken()));
+    // A producer leaves both out; a block that carries one anyway is refused.
+    let slot = chain.tip().2.slot + 1;
+    let candidates = [copied.clone(), proven.clone()];
+    let (key, block) = (slot..slot + 50)
+        .find_map(|s| best_block(&chain, s, &candidates))
+        .unwrap();
+    assert!(block.txs.is_empty(), "the producer dropped both");
+    let slot = block.header().slot().unwrap();
+    for (tx, error) in [(copied, TxError::BadProofOfPossession), (proven, taken())] {
+        let mut header = block.header().clone();
+        header.tx_root = tx_root(std::slice::from_ref(&tx));
+        let stuffed = Block {
+            signed: SignedHeader::sign(header, &key, &id),
+            txs: vec![tx],
+        };
+        assert_eq!(
+            chain.validate(&stuffed, now(&chain, slot)),
+            Err(BlockError::Tx(TxRejection { index: 0, error }))
+        );
+    }
+}
+
+#[test]
+fn mallory_re_signing_alices_block_is_refused() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..3);
+    let (alice, mallory) = (Keypair::dev("alice"), Keypair::dev("mallory"));
+    let p = params(&chain.spec).clone();
+    // The worst case: Mallory's account draws with Alice's VRF key and ten
+    // times her stake (v1 let any stake transaction register any key). The
+    // state is edited by hand because v2's ledger no longer allows it.
+    {
+        let state = &mut chain.blocks.last_mut().unwrap().1;
+        let account = state.accounts.get_mut(&mallory.address()).unwrap();
+        account.bonded = 10_000;
+        account.vrf_key = Some(alice.vrf().public_key());
+        let snapshot = StakeSnapshot::of(&state.accounts);
+        state.epoch.snapshot = snapshot.clone();
+        state.epoch.next_snapshot = snapshot;
+    }
+    let parent = chain.parent();
+    let (slot, claim) = (parent.meta.slot + 1..parent.meta.slot + 200)
+        .find_map(|s| pos_claim(&chain.spec, &parent, &alice, s).map(|c| (s, c)))
+        .unwrap();
+    let honest = pos_block(&chain.spec, &parent, &alice, &claim, &[]).unwrap();
+    let at = now(&chain, slot);
+    assert!(chain.validate(&honest, at).is_ok());
+    // Mallory takes Alice's block as it is gossiped: same slot, same VRF
+    // key, output and proof; she names herself the proposer, recomputes the
+    // state root for her reward and signs.
+    let mut state = parent.state.clone();
+    pos::advance_epoch(&mut state, &p, slot);
+    let lp = chain.spec.ledger_params();
+    let ctx = BlockCtx {
+        chain_id: &chain.spec.chain_id,
+        epoch: pos::epoch_of(&p, slot),
+        proposer: mallory.address(),
+        params: &lp,
+    };
+    state.apply_block_body(&[], &ctx).unwrap();
+    if pos::before_freeze(&p, slot) {
+        state.epoch.contribute(&claim.output);
+    }
+    let forged = resign(&honest, &mallory, &chain.spec.chain_id, |h| {
+        h.proposer = mallory.address();
+        h.state_root = state.root();
+    });
+    // Alice's proof is for an input that names Alice.
+    assert_eq!(
+        chain.validate(&forged, at),
+        Err(BlockError::BadVrfProof(VrfError::ProofMismatch))
+    );
+}
+
+#[test]
+fn a_tx_signature_is_committed_by_the_block_id() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..3);
+    let (alice, bob) = (Keypair::dev("alice"), Keypair::dev("bob"));
+    let id = chain.spec.chain_id.clone();
+    let tx = Tx::sign(
+        TxBody {
+            from: alice.address(),
+            nonce: chain.tip().1.accounts[&alice.address()].nonce,
+            fee: 1,
+            kind: TxKind::Transfer {
+                to: bob.address(),
+                amount: 7,
+            },
+        },
+        &alice,
+        &id,
+    );
+    let slot = chain.tip().2.slot + 1;
+    let (key, block) = (slot..slot + 50)
+        .find_map(|s| best_block(&chain, s, std::slice::from_ref(&tx)))
+        .unwrap();
+    assert_eq!(block.txs.len(), 1);
+    let at = now(&chain, block.header().slot().unwrap());
+    let mut flipped = block.clone();
+    flipped.txs[0].signature.0[63] ^= 0x01;
+    assert_eq!(flipped.txs[0].id(), block.txs[0].id(), "the tx id is the body's");
+    assert_ne!(tx_root(&flipped.txs), block.header().tx_root);
+    // Under the original header the flipped block no longer matches its id.
+    assert_eq!(chain.validate(&flipped, at), Err(BlockError::TxRootMismatch));
+    // Re-rooted, it is a block with another id.
+    let rerooted = resign(&flipped, &key, &id, |h| h.tx_root = tx_root(&flipped.txs));
+    assert_ne!(rerooted.header().id(), block.header().id());
+}
+
 fn meta(height: u64, slot: u64, neg_ln: u128, stake: u64) -> BlockMeta {
     BlockMeta {
         height,
@@ -392,57 +587,89 @@ fn meta(height: u64, slot: u64, neg_ln: u128, stake: u64) -> BlockMeta {
 }
 
 #[test]
-fn fork_choice_prefers_longer_then_earlier_slot_then_lower_score() {
+fn fork_choice_prefers_longer_then_same_slot_lower_score_then_first_seen() {
     let spec = spec();
     let (a, b) = (meta(10, 30, 0, 0), meta(11, 31, 0, 0));
-    assert!(prefer(&spec, &a, &b, None), "longer wins");
-    assert!(!prefer(&spec, &b, &a, None), "shorter loses");
-    let tip = meta(10, 30, 0, 0);
+    assert!(prefer(&spec, &a, &b), "longer wins");
+    assert!(!prefer(&spec, &b, &a), "shorter loses");
     let ours = meta(8, 20, 5 << 64, 100);
-    let earlier = meta(8, 19, 9 << 64, 100);
+    let earlier = meta(8, 19, 1 << 64, 100);
+    let later = meta(8, 21, 1 << 64, 100);
     let lower = meta(8, 20, 1 << 64, 100);
     let higher = meta(8, 20, 5 << 64, 50);
+    assert!(!prefer(&spec, &ours, &earlier), "an earlier slot does not win");
+    assert!(!prefer(&spec, &ours, &later), "nor a later one");
+    assert!(prefer(&spec, &ours, &lower), "same slot: lower score wins");
+    assert!(!prefer(&spec, &ours, &higher), "same slot: higher score loses");
     assert!(
-        prefer(&spec, &tip, &tip, Some((&ours, &earlier))),
-        "earlier divergent slot wins"
-    );
-    assert!(
-        prefer(&spec, &tip, &tip, Some((&ours, &lower))),
-        "lower score wins"
-    );
-    assert!(
-        !prefer(&spec, &tip, &tip, Some((&ours, &higher))),
-        "higher score loses"
-    );
-    assert!(
-        !prefer(&spec, &tip, &tip, Some((&ours, &ours.clone()))),
+        !prefer(&spec, &ours, &ours.clone()),
         "a tie keeps the current tip"
     );
 }
 
+/// Two children of the chain's tip for different slots `s < s'`, each the
+/// canonical block of its slot, by different proposers.
+fn blocks_of_consecutive_slots(chain: &TestChain) -> (Block, Block) {
+    let start = chain.tip().2.slot + 1;
+    (start..start + 100)
+        .find_map(|s| {
+            let (w, early) = best_block(chain, s, &[])?;
+            let (h, late) = best_block(chain, s + 1, &[])?;
+            (w.address() != h.address()).then_some((early, late))
+        })
+        .unwrap()
+}
+
 #[test]
-fn crafted_forks_resolve_by_the_rules() {
+fn a_withheld_block_published_late_does_not_displace_the_next_slots_block() {
     let mut base = TestChain::new(spec());
     grow(&mut base, 1..4);
-    // Two branches from the same parent: each takes a different slot's winner.
-    let s = base.tip().2.slot + 1;
-    let mut candidates: Vec<Block> = (s..s + 40)
-        .filter_map(|slot| best_block(&base, slot, &[]).map(|(_, b)| b))
-        .take(2)
+    // The winner of slot s withholds its block; the winner of s + 1, having
+    // seen nothing for s, builds on the same parent and publishes.
+    let (withheld, honest) = blocks_of_consecutive_slots(&base);
+    let (mut seen, mut late) = (base.clone(), base.clone());
+    let (hs, ws) = (honest.header().slot().unwrap(), withheld.header().slot().unwrap());
+    seen.push(honest, now(&base, hs));
+    late.push(withheld, now(&base, hs));
+    let (first_seen, published_late) = (&seen.tip().2, &late.tip().2);
+    assert_eq!(first_seen.height, published_late.height);
+    assert_eq!(ws + 1, hs);
+    assert!(
+        !prefer(&base.spec, first_seen, published_late),
+        "the late block of the earlier slot does not win the tie"
+    );
+    // Published on time, the same block would have been first seen and kept.
+    assert!(!prefer(&base.spec, published_late, first_seen));
+}
+
+#[test]
+fn two_blocks_of_one_slot_resolve_to_the_lower_score_whichever_came_first() {
+    let mut base = TestChain::new(spec());
+    grow(&mut base, 1..4);
+    let parent = base.parent();
+    let start = parent.meta.slot + 1;
+    let (slot, mut claims) = (start..start + 100)
+        .find_map(|slot| {
+            let claims: Vec<_> = keys()
+                .into_iter()
+                .filter_map(|k| pos_claim(&base.spec, &parent, &k, slot).map(|c| (k, c)))
+                .collect();
+            (claims.len() >= 2).then_some((slot, claims))
+        })
+        .unwrap();
+    claims.sort_by_key(|(_, claim)| claim.score);
+    let metas: Vec<BlockMeta> = claims[..2]
+        .iter()
+        .map(|(k, c)| {
+            let block = pos_block(&base.spec, &parent, k, c, &[]).unwrap();
+            base.validate(&block, now(&base, slot)).unwrap().meta
+        })
         .collect();
-    let second = candidates.pop().unwrap();
-    let first = candidates.pop().unwrap();
-    let mut a = base.clone();
-    let mut b = base.clone();
-    let (fs, ss) = (first.header().slot().unwrap(), second.header().slot().unwrap());
-    a.push(first, now(&a, fs));
-    b.push(second, now(&b, ss));
-    let (ma, mb) = (a.tip().2.clone(), b.tip().2.clone());
-    // Same height: the branch whose block has the earlier slot wins.
-    assert!(prefer(&a.spec, &mb, &ma, Some((&mb, &ma))));
-    assert!(!prefer(&a.spec, &ma, &mb, Some((&ma, &mb))));
-    // Growing b by one more block makes it the longer chain, which wins.
-    let next = mb.slot + 1;
-    grow(&mut b, next..next + 10);
-    assert!(prefer(&a.spec, &ma, &b.tip().2, Some((&ma, &mb))));
+    let (best, second) = (&metas[0], &metas[1]);
+    assert!(best.score() < second.score());
+    assert!(
+        prefer(&base.spec, second, best),
+        "the lower score displaces a first-seen rival"
+    );
+    assert!(!prefer(&base.spec, best, second), "and is not displaced by one");
 }

@@ -185,12 +185,12 @@ fn fork_choice_follows_the_most_work() {
         mine(&mut b, &key, start + i * 1_000);
     }
     assert!(
-        prefer(&spec, &b.tip().2, &a.tip().2, None),
+        prefer(&spec, &b.tip().2, &a.tip().2),
         "six equal blocks beat five"
     );
-    assert!(!prefer(&spec, &a.tip().2, &b.tip().2, None));
+    assert!(!prefer(&spec, &a.tip().2, &b.tip().2));
     assert!(
-        !prefer(&spec, &a.tip().2, &a.tip().2, None),
+        !prefer(&spec, &a.tip().2, &a.tip().2),
         "a tie keeps the first seen"
     );
 }

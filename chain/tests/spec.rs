@@ -87,6 +87,40 @@ fn broken_specs_name_the_field() {
 }
 
 #[test]
+fn a_pos_spec_whose_unbonding_ends_before_the_stake_leaves_the_draw_is_refused() {
+    for short in [
+        "unbonding_epochs = 0",
+        "unbonding_epochs = 1",
+        "unbonding_epochs = 2",
+    ] {
+        let text = POS.replace("unbonding_epochs = 3", short);
+        assert_eq!(field_of(&text), "ledger.unbonding_epochs", "{short}");
+    }
+    // PoW has no snapshots to outlast.
+    let pow = POW.replace("unbonding_epochs = 2", "unbonding_epochs = 1");
+    assert!(ChainSpec::from_toml(&pow).is_ok());
+}
+
+#[test]
+fn two_genesis_accounts_with_one_vrf_key_are_refused() {
+    let spec = ChainSpec::from_toml(POS).unwrap();
+    let first = hex::encode(spec.accounts[0].vrf_key.unwrap().0);
+    let second = hex::encode(spec.accounts[1].vrf_key.unwrap().0);
+    let text = POS.replace(&second, &first);
+    assert_eq!(field_of(&text), "accounts[1].vrf_key");
+}
+
+#[test]
+fn genesis_registers_every_vrf_key_to_its_account() {
+    let spec = ChainSpec::from_toml(POS).unwrap();
+    let state = spec.genesis_state();
+    for account in &spec.accounts {
+        let key = account.vrf_key.unwrap();
+        assert_eq!(state.vrf_keys.get(&key), Some(&account.address));
+    }
+}
+
+#[test]
 fn staker_without_vrf_key_is_refused() {
     let text = POS.replacen("vrf_key = ", "# vrf_key = ", 1);
     assert_eq!(field_of(&text), "accounts[0].vrf_key");

@@ -220,16 +220,15 @@ impl WalletArgs {
             WalletCommand::Status => status(&dir, &opts)?,
             WalletCommand::Transfer { to, amount, send } => {
                 let to = parse_address(&to)?;
-                send_tx(&dir, &opts, &send, |_| TxKind::Transfer { to, amount })?;
+                send_tx(&dir, &opts, &send, |_, _| TxKind::Transfer { to, amount })?;
             }
             WalletCommand::Stake { amount, send } => {
-                send_tx(&dir, &opts, &send, |key| TxKind::Stake {
-                    amount,
-                    vrf_key: key.vrf().public_key(),
+                send_tx(&dir, &opts, &send, |key, chain_id| {
+                    TxKind::stake(key, chain_id, amount)
                 })?;
             }
             WalletCommand::Unstake { amount, send } => {
-                send_tx(&dir, &opts, &send, |_| TxKind::Unstake { amount })?;
+                send_tx(&dir, &opts, &send, |_, _| TxKind::Unstake { amount })?;
             }
         }
         Ok(())
@@ -320,7 +319,7 @@ fn send_tx(
     dir: &WalletDir,
     opts: &Options,
     send: &SendOpts,
-    kind: impl FnOnce(&Keypair) -> TxKind,
+    kind: impl FnOnce(&Keypair, &str) -> TxKind,
 ) -> Result<()> {
     let client = NodeClient::new(&opts.node)?;
     let status = client.status()?;
@@ -333,7 +332,7 @@ fn send_tx(
         from: key.address(),
         nonce,
         fee,
-        kind: kind(&key),
+        kind: kind(&key, &status.chain_id),
     };
     let tx = Tx::sign(body, &key, &status.chain_id);
     check_tx(&tx, account.as_ref(), &status)?;

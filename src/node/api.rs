@@ -191,7 +191,12 @@ fn vrf_input(s: &ApiState, block: &SealedBlock, slot: u64) -> Result<Option<Vec<
         return Ok(None);
     };
     pos::advance_epoch(&mut state, params, slot);
-    Ok(Some(pos::vrf_input(&s.spec.chain_id, &state.epoch.eta, slot)))
+    Ok(Some(pos::vrf_input(
+        &s.spec.chain_id,
+        &state.epoch.eta,
+        slot,
+        &block.header().proposer,
+    )))
 }
 
 fn tx_json(tx: &Tx) -> Value {
@@ -205,7 +210,7 @@ fn tx_json(tx: &Tx) -> Value {
         TxKind::Transfer { to, amount } => {
             json!({"kind": "transfer", "to": to.to_bech32(), "amount": amount})
         }
-        TxKind::Stake { amount, vrf_key } => {
+        TxKind::Stake { amount, vrf_key, .. } => {
             json!({"kind": "stake", "amount": amount, "vrf_key": hex::encode(vrf_key.0)})
         }
         TxKind::Unstake { amount } => json!({"kind": "unstake", "amount": amount}),

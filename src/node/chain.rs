@@ -308,11 +308,7 @@ impl Chain {
         }
         let (old_branch, mut new_branch) = self.branches(old.id, parent_id);
         new_branch.push(id);
-        let first_divergent = old_branch
-            .first()
-            .zip(new_branch.first())
-            .map(|(ours, theirs)| (&self.tree[ours].meta, self.meta_of(theirs, id, meta)));
-        if !fork_choice::prefer(&self.spec, &old.meta, meta, first_divergent) {
+        if !fork_choice::prefer(&self.spec, &old.meta, meta) {
             return None;
         }
         let rolled_back = old_branch.len() as u64;

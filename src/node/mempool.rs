@@ -1,12 +1,13 @@
 //! Transactions waiting for a block.
 //!
-//! Each is checked against the head state before it enters (signature, then
-//! the ledger's own rules on a scratch copy with the sender's earlier pending
-//! transactions applied), so the pool only holds transactions that would
-//! apply in nonce order. After every new head (or reorg) [`Mempool::revalidate`]
-//! replays the pool against the new state and drops what no longer applies.
-//! The pool is bounded: when full, a better-paying transaction evicts the
-//! cheapest one that no other pending transaction depends on.
+//! Each is checked against the head state before it enters (signature and a
+//! stake's proof of possession, once; then the ledger's own rules on a
+//! scratch copy with the sender's earlier pending transactions applied), so
+//! the pool only holds transactions that would apply in nonce order. After
+//! every new head (or reorg) [`Mempool::revalidate`] replays the pool against
+//! the new state and drops what no longer applies. The pool is bounded:
+//! when full, a better-paying transaction evicts the cheapest one that no
+//! other pending transaction depends on.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -78,6 +79,7 @@ impl Mempool {
             return Ok(false);
         }
         tx.verify(ctx.chain_id)?;
+        klero_chain::ledger::verify_pop(&tx, ctx.chain_id)?;
         let mut scratch = head.clone();
         for pending in self
             .by_sender

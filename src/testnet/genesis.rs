@@ -62,7 +62,7 @@ pub fn spec_toml(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> String {
     );
     let _ = writeln!(
         out,
-        "[ledger]\nblock_reward = 1000\nmin_fee = 1\nmin_stake = 1000\nunbonding_epochs = 2\n"
+        "[ledger]\nblock_reward = 1000\nmin_fee = 1\nmin_stake = 1000\nunbonding_epochs = 3\n"
     );
     match plan.consensus {
         Consensus::Pos => {

@@ -195,7 +195,7 @@ mod tests {
             ledger: LedgerInfo {
                 min_fee: 1,
                 min_stake: 1000,
-                unbonding_epochs: 2,
+                unbonding_epochs: 3,
             },
         }
     }
@@ -223,10 +223,7 @@ mod tests {
             check_tx(&Tx::sign(body, &key, &s.chain_id), acc, &s)
         };
         let transfer = |amount| TxKind::Transfer { to, amount };
-        let stake = |amount| TxKind::Stake {
-            amount,
-            vrf_key: key.vrf().public_key(),
-        };
+        let stake = |amount| TxKind::stake(&key, &s.chain_id, amount);
         let unstake = |amount| TxKind::Unstake { amount };
         assert!(matches!(
             check(transfer(5), 1, None),
