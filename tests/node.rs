@@ -24,14 +24,14 @@ fn three_nodes_agree(kind: Kind) {
     // n1 and n2 only knew n0; they found each other through it.
     assert!(wait_for(Duration::from_secs(20), || nodes
         .iter()
-        .all(|n| n.status().is_some_and(|s| s["peers"] == 2))));
+        .all(|n| n.status().is_some_and(|s| s.peers == 2))));
     // The lottery is not stuck on one winner. One node can win the first
     // six blocks by chance (carol, with half the running PoS stake, about
     // 1.6 % of the time), so look at up to 30 more before concluding.
     let proposers = || -> std::collections::BTreeSet<String> {
         (1..=nodes[0].height())
-            .filter_map(|h| nodes[0].get(&format!("/blocks/{h}")))
-            .filter_map(|b| b["proposer"].as_str().map(str::to_owned))
+            .filter_map(|h| nodes[0].block(h))
+            .map(|b| b.proposer)
             .collect()
     };
     assert!(
@@ -140,8 +140,7 @@ fn partitioned_groups_converge_on_the_longer_fork() {
             .iter()
             .map(|name| {
                 let address = klero_chain::Keypair::dev(name).address().to_bech32();
-                n.get(&format!("/accounts/{address}"))
-                    .map(|a| (a["balance"].clone(), a["bonded"].clone(), a["rewards"].clone()))
+                n.account(&address).map(|a| (a.balance, a.bonded, a.rewards))
             })
             .collect();
         (n.head()? == head).then_some((head, accounts))
@@ -171,11 +170,7 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
     net.start("n0", Some("alice"), &[]);
     net.start("n1", Some("dave"), &[0]);
     assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
-    let n0: PeerId = net.nodes[0].status().expect("status")["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .parse()
-        .expect("peer id");
+    let n0: PeerId = net.nodes[0].peer_id();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (handle, mut events) = rt.block_on(async {

@@ -163,12 +163,11 @@ fn funded_wallet(net: &Testnet, amount: &str) -> String {
     me
 }
 
-/// Exports `me`'s seed and starts a producing node with it.
+/// Exports `me`'s seed to a private key file and starts a producing node with it.
 fn run_node_with_my_key(net: &Testnet) {
-    let seed = ok(&net.klero(&["wallet", "export", "--name", "me"]));
-    let key = net.path().join("me.key");
-    std::fs::write(&key, seed).expect("key file");
-    ok(&net.klero(&["testnet", "add", "--key", &key.display().to_string(), "--produce"]));
+    let key = net.path().join("me.key").display().to_string();
+    ok(&net.klero(&["wallet", "export", "--name", "me", "--out", &key]));
+    ok(&net.klero(&["testnet", "add", "--key", &key, "--produce"]));
 }
 
 fn down_leaves_no_process(net: &Testnet) {

@@ -171,12 +171,20 @@ fn chain_tag(chain_id: &str) -> [u8; 32] {
     blake3::derive_key("klero 2026-11 chain id tag", chain_id.as_bytes())
 }
 
-/// A wallet's 32-byte master seed and the two keys derived from it.
+/// A wallet's 32-byte master seed and the two keys derived from it. The
+/// seed is zeroed when the key is dropped (so is the signing key, by
+/// ed25519-dalek's own `zeroize` feature).
 #[derive(Clone)]
 pub struct Keypair {
     seed: [u8; 32],
     signing: SigningKey,
     vrf: VrfSecretKey,
+}
+
+impl Drop for Keypair {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
 }
 
 impl Keypair {

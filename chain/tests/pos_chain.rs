@@ -364,13 +364,7 @@ fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
         &chain.spec.chain_id,
     );
     let mut state = chain.tip().1.clone();
-    let lp = chain.spec.ledger_params();
-    let ctx = klero_chain::ledger::BlockCtx {
-        chain_id: &chain.spec.chain_id,
-        epoch: 0,
-        proposer: reporter.address(),
-        params: &lp,
-    };
+    let ctx = chain.spec.block_ctx(0, reporter.address());
     assert!(matches!(
         state.apply_tx(&again, &ctx),
         Err(TxError::AlreadySlashed { .. })

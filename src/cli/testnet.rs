@@ -204,15 +204,16 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
     keyfile::write(&faucet_key, &faucet)?;
     let node_keys: Vec<Keypair> = (0..args.nodes)
         .map(|_| keyfile::generate())
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let plan = Plan {
         consensus: args.consensus,
         weights: weights.clone(),
         block_ms: (block_s * 1000.0).round() as u64,
         genesis_time_ms: now_ms() + 2_000,
     };
-    let toml = genesis::spec_toml(&plan, &node_keys, &faucet);
-    genesis::check(&toml).context("the generated spec is invalid (a bug)")?;
+    let chain_spec = genesis::chain_spec(&plan, &node_keys, &faucet);
+    let toml = genesis::spec_toml(&chain_spec)?;
+    genesis::check(&toml, &chain_spec).context("the generated spec is invalid (a bug)")?;
     let spec = dir.join("spec.toml");
     std::fs::write(&spec, toml).with_context(|| format!("writing {}", spec.display()))?;
 

@@ -212,18 +212,6 @@ pub struct Pos {
 }
 
 impl Pos {
-    /// klero's PoS parameters (`testnet/pos.toml`); only the draw fields matter.
-    fn params(slot: Time) -> PosParams {
-        PosParams {
-            slot_ms: slot / 1_000,
-            epoch_slots: 10,
-            freeze_slots: 3,
-            leader_c_milli: 3_000,
-            max_failover_steps: 8,
-            max_rollback: 50,
-        }
-    }
-
     fn arm(ctx: &mut Cx<'_>) {
         let slot = ctx.env().timing.slot;
         ctx.set_timer(slot - ctx.now() % slot, Timer::Slot);
@@ -238,7 +226,8 @@ impl Protocol for Pos {
     fn new(id: NodeId, env: &Env, _: &mut Rng) -> Pos {
         Pos {
             chain: Chain::new(id, env),
-            params: Pos::params(env.timing.slot),
+            // klero's development draw (`testnet/pos.toml`); only its draw fields matter.
+            params: PosParams::dev(env.timing.slot / 1_000),
             slot: 0,
         }
     }

@@ -77,7 +77,7 @@ impl Mempool {
         if self.ids.contains(&id) {
             return Ok(false);
         }
-        tx.verify(ctx.chain_id)?;
+        tx.verify(ctx.chain_id())?;
         let mut scratch = head.clone();
         for pending in self
             .by_sender
@@ -189,13 +189,8 @@ mod tests {
         (spec.genesis_state(), spec.ledger_params())
     }
 
-    fn ctx(params: &LedgerParams) -> BlockCtx<'_> {
-        BlockCtx {
-            chain_id: CHAIN,
-            epoch: 0,
-            proposer: Address([0; 32]),
-            params,
-        }
+    fn ctx(params: &LedgerParams) -> BlockCtx<'static> {
+        BlockCtx::new(CHAIN, 0, Address([0; 32]), *params)
     }
 
     fn transfer(from: &str, nonce: u64, fee: u64, amount: u64) -> Tx {

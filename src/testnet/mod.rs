@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use self::genesis::Consensus;
+use crate::api::client::ApiClient;
 
 /// The state file's name.
 pub const STATE_FILE: &str = "testnet.json";
@@ -128,37 +129,28 @@ pub struct NodeView {
 
 /// Asks every node for its status (short timeouts: a dead node must not stall the table).
 pub fn view(state: &State) -> Vec<NodeView> {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap_or_default();
-    let get = |url: String| -> Option<serde_json::Value> {
-        let response = http.get(url).send().ok()?;
-        response.status().is_success().then(|| response.json().ok())?
-    };
     state
         .nodes
         .iter()
         .map(|node| {
             let running = node.pid.is_some_and(process::alive);
-            let status = running.then(|| get(format!("{}/status", node.api))).flatten();
-            let account = status
-                .as_ref()
-                .and_then(|s| s["proposer"].as_str().map(str::to_owned))
-                .and_then(|address| get(format!("{}/accounts/{address}", node.api)));
+            let client = ApiClient::new(&node.api, Duration::from_millis(800)).ok();
+            let client = client.as_ref().filter(|_| running);
+            let status = client.and_then(|c| c.status().ok());
+            let account = client
+                .zip(status.as_ref().and_then(|s| s.proposer.as_deref()))
+                .and_then(|(c, address)| c.account(address).ok().flatten());
             NodeView {
                 name: node.name.clone(),
                 api: node.api.clone(),
                 pid: node.pid,
                 running,
-                height: status.as_ref().and_then(|s| s["height"].as_u64()),
-                head: status
-                    .as_ref()
-                    .and_then(|s| s["head"].as_str().map(str::to_owned)),
-                peers: status.as_ref().and_then(|s| s["peers"].as_u64()),
-                blocks_won: account.as_ref().and_then(|a| a["blocks_proposed"].as_u64()),
-                stake: account.as_ref().and_then(|a| a["bonded"].as_u64()),
-                hashrate: status.as_ref().and_then(|s| s["hashrate"].as_f64()),
+                height: status.as_ref().map(|s| s.height),
+                head: status.as_ref().map(|s| s.head.clone()),
+                peers: status.as_ref().map(|s| s.peers),
+                blocks_won: account.as_ref().map(|a| a.blocks_proposed),
+                stake: account.as_ref().map(|a| a.bonded),
+                hashrate: status.as_ref().map(|s| s.hashrate),
             }
         })
         .collect()

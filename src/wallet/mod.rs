@@ -1,11 +1,11 @@
-//! The CLI wallet's library side: the encrypted keystore, the node client,
-//! and the checks a transaction must pass before it is signed and sent.
+//! The CLI wallet's library side: the encrypted keystore and the checks a
+//! transaction must pass before it is signed and sent (it talks to the
+//! node through [`crate::api::client`]).
 //!
 //! Keys never leave the machine: the wallet decrypts the seed, derives the
 //! signing and VRF keys (`Keypair::from_seed`), builds and signs the
 //! transaction locally, and sends only the signed bytes.
 
-pub mod client;
 pub mod keystore;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State, TxError};
 use klero_chain::{Address, Tx};
 
-use self::client::{AccountInfo, NodeStatus};
+use crate::api::client::ClientError;
+use crate::api::{self, Status};
 
 /// Why a wallet operation failed. None of them changes the keystore.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,18 @@ pub enum WalletError {
     NotIncluded(String),
 }
 
+impl From<ClientError> for WalletError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Unreachable { url, reason } => WalletError::Unreachable { url, reason },
+            ClientError::Setup(reason) => WalletError::Io(reason),
+            error @ (ClientError::Refused { .. } | ClientError::Unexpected { .. }) => {
+                WalletError::Refused(error.to_string())
+            }
+        }
+    }
+}
+
 /// Runs a signed transaction through the ledger's own rules against the
 /// sender's account as the node reports it, so that the user gets the
 /// ledger's reason before anything is sent (and the wallet cannot drift from
@@ -72,7 +85,7 @@ pub enum WalletError {
 ///
 /// [`WalletError::UnknownAccount`] without an account, otherwise
 /// [`WalletError::Rejected`] with the first rule the transaction breaks.
-pub fn check_tx(tx: &Tx, account: Option<&AccountInfo>, status: &NodeStatus) -> Result<(), WalletError> {
+pub fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Result<(), WalletError> {
     let from = tx.body.from;
     let account = account.ok_or_else(|| WalletError::UnknownAccount(from.to_bech32()))?;
     let mut state = State::default();
@@ -92,12 +105,7 @@ pub fn check_tx(tx: &Tx, account: Option<&AccountInfo>, status: &NodeStatus) -> 
         unbonding_epochs: status.ledger.unbonding_epochs,
         slashing: false,
     };
-    let ctx = BlockCtx {
-        chain_id: &status.chain_id,
-        epoch: status.epoch,
-        proposer: from,
-        params: &params,
-    };
+    let ctx = BlockCtx::new(&status.chain_id, status.epoch, from, params);
     state.apply_tx(tx, &ctx).map_err(WalletError::Rejected)
 }
 
@@ -183,16 +191,27 @@ mod tests {
     use klero_chain::Keypair;
     use klero_chain::types::{TxBody, TxKind};
 
-    use super::client::LedgerInfo;
     use super::*;
+    use crate::api::{ConsensusKind, LedgerInfo, SyncState};
 
-    fn status() -> NodeStatus {
-        NodeStatus {
+    fn status() -> Status {
+        Status {
             chain_id: "c".into(),
-            consensus: "pos".into(),
+            consensus: ConsensusKind::Pos,
+            genesis: String::new(),
             height: 1,
+            head: String::new(),
+            head_timestamp_ms: 0,
             epoch: 0,
+            peers: 0,
+            peer_id: String::new(),
+            listen: Vec::new(),
+            sync_state: SyncState::Synced,
+            hashrate: 0.0,
+            mempool: 0,
+            proposer: None,
             ledger: LedgerInfo {
+                block_reward: 0,
                 min_fee: 1,
                 min_stake: 1000,
                 unbonding_epochs: 2,
@@ -200,11 +219,11 @@ mod tests {
         }
     }
 
-    fn account(balance: u64, bonded: u64) -> AccountInfo {
-        AccountInfo {
+    fn account(balance: u64, bonded: u64) -> api::Account {
+        api::Account {
             balance,
             bonded,
-            ..AccountInfo::default()
+            ..api::Account::default()
         }
     }
 
@@ -213,7 +232,7 @@ mod tests {
         let s = status();
         let key = Keypair::dev("alice");
         let to = Keypair::dev("bob").address();
-        let check = |kind: TxKind, fee, acc: Option<&AccountInfo>| {
+        let check = |kind: TxKind, fee, acc: Option<&api::Account>| {
             let body = TxBody {
                 from: key.address(),
                 nonce: 0,
