@@ -244,6 +244,7 @@ pub struct Unbonding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTx {
     /// Hex of the codec encoding of a signed transaction.
+    #[schema(pattern = "^([0-9a-fA-F]{2})*$")]
     pub tx: String,
 }
 

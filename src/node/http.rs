@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use klero_chain::types::{Seal, TxKind};
 use klero_chain::{Address, ChainSpec, Hash, SealedBlock, Tx};
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::path::ParameterBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -87,7 +88,7 @@ pub fn openapi() -> OpenApiDoc {
 /// The API's routes, `GET /openapi.json` included.
 pub fn router(state: ApiState) -> Router {
     let (router, doc) = routes();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(with_examples(doc, &state.genesis, &state.spec));
     router
         .route(
             "/openapi.json",
@@ -97,6 +98,30 @@ pub fn router(state: ApiState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// The served document, with path examples that are real on this node
+/// (its genesis id, its first genesis account), so that a client or a
+/// checker reaches the 200 answers as well as the errors.
+fn with_examples(mut doc: OpenApiDoc, genesis: &Hash, spec: &ChainSpec) -> OpenApiDoc {
+    let mut set = |path: &str, value: String| {
+        let params = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut());
+        for param in params.into_iter().flatten() {
+            *param = ParameterBuilder::from(param.clone())
+                .example(Some(serde_json::Value::String(value.clone())))
+                .build();
+        }
+    };
+    set("/blocks/id/{id}", genesis.to_hex());
+    if let Some(account) = spec.accounts.first() {
+        set("/accounts/{address}", account.address.to_bech32());
+    }
+    doc
 }
 
 /// An error answer: [`ErrorBody`] with a status code.
@@ -113,6 +138,14 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
     }
+}
+
+/// A path parameter, or the JSON error for one that is not UTF-8 (axum's
+/// own rejection would answer in plain text).
+fn path_param(param: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    param
+        .map(|Path(value)| value)
+        .map_err(|e| bad_request(format!("bad path: {}", e.body_text())))
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -175,7 +208,7 @@ fn consensus_kind(spec: &ChainSpec) -> ConsensusKind {
 #[utoipa::path(
     get,
     path = "/blocks/{height}",
-    params(("height" = u64, Path, description = "A block height")),
+    params(("height" = u64, Path, description = "A block height", example = 0)),
     responses(
         (status = 200, body = BlockView),
         (status = 400, description = "The height is not a number", body = ErrorBody),
@@ -184,8 +217,9 @@ fn consensus_kind(spec: &ChainSpec) -> ConsensusKind {
 )]
 async fn block_at(
     State(s): State<ApiState>,
-    Path(height): Path<String>,
+    height: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BlockView>, ApiError> {
+    let height = path_param(height)?;
     let height: u64 = height
         .parse()
         .map_err(|_| bad_request(format!("height {height:?} is not a number")))?;
@@ -200,14 +234,18 @@ async fn block_at(
 #[utoipa::path(
     get,
     path = "/blocks/id/{id}",
-    params(("id" = String, Path, description = "A block id: 64 hex digits")),
+    params(("id" = String, Path, description = "A block id: 64 hex digits", pattern = "^[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, body = BlockView),
         (status = 400, description = "The id is not 64 hex digits", body = ErrorBody),
         (status = 404, description = "No such block", body = ErrorBody),
     )
 )]
-async fn block_by_id(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<BlockView>, ApiError> {
+async fn block_by_id(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<BlockView>, ApiError> {
+    let id = path_param(id)?;
     let id =
         Hash::from_hex(&id).ok_or_else(|| bad_request(format!("{id:?} is not a 64-digit hex block id")))?;
     block_view(&s, &id).map(Json)
@@ -296,14 +334,18 @@ fn tx_view(tx: &Tx) -> TxView {
 #[utoipa::path(
     get,
     path = "/accounts/{address}",
-    params(("address" = String, Path, description = "A bech32m address (klero1…)")),
+    params(("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$")),
     responses(
         (status = 200, body = Account),
         (status = 400, description = "The address does not parse", body = ErrorBody),
         (status = 404, description = "A valid address the chain has never seen", body = ErrorBody),
     )
 )]
-async fn account(State(s): State<ApiState>, Path(address): Path<String>) -> Result<Json<Account>, ApiError> {
+async fn account(
+    State(s): State<ApiState>,
+    address: Result<Path<String>, PathRejection>,
+) -> Result<Json<Account>, ApiError> {
+    let address = path_param(address)?;
     let address: Address = address
         .parse()
         .map_err(|e| bad_request(format!("bad address {address:?}: {e}")))?;
