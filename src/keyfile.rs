@@ -28,7 +28,7 @@ use klero_chain::Keypair;
 use zeroize::Zeroizing;
 
 /// The largest secret file read: a keystore is well under 1 KiB.
-pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// Why a key file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ impl KeyFileError {
 ///
 /// [`KeyFileError::Exists`] if `path` exists (it is left untouched);
 /// [`KeyFileError::Io`] if the directory or file cannot be written.
-pub fn write_new(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
+pub(crate) fn write_new(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
     let exists = || KeyFileError::Exists {
         path: path.display().to_string(),
     };
@@ -134,7 +134,7 @@ pub fn write_new(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
 /// [`KeyFileError::NotPrivate`] if the group or others may read it,
 /// [`KeyFileError::TooLarge`] past [`MAX_SECRET_BYTES`], or
 /// [`KeyFileError::Io`].
-pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+pub(crate) fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let file = fs::File::open(path).map_err(KeyFileError::io("reading", path))?;
     #[cfg(unix)]
     {
@@ -169,7 +169,7 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
 /// # Errors
 ///
 /// As [`read_private`], or [`KeyFileError::NotHex`].
-pub fn read_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
+pub(crate) fn read_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
     let text = read_private(path)?;
     parse_seed(&text).ok_or_else(|| KeyFileError::NotHex {
         path: path.display().to_string(),
@@ -177,7 +177,7 @@ pub fn read_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
 }
 
 /// A seed from 64 hex digits (surrounding whitespace allowed).
-pub fn parse_seed(text: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+pub(crate) fn parse_seed(text: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
     let mut seed = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(text.trim_ascii(), seed.as_mut()).ok()?;
     Some(seed)
@@ -188,7 +188,7 @@ pub fn parse_seed(text: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
 /// # Errors
 ///
 /// As [`write_new`].
-pub fn write_seed(path: &Path, seed: &[u8; 32]) -> Result<(), KeyFileError> {
+pub(crate) fn write_seed(path: &Path, seed: &[u8; 32]) -> Result<(), KeyFileError> {
     let mut line = Zeroizing::new(hex::encode(seed));
     line.push('\n');
     write_new(path, line.as_bytes())
@@ -218,7 +218,7 @@ pub fn write(path: &Path, key: &Keypair) -> Result<(), KeyFileError> {
 /// # Errors
 ///
 /// As [`read_seed`] and [`write_seed`].
-pub fn load_or_create_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
+pub(crate) fn load_or_create_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
     match read_seed(path) {
         Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             let seed = Zeroizing::new(random::<32>()?);
@@ -238,7 +238,7 @@ pub fn load_or_create_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyFileEr
 /// # Errors
 ///
 /// If the OS has no random source.
-pub fn generate() -> Result<Keypair, KeyFileError> {
+pub(crate) fn generate() -> Result<Keypair, KeyFileError> {
     let seed = Zeroizing::new(random::<32>()?);
     Ok(Keypair::from_seed(*seed))
 }
@@ -248,7 +248,7 @@ pub fn generate() -> Result<Keypair, KeyFileError> {
 /// # Errors
 ///
 /// If the OS has none.
-pub fn random<const N: usize>() -> Result<[u8; N], KeyFileError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], KeyFileError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| KeyFileError::NoRandomness(e.to_string()))?;
     Ok(bytes)

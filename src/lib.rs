@@ -22,11 +22,11 @@
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
 pub mod api;
-pub mod bench;
+pub(crate) mod bench;
 pub mod cli;
 pub mod keyfile;
-pub mod lab;
+pub(crate) mod lab;
 pub mod node;
 pub mod p2p;
-pub mod testnet;
-pub mod wallet;
+pub(crate) mod testnet;
+pub(crate) mod wallet;

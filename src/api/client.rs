@@ -65,11 +65,6 @@ impl ApiClient {
         })
     }
 
-    /// The base URL.
-    pub fn url(&self) -> &str {
-        &self.base
-    }
-
     /// `GET /status`.
     ///
     /// # Errors
@@ -97,21 +92,12 @@ impl ApiClient {
         not_found_is_none(self.get(&format!("/blocks/{height}")))
     }
 
-    /// `GET /blocks/id/{id}`: any stored block.
-    ///
-    /// # Errors
-    ///
-    /// Unreachable node, a malformed id, or an unexpected answer.
-    pub fn block_by_id(&self, id: &str) -> Result<Option<BlockView>, ClientError> {
-        not_found_is_none(self.get(&format!("/blocks/id/{id}")))
-    }
-
     /// `POST /txs`; the transaction id.
     ///
     /// # Errors
     ///
     /// Unreachable node, or the node's reason for refusing the transaction.
-    pub fn submit(&self, encoded_tx: &[u8]) -> Result<String, ClientError> {
+    pub(crate) fn submit(&self, encoded_tx: &[u8]) -> Result<String, ClientError> {
         let body = SubmitTx {
             tx: hex::encode(encoded_tx),
         };

@@ -7,7 +7,7 @@
 //!   [`stats`]: the goodness-of-fit tests; [`fairness_report`]: the
 //!   command that runs them and reports (table, JSON, SVG).
 
-pub mod fairness;
-pub mod fairness_report;
-pub mod hashrate;
-pub mod stats;
+pub(crate) mod fairness;
+pub(crate) mod fairness_report;
+pub(crate) mod hashrate;
+pub(crate) mod stats;

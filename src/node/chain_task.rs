@@ -37,7 +37,7 @@ const COMMAND_BUFFER: usize = 256;
 
 /// Where a block came from, which decides what happens after import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Gossip: gossipsub forwards it if we accept it.
     Gossip,
     /// A sync response.
@@ -47,7 +47,7 @@ pub enum Origin {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -85,7 +85,7 @@ fn checks_ctx(tree: &BlockTree) -> BlockCtx<'_> {
 
 /// Why a call to the chain task failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ChainError {
+pub(crate) enum ChainError {
     /// The block breaks a consensus rule.
     #[error(transparent)]
     Invalid(#[from] BlockError),
@@ -111,7 +111,7 @@ impl From<ImportError> for ChainError {
 
 /// A cloneable way to talk to the chain task.
 #[derive(Clone, Debug)]
-pub struct ChainHandle {
+pub(crate) struct ChainHandle {
     commands: mpsc::Sender<Command>,
     head: watch::Receiver<Head>,
 }
@@ -132,7 +132,7 @@ impl ChainHandle {
     ///
     /// [`ChainError::Invalid`] or [`ChainError::Store`] if it is not
     /// imported; [`ChainError::Stopped`] if the chain task has ended.
-    pub async fn import(&self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ChainError> {
+    pub(crate) async fn import(&self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ChainError> {
         self.ask(|reply| Command::Import {
             block: Box::new(block),
             origin,
@@ -148,7 +148,7 @@ impl ChainHandle {
     /// # Errors
     ///
     /// [`ChainError::Tx`] with the mempool's reason; [`ChainError::Stopped`].
-    pub async fn submit_tx(&self, tx: Tx, publish: bool) -> Result<bool, ChainError> {
+    pub(crate) async fn submit_tx(&self, tx: Tx, publish: bool) -> Result<bool, ChainError> {
         Ok(self
             .ask(|reply| Command::SubmitTx { tx, publish, reply })
             .await??)
@@ -159,7 +159,7 @@ impl ChainHandle {
     /// # Errors
     ///
     /// [`ChainError::Stopped`] if the chain task has ended.
-    pub async fn pow_template(&self) -> Result<Option<PowTemplate>, ChainError> {
+    pub(crate) async fn pow_template(&self) -> Result<Option<PowTemplate>, ChainError> {
         self.ask(|reply| Command::PowTemplate { reply }).await
     }
 
@@ -168,7 +168,7 @@ impl ChainHandle {
     /// # Errors
     ///
     /// [`ChainError::Stopped`] if the chain task has ended.
-    pub async fn propose_pos(&self, slot: u64) -> Result<Option<SealedBlock>, ChainError> {
+    pub(crate) async fn propose_pos(&self, slot: u64) -> Result<Option<SealedBlock>, ChainError> {
         self.ask(|reply| Command::ProposePos { slot, reply }).await
     }
 
@@ -177,23 +177,23 @@ impl ChainHandle {
     /// # Errors
     ///
     /// [`ChainError::Stopped`] if the chain task has ended.
-    pub async fn contains(&self, id: klero_chain::Hash) -> Result<bool, ChainError> {
+    pub(crate) async fn contains(&self, id: klero_chain::Hash) -> Result<bool, ChainError> {
         self.ask(|reply| Command::Contains { id, reply }).await
     }
 
     /// The current head.
-    pub fn head(&self) -> Head {
+    pub(crate) fn head(&self) -> Head {
         self.head.borrow().clone()
     }
 
     /// A receiver that wakes on every head change.
-    pub fn watch_head(&self) -> watch::Receiver<Head> {
+    pub(crate) fn watch_head(&self) -> watch::Receiver<Head> {
         self.head.clone()
     }
 }
 
 /// The chain task's state.
-pub struct ChainTask {
+pub(crate) struct ChainTask {
     tree: BlockTree,
     mempool: Mempool,
     key: Option<Keypair>,
@@ -205,7 +205,7 @@ pub struct ChainTask {
 
 impl ChainTask {
     /// The task and its handle.
-    pub fn new(
+    pub(crate) fn new(
         tree: BlockTree,
         mempool: Mempool,
         key: Option<Keypair>,
@@ -234,7 +234,7 @@ impl ChainTask {
     /// Serves commands until every handle is dropped (the queued ones
     /// included), then hands back the block tree, whose store closes when
     /// it is dropped.
-    pub async fn run(mut self) -> BlockTree {
+    pub(crate) async fn run(mut self) -> BlockTree {
         while let Some(command) = self.commands.recv().await {
             match command {
                 Command::Import { block, origin, reply } => {

@@ -28,7 +28,7 @@ use super::sync::SyncServer;
 use crate::p2p::{NetworkEvent, NetworkHandle, TopicKind, Verdict};
 
 /// The network side of the node.
-pub struct GossipHandler {
+pub(crate) struct GossipHandler {
     /// The chain task.
     pub chain: ChainHandle,
     /// The network.
@@ -45,7 +45,7 @@ pub struct GossipHandler {
 
 impl GossipHandler {
     /// Handles events until the network stops or `shutdown` turns true.
-    pub async fn run(self, mut events: mpsc::Receiver<NetworkEvent>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut events: mpsc::Receiver<NetworkEvent>, mut shutdown: watch::Receiver<bool>) {
         let mut peers = HashSet::new();
         loop {
             let event = tokio::select! {
@@ -131,7 +131,7 @@ impl GossipHandler {
 }
 
 /// A metrics label for an undecodable block.
-pub fn decode_reason(error: &CodecError) -> &'static str {
+pub(crate) fn decode_reason(error: &CodecError) -> &'static str {
     match error {
         CodecError::TooLarge { .. } => "oversized",
         _ => "undecodable",

@@ -39,7 +39,7 @@ use crate::p2p::NetworkHandle;
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct ApiState {
+pub(crate) struct ApiState {
     /// The chain task.
     pub chain: ChainHandle,
     /// The store, for block reads.
@@ -80,13 +80,8 @@ fn routes() -> (Router<ApiState>, OpenApiDoc) {
         .split_for_parts()
 }
 
-/// The OpenAPI 3 document of the API.
-pub fn openapi() -> OpenApiDoc {
-    routes().1
-}
-
 /// The API's routes, `GET /openapi.json` included.
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     let (router, doc) = routes();
     let doc = Arc::new(with_examples(doc, &state.genesis, &state.spec));
     router
@@ -426,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_document_covers_every_route() {
-        let doc = openapi();
+        let doc = routes().1;
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
         assert_eq!(
             paths,

@@ -27,15 +27,15 @@
 //! Last the network stops, and the addresses file is removed.
 
 pub mod block_tree;
-pub mod chain_task;
-pub mod gossip;
-pub mod http;
-pub mod mempool;
-pub mod metrics;
-pub mod peers;
-pub mod producer;
+pub(crate) mod chain_task;
+pub(crate) mod gossip;
+pub(crate) mod http;
+pub(crate) mod mempool;
+pub(crate) mod metrics;
+pub(crate) mod peers;
+pub(crate) mod producer;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,13 +62,13 @@ use crate::p2p::{self, NetworkHandle, P2pConfig};
 /// Name of the file in the data dir that says where a running node listens.
 pub const ADDRESSES_FILE: &str = "addresses.json";
 /// How long the tasks get to stop before they are aborted.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for libp2p to report its bound listen addresses.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 /// How a node runs (from the command line and the config file).
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// The chain spec.
     pub spec: ChainSpec,
     /// Where the database and the network identity live.
@@ -93,7 +93,7 @@ pub struct NodeConfig {
 
 /// The sockets a node is handed, already bound.
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     /// The HTTP API.
     pub api: TcpListener,
 }
@@ -139,7 +139,7 @@ impl Addresses {
 ///
 /// If the data dir, the store or the network cannot be set up, or the
 /// options do not fit the chain's consensus.
-pub async fn run(listeners: Listeners, shutdown: impl Future<Output = ()>, config: NodeConfig) -> Result<()> {
+pub(crate) async fn run(listeners: Listeners, shutdown: impl Future<Output = ()>, config: NodeConfig) -> Result<()> {
     let spec = Arc::new(config.spec);
     match (&spec.consensus, config.mine, config.stake) {
         (Consensus::Pos(_), true, _) => bail!(
@@ -323,7 +323,7 @@ pub async fn run(listeners: Listeners, shutdown: impl Future<Output = ()>, confi
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 

@@ -12,19 +12,19 @@ use tracing::warn;
 use crate::p2p::NetworkHandle;
 
 /// Strikes after which a peer is banned.
-pub const MAX_STRIKES: u32 = 3;
+pub(crate) const MAX_STRIKES: u32 = 3;
 
 /// The strike count of every peer that has sent invalid data; cheap to
 /// clone (gossip and sync share one).
 #[derive(Clone, Debug)]
-pub struct Strikes {
+pub(crate) struct Strikes {
     net: NetworkHandle,
     counts: Arc<Mutex<HashMap<PeerId, u32>>>,
 }
 
 impl Strikes {
     /// No strikes yet; bans go through `net`.
-    pub fn new(net: NetworkHandle) -> Strikes {
+    pub(crate) fn new(net: NetworkHandle) -> Strikes {
         Strikes {
             net,
             counts: Arc::default(),
@@ -33,7 +33,7 @@ impl Strikes {
 
     /// Counts one strike against `peer` (for `what` it sent) and bans it at
     /// the limit.
-    pub async fn strike(&self, peer: PeerId, what: &'static str) {
+    pub(crate) async fn strike(&self, peer: PeerId, what: &'static str) {
         let count = {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             let count = counts.entry(peer).or_default();

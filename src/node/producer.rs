@@ -30,7 +30,7 @@ const PACE_STEP: Duration = Duration::from_millis(5);
 
 /// How the miner searches.
 #[derive(Clone, Debug)]
-pub struct MinerOptions {
+pub(crate) struct MinerOptions {
     /// Threads, kernel and chunk size of the search.
     pub search: SearchOptions,
     /// Tries per second for the whole search, if capped.
@@ -38,7 +38,7 @@ pub struct MinerOptions {
 }
 
 /// Mines on the head until `shutdown` turns true.
-pub async fn mine(
+pub(crate) async fn mine(
     chain: ChainHandle,
     key: Keypair,
     chain_id: String,
@@ -103,7 +103,7 @@ pub async fn mine(
 }
 
 /// Proposes in every slot the node's key wins, until `shutdown` turns true.
-pub async fn stake(
+pub(crate) async fn stake(
     chain: ChainHandle,
     spec: Arc<ChainSpec>,
     params: PosParams,
@@ -145,7 +145,7 @@ pub async fn stake(
 /// are due at `total / rate` seconds after the start, and a worker that is
 /// ahead sleeps (in steps of [`PACE_STEP`], watching `stop`) until then.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     rate: u64,
     started: Instant,
     tries: AtomicU64,
@@ -153,7 +153,7 @@ pub struct Pacer {
 
 impl Pacer {
     /// A pacer starting now; `rate` is raised to at least 1.
-    pub fn new(rate: u64) -> Pacer {
+    pub(crate) fn new(rate: u64) -> Pacer {
         Pacer {
             rate: rate.max(1),
             started: Instant::now(),
@@ -162,7 +162,7 @@ impl Pacer {
     }
 
     /// Accounts `tries` more and waits until they are due, or `stop` is set.
-    pub fn pace(&self, tries: u64, stop: &AtomicBool) {
+    pub(crate) fn pace(&self, tries: u64, stop: &AtomicBool) {
         let total = self
             .tries
             .fetch_add(tries, Ordering::Relaxed)

@@ -301,18 +301,6 @@ impl NetworkHandle {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Starts dialling `addr` (with or without a `/p2p/` suffix). Success
-    /// means the dial started; [`NetworkEvent::PeerConnected`] says it
-    /// worked.
-    ///
-    /// # Errors
-    ///
-    /// [`P2pError::Dial`] if the dial cannot start (e.g. an unsupported
-    /// address).
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
-        self.call(|reply| Command::Dial { addr, reply }).await?
-    }
-
     /// Disconnects `peer` and refuses its connections from now on (until
     /// the node restarts): for peers that keep sending invalid data.
     ///
@@ -394,7 +382,7 @@ pub fn new(config: P2pConfig) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEv
 ///
 /// If the file cannot be read or written, is not private, or does not hold
 /// 64 hex digits.
-pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, KeyFileError> {
+pub(crate) fn load_or_create_identity(dir: &Path) -> Result<Keypair, KeyFileError> {
     let mut secret = keyfile::load_or_create_seed(&dir.join(IDENTITY_FILE))?;
     // Any 32 bytes are a valid ed25519 secret; libp2p zeroes the copy it
     // is given, `secret` zeroes itself on drop.

@@ -14,13 +14,13 @@ use klero_chain::spec::{self, GenesisAccount, LedgerSection, PosParams, PowParam
 use klero_chain::{ChainSpec, Keypair};
 
 /// Stake per unit of weight (PoS).
-pub const STAKE_UNIT: u64 = 10_000;
+pub(crate) const STAKE_UNIT: u64 = 10_000;
 /// Hashes per second per unit of weight (PoW).
-pub const HASHRATE_UNIT: u64 = 200_000;
+pub(crate) const HASHRATE_UNIT: u64 = 200_000;
 /// Each node's spendable balance at genesis.
-pub const NODE_BALANCE: u64 = 1_000_000_000;
+pub(crate) const NODE_BALANCE: u64 = 1_000_000_000;
 /// The faucet's balance.
-pub const FAUCET_BALANCE: u64 = 1_000_000_000_000;
+pub(crate) const FAUCET_BALANCE: u64 = 1_000_000_000_000;
 
 /// Which lottery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -34,7 +34,7 @@ pub enum Consensus {
 
 /// What a new testnet looks like.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The lottery.
     pub consensus: Consensus,
     /// One weight per node.
@@ -46,12 +46,12 @@ pub struct Plan {
 }
 
 /// A hashrate cap for a node of `weight` (PoW).
-pub fn hashrate_cap(weight: u64) -> u64 {
+pub(crate) fn hashrate_cap(weight: u64) -> u64 {
     weight.saturating_mul(HASHRATE_UNIT)
 }
 
 /// The spec for `plan`, with the node keys and the faucet as genesis accounts.
-pub fn chain_spec(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> ChainSpec {
+pub(crate) fn chain_spec(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> ChainSpec {
     let (name, consensus) = match plan.consensus {
         Consensus::Pos => ("pos", spec::Consensus::Pos(PosParams::dev(plan.block_ms))),
         Consensus::Pow => {
@@ -101,7 +101,7 @@ pub fn chain_spec(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> ChainSpec
 /// # Errors
 ///
 /// If the spec cannot be written.
-pub fn spec_toml(spec: &ChainSpec) -> Result<String, SpecError> {
+pub(crate) fn spec_toml(spec: &ChainSpec) -> Result<String, SpecError> {
     Ok(format!(
         "# A local klero testnet written by `klero testnet up`.\n\n{}",
         spec.to_toml()?
@@ -123,7 +123,7 @@ fn initial_target(hashrate: u64, block_ms: u64) -> [u8; 32] {
 /// # Errors
 ///
 /// The spec error, or [`SpecError::Write`] if it reads back differently.
-pub fn check(toml: &str, built: &ChainSpec) -> Result<(), SpecError> {
+pub(crate) fn check(toml: &str, built: &ChainSpec) -> Result<(), SpecError> {
     if ChainSpec::from_toml(toml)? == *built {
         Ok(())
     } else {

@@ -12,8 +12,8 @@
 //! terminal reaches only the launcher, which then stops them with SIGTERM
 //! (a clean shutdown) and SIGKILL after a timeout.
 
-pub mod genesis;
-pub mod process;
+pub(crate) mod genesis;
+pub(crate) mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,11 +25,11 @@ use self::genesis::Consensus;
 use crate::api::client::ApiClient;
 
 /// The state file's name.
-pub const STATE_FILE: &str = "testnet.json";
+pub(crate) const STATE_FILE: &str = "testnet.json";
 
 /// One node of the testnet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeEntry {
+pub(crate) struct NodeEntry {
     /// `node0`, `node1`, …
     pub name: String,
     /// Its process id while running.
@@ -50,7 +50,7 @@ pub struct NodeEntry {
 
 /// `DIR/testnet.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     /// The lottery.
     pub consensus: Consensus,
     /// The spec file.
@@ -67,7 +67,7 @@ impl State {
     /// # Errors
     ///
     /// If there is no testnet in `dir`.
-    pub fn load(dir: &Path) -> Result<State> {
+    pub(crate) fn load(dir: &Path) -> Result<State> {
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -83,7 +83,7 @@ impl State {
     /// # Errors
     ///
     /// If the file cannot be written.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join(STATE_FILE), text).with_context(|| format!("writing {}", dir.display()))
     }
@@ -93,7 +93,7 @@ impl State {
     /// # Errors
     ///
     /// If there is none, naming the ones there are.
-    pub fn node_mut(&mut self, name: &str) -> Result<&mut NodeEntry> {
+    pub(crate) fn node_mut(&mut self, name: &str) -> Result<&mut NodeEntry> {
         let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         self.nodes
             .iter_mut()
@@ -104,7 +104,7 @@ impl State {
 
 /// What `/status` says about a node, for the tables.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct NodeView {
+pub(crate) struct NodeView {
     /// Name.
     pub name: String,
     /// API URL.
@@ -128,7 +128,7 @@ pub struct NodeView {
 }
 
 /// Asks every node for its status (short timeouts: a dead node must not stall the table).
-pub fn view(state: &State) -> Vec<NodeView> {
+pub(crate) fn view(state: &State) -> Vec<NodeView> {
     state
         .nodes
         .iter()
@@ -157,7 +157,7 @@ pub fn view(state: &State) -> Vec<NodeView> {
 }
 
 /// The table `up` and `status` print.
-pub fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
+pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
     let power = match consensus {
         Consensus::Pos => "stake",
         Consensus::Pow => "hashrate",
@@ -195,7 +195,7 @@ pub fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
 /// # Errors
 ///
 /// If a node of `dir`'s testnet is alive.
-pub fn ensure_stopped(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_stopped(dir: &Path) -> Result<()> {
     if let Ok(state) = State::load(dir)
         && state.nodes.iter().any(|n| n.pid.is_some_and(process::alive))
     {

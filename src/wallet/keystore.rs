@@ -25,7 +25,7 @@ const VERSION: u32 = 1;
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KdfParams {
+pub(crate) struct KdfParams {
     /// Memory in KiB.
     pub m_cost_kib: u32,
     /// Passes.
@@ -36,7 +36,7 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): about 50 ms.
-    pub const DEFAULT: KdfParams = KdfParams {
+    pub(crate) const DEFAULT: KdfParams = KdfParams {
         m_cost_kib: 19 * 1024,
         t_cost: 2,
         p_cost: 1,
@@ -46,7 +46,7 @@ impl KdfParams {
 /// A keystore file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Keystore {
+pub(crate) struct Keystore {
     /// Format version.
     pub version: u32,
     /// The wallet's address, in clear.
@@ -89,7 +89,7 @@ impl Keystore {
     /// # Errors
     ///
     /// If the system has no randomness or the parameters are invalid.
-    pub fn encrypt(key: &Keypair, passphrase: &str, params: KdfParams) -> Result<Keystore, WalletError> {
+    pub(crate) fn encrypt(key: &Keypair, passphrase: &str, params: KdfParams) -> Result<Keystore, WalletError> {
         let salt = random::<16>()?;
         let nonce = random::<12>()?;
         let ciphertext = cipher(&derive_key(passphrase, &salt, params)?)
@@ -113,7 +113,7 @@ impl Keystore {
     ///
     /// [`WalletError::WrongPassphrase`] if the passphrase (or the file) is
     /// wrong; [`WalletError::Keystore`] if the file is malformed.
-    pub fn decrypt(&self, passphrase: &str) -> Result<Keypair, WalletError> {
+    pub(crate) fn decrypt(&self, passphrase: &str) -> Result<Keypair, WalletError> {
         if self.version != VERSION || self.kdf != "argon2id" || self.cipher != "chacha20poly1305" {
             return Err(WalletError::Keystore(format!(
                 "unsupported keystore (version {}, {}, {})",
@@ -152,7 +152,7 @@ impl Keystore {
     /// # Errors
     ///
     /// If it cannot be read, others may read it, or it is not a keystore.
-    pub fn load(path: &Path) -> Result<Keystore, WalletError> {
+    pub(crate) fn load(path: &Path) -> Result<Keystore, WalletError> {
         let bytes = keyfile::read_private(path).map_err(|e| WalletError::Io(e.to_string()))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| WalletError::Keystore(format!("{} is not a keystore: {e}", path.display())))
@@ -163,7 +163,7 @@ impl Keystore {
     /// # Errors
     ///
     /// [`WalletError::Exists`] if `path` exists; I/O errors.
-    pub fn save_new(&self, path: &Path) -> Result<(), WalletError> {
+    pub(crate) fn save_new(&self, path: &Path) -> Result<(), WalletError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| WalletError::Keystore(e.to_string()))?;
         keyfile::write_new(path, text.as_bytes()).map_err(|e| match e {
             KeyFileError::Exists { path } => WalletError::Exists(path),

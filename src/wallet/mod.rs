@@ -6,7 +6,7 @@
 //! signing and VRF keys (`Keypair::from_seed`), builds and signs the
 //! transaction locally, and sends only the signed bytes.
 
-pub mod keystore;
+pub(crate) mod keystore;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use crate::api::{self, Status};
 
 /// Why a wallet operation failed. None of them changes the keystore.
 #[derive(Debug, thiserror::Error)]
-pub enum WalletError {
+pub(crate) enum WalletError {
     /// The passphrase does not open the keystore.
     #[error("wrong passphrase (or a corrupted keystore)")]
     WrongPassphrase,
@@ -85,7 +85,7 @@ impl From<ClientError> for WalletError {
 ///
 /// [`WalletError::UnknownAccount`] without an account, otherwise
 /// [`WalletError::Rejected`] with the first rule the transaction breaks.
-pub fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Result<(), WalletError> {
+pub(crate) fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Result<(), WalletError> {
     let from = tx.body.from;
     let account = account.ok_or_else(|| WalletError::UnknownAccount(from.to_bech32()))?;
     let mut state = State::default();
@@ -111,7 +111,7 @@ pub fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Res
 
 /// Where keystores live: `dir/<name>.json`.
 #[derive(Clone, Debug)]
-pub struct WalletDir(pub PathBuf);
+pub(crate) struct WalletDir(pub PathBuf);
 
 impl WalletDir {
     /// The keystore path of `name`.
@@ -119,7 +119,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// If `name` could escape the directory.
-    pub fn path_of(&self, name: &str) -> Result<PathBuf, WalletError> {
+    pub(crate) fn path_of(&self, name: &str) -> Result<PathBuf, WalletError> {
         if name.is_empty()
             || !name
                 .chars()
@@ -137,7 +137,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// [`WalletError::NoSuchWallet`] if there is none.
-    pub fn existing(&self, name: &str) -> Result<PathBuf, WalletError> {
+    pub(crate) fn existing(&self, name: &str) -> Result<PathBuf, WalletError> {
         let path = self.path_of(name)?;
         if !path.exists() {
             return Err(WalletError::NoSuchWallet {
@@ -153,7 +153,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// If the dir cannot be read.
-    pub fn list(&self) -> Result<Vec<(String, String)>, WalletError> {
+    pub(crate) fn list(&self) -> Result<Vec<(String, String)>, WalletError> {
         let Ok(entries) = std::fs::read_dir(&self.0) else {
             return Ok(Vec::new());
         };
@@ -181,7 +181,7 @@ fn keystore_name(path: &Path) -> Option<String> {
 /// # Errors
 ///
 /// A message naming what is wrong with it.
-pub fn parse_address(text: &str) -> Result<Address, WalletError> {
+pub(crate) fn parse_address(text: &str) -> Result<Address, WalletError> {
     text.parse()
         .map_err(|e| WalletError::BadAddress(format!("bad address {text:?}: {e}")))
 }

@@ -31,7 +31,7 @@ use crate::node::stopped;
 use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, P2pError, SyncRequest, SyncResponse};
 
 /// How often connected peers are asked for their status unprompted.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a sync from one peer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ impl From<ChainError> for SyncError {
 }
 
 /// The sync task.
-pub struct Syncer {
+pub(crate) struct Syncer {
     /// The chain task.
     pub chain: ChainHandle,
     /// The network.
@@ -92,7 +92,7 @@ impl Syncer {
     /// Syncs from peers named on `requests`, and polls every peer
     /// regularly, until `shutdown` turns true (a sync in progress is
     /// dropped; the import it had sent still completes in the chain task).
-    pub async fn run(self, mut requests: mpsc::Receiver<PeerId>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut requests: mpsc::Receiver<PeerId>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             () = self.serve(&mut requests) => {}
             () = stopped(&mut shutdown) => {}

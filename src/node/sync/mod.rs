@@ -4,8 +4,8 @@
 //! against the peer that sent it, on the same strike path as gossip
 //! ([`super::peers`]).
 
-pub mod client;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod server;
 
-pub use self::client::Syncer;
-pub use self::server::SyncServer;
+pub(crate) use self::client::Syncer;
+pub(crate) use self::server::SyncServer;

@@ -12,7 +12,7 @@ use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, ResponseChannelRef, SyncRequest
 
 /// What answering a request needs.
 #[derive(Clone, Debug)]
-pub struct SyncServer {
+pub(crate) struct SyncServer {
     /// The head, for status answers.
     pub chain: ChainHandle,
     /// The network, to send the answer.
@@ -25,7 +25,7 @@ pub struct SyncServer {
 
 impl SyncServer {
     /// Answers one request.
-    pub async fn serve(&self, from: PeerId, req: SyncRequest, channel: ResponseChannelRef) {
+    pub(crate) async fn serve(&self, from: PeerId, req: SyncRequest, channel: ResponseChannelRef) {
         let response = match req {
             SyncRequest::Status => {
                 let head = self.chain.head();
