@@ -132,7 +132,11 @@ impl ChainHandle {
     ///
     /// [`ChainError::Invalid`] or [`ChainError::Store`] if it is not
     /// imported; [`ChainError::Stopped`] if the chain task has ended.
-    pub(crate) async fn import(&self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ChainError> {
+    pub(crate) async fn import(
+        &self,
+        block: SealedBlock,
+        origin: Origin,
+    ) -> Result<ImportOutcome, ChainError> {
         self.ask(|reply| Command::Import {
             block: Box::new(block),
             origin,

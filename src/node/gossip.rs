@@ -45,7 +45,11 @@ pub(crate) struct GossipHandler {
 
 impl GossipHandler {
     /// Handles events until the network stops or `shutdown` turns true.
-    pub(crate) async fn run(self, mut events: mpsc::Receiver<NetworkEvent>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self,
+        mut events: mpsc::Receiver<NetworkEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut peers = HashSet::new();
         loop {
             let event = tokio::select! {

@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use klero_chain::codec;
@@ -135,12 +136,56 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A path parameter, or the JSON error for one that is not UTF-8 (axum's
-/// own rejection would answer in plain text).
-fn path_param(param: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    param
-        .map(|Path(value)| value)
-        .map_err(|e| bad_request(format!("bad path: {}", e.body_text())))
+/// What a path parameter parses into, and what is said of text that does not.
+trait PathValue: Sized {
+    fn parse(text: &str) -> Result<Self, String>;
+}
+
+impl PathValue for u64 {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| format!("height {text:?} is not a number"))
+    }
+}
+
+impl PathValue for Hash {
+    fn parse(text: &str) -> Result<Self, String> {
+        Hash::from_hex(text).ok_or_else(|| format!("{text:?} is not a 64-digit hex block id"))
+    }
+}
+
+impl PathValue for Address {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|e| format!("bad address {text:?}: {e}"))
+    }
+}
+
+/// A parsed path parameter. Text that does not parse, or is not even
+/// UTF-8, is answered 400 with the JSON error body (axum's own rejection
+/// would answer in plain text).
+struct PathParam<T>(T);
+
+impl<S: Send + Sync, T: PathValue> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| bad_request(format!("bad path: {}", e.body_text())))?;
+        T::parse(&text).map(PathParam).map_err(bad_request)
+    }
+}
+
+/// The error answers of a lookup by path.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of answers, never built
+enum LookupErrors {
+    /// The path parameter does not parse.
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// Nothing there.
+    #[response(status = 404)]
+    Unknown(ErrorBody),
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -204,20 +249,12 @@ fn consensus_kind(spec: &ChainSpec) -> ConsensusKind {
     get,
     path = "/blocks/{height}",
     params(("height" = u64, Path, description = "A block height", example = 0)),
-    responses(
-        (status = 200, body = BlockView),
-        (status = 400, description = "The height is not a number", body = ErrorBody),
-        (status = 404, description = "No canonical block there", body = ErrorBody),
-    )
+    responses((status = 200, body = BlockView), LookupErrors)
 )]
 async fn block_at(
     State(s): State<ApiState>,
-    height: Result<Path<String>, PathRejection>,
+    PathParam(height): PathParam<u64>,
 ) -> Result<Json<BlockView>, ApiError> {
-    let height = path_param(height)?;
-    let height: u64 = height
-        .parse()
-        .map_err(|_| bad_request(format!("height {height:?} is not a number")))?;
     let id = s
         .store
         .canonical(height)?
@@ -230,19 +267,12 @@ async fn block_at(
     get,
     path = "/blocks/id/{id}",
     params(("id" = String, Path, description = "A block id: 64 hex digits", pattern = "^[0-9a-fA-F]{64}$")),
-    responses(
-        (status = 200, body = BlockView),
-        (status = 400, description = "The id is not 64 hex digits", body = ErrorBody),
-        (status = 404, description = "No such block", body = ErrorBody),
-    )
+    responses((status = 200, body = BlockView), LookupErrors)
 )]
 async fn block_by_id(
     State(s): State<ApiState>,
-    id: Result<Path<String>, PathRejection>,
+    PathParam(id): PathParam<Hash>,
 ) -> Result<Json<BlockView>, ApiError> {
-    let id = path_param(id)?;
-    let id =
-        Hash::from_hex(&id).ok_or_else(|| bad_request(format!("{id:?} is not a 64-digit hex block id")))?;
     block_view(&s, &id).map(Json)
 }
 
@@ -325,25 +355,17 @@ fn tx_view(tx: &Tx) -> TxView {
     }
 }
 
-/// An account in the head state.
+/// An account in the head state (404 for a valid address the chain has never seen).
 #[utoipa::path(
     get,
     path = "/accounts/{address}",
-    params(("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$")),
-    responses(
-        (status = 200, body = Account),
-        (status = 400, description = "The address does not parse", body = ErrorBody),
-        (status = 404, description = "A valid address the chain has never seen", body = ErrorBody),
-    )
+    responses((status = 200, body = Account), LookupErrors),
+    params(("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"))
 )]
 async fn account(
     State(s): State<ApiState>,
-    address: Result<Path<String>, PathRejection>,
+    PathParam(address): PathParam<Address>,
 ) -> Result<Json<Account>, ApiError> {
-    let address = path_param(address)?;
-    let address: Address = address
-        .parse()
-        .map_err(|e| bad_request(format!("bad address {address:?}: {e}")))?;
     let head = s.chain.head();
     let account = head
         .state

@@ -139,7 +139,11 @@ impl Addresses {
 ///
 /// If the data dir, the store or the network cannot be set up, or the
 /// options do not fit the chain's consensus.
-pub(crate) async fn run(listeners: Listeners, shutdown: impl Future<Output = ()>, config: NodeConfig) -> Result<()> {
+pub(crate) async fn run(
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    config: NodeConfig,
+) -> Result<()> {
     let spec = Arc::new(config.spec);
     match (&spec.consensus, config.mine, config.stake) {
         (Consensus::Pos(_), true, _) => bail!(

@@ -89,7 +89,11 @@ impl Keystore {
     /// # Errors
     ///
     /// If the system has no randomness or the parameters are invalid.
-    pub(crate) fn encrypt(key: &Keypair, passphrase: &str, params: KdfParams) -> Result<Keystore, WalletError> {
+    pub(crate) fn encrypt(
+        key: &Keypair,
+        passphrase: &str,
+        params: KdfParams,
+    ) -> Result<Keystore, WalletError> {
         let salt = random::<16>()?;
         let nonce = random::<12>()?;
         let ciphertext = cipher(&derive_key(passphrase, &salt, params)?)
