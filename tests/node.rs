@@ -255,6 +255,83 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
     rt.block_on(handle.shutdown()).ok();
 }
 
+/// A peer that answers sync requests with forged blocks is struck for each
+/// one, on the same path as bad gossip, and banned at the third.
+#[test]
+fn a_sync_peer_serving_invalid_blocks_is_banned() {
+    use klero::p2p::{self, NetworkEvent, P2pConfig, SyncRequest, SyncResponse};
+
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 1));
+    let n0: PeerId = net.nodes[0].peer_id();
+    let mut genesis = [0u8; 32];
+    hex::decode_to_slice(net.nodes[0].status().expect("status").genesis, &mut genesis).expect("genesis id");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let banned = rt.block_on(async {
+        let (handle, mut events, event_loop) = p2p::new(P2pConfig {
+            chain_id: "klero-pos-dev".to_owned(),
+            listen: vec![],
+            bootnodes: vec![net.nodes[0].multiaddr().parse().expect("addr")],
+            keypair: libp2p::identity::Keypair::generate_ed25519(),
+            mdns: false,
+        })
+        .expect("p2p");
+        tokio::spawn(event_loop.run());
+        loop {
+            if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
+                && peer == n0
+            {
+                break;
+            }
+        }
+        // n0's own block 1 under a changed header: its signature no longer holds.
+        let request = SyncRequest::Blocks {
+            from_height: 1,
+            count: 1,
+        };
+        let SyncResponse::Blocks(blocks) = handle.request(n0, request).await.expect("sync") else {
+            panic!("no blocks")
+        };
+        let mut forged = klero_chain::codec::decode_block(&blocks[0]).expect("block");
+        forged.signed.header.state_root.0[0] ^= 1;
+        let forged = klero_chain::codec::encode(&forged);
+        // Claim an unknown head far ahead, and answer every fetch with the forgery.
+        let serve = async {
+            while let Some(event) = events.recv().await {
+                match event {
+                    NetworkEvent::SyncRequest { req, channel, .. } => {
+                        let resp = match req {
+                            SyncRequest::Status => SyncResponse::Status {
+                                height: 1_000,
+                                head: [7; 32],
+                                genesis,
+                            },
+                            SyncRequest::Blocks { .. } => SyncResponse::Blocks(vec![forged.clone()]),
+                        };
+                        let _ = handle.respond(channel, resp).await;
+                    }
+                    NetworkEvent::PeerDisconnected(peer) if peer == n0 => return true,
+                    _ => {}
+                }
+            }
+            false
+        };
+        let banned = tokio::time::timeout(Duration::from_secs(45), serve)
+            .await
+            .unwrap_or(false);
+        handle.shutdown().await.ok();
+        banned
+    });
+    assert!(banned, "n0 kept syncing from a peer that serves forged blocks");
+    let metrics = net.nodes[0].metrics();
+    assert!(
+        metrics.contains("klero_blocks_rejected_total{reason=\"bad_signature\"}"),
+        "{metrics}"
+    );
+}
+
 /// Connects a bare gossipsub peer to `node`, publishes `payloads` on `topic`
 /// once the node has subscribed to it, and reports whether the node then
 /// closed the connection (within 30 s).
