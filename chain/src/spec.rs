@@ -59,7 +59,6 @@ use crate::epoch::{EpochState, StakeSnapshot};
 use crate::hash::Hash;
 use crate::keys::{Address, Signature};
 use crate::ledger::{Account, BlockCtx, LedgerParams, State};
-use crate::pos;
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SealedBlock, SignedHeader, tx_root};
 use crate::vrf::{self, VrfOutput, VrfProof, VrfPublicKey};
 
@@ -188,6 +187,12 @@ impl LedgerSection {
 }
 
 impl PosParams {
+    /// The epoch of `slot`: epoch `e` holds slots `e * epoch_slots ..
+    /// (e + 1) * epoch_slots`.
+    pub fn epoch_of_slot(&self, slot: u64) -> u64 {
+        slot / self.epoch_slots
+    }
+
     /// The development draw with slots of `slot_ms` (`testnet/pos.toml`
     /// has 1000): 10-slot epochs frozen 3 slots before their end, c = 3,
     /// up to 8 failover steps, rollbacks of at most 50 blocks.
@@ -204,6 +209,11 @@ impl PosParams {
 }
 
 impl PowParams {
+    /// The epoch of the block at `height` (it times unbonding).
+    pub fn epoch_of_height(&self, height: u64) -> u64 {
+        height / self.epoch_blocks
+    }
+
     /// The development difficulty rules for a block every
     /// `target_block_ms` starting at `initial_target` (`testnet/pow.toml`
     /// has 2000 ms): a 32-block half-life, a future drift of two block
@@ -368,14 +378,14 @@ impl ChainSpec {
     }
 
     /// The epoch a block belongs to: on a PoS chain the epoch of its slot
-    /// ([`pos::epoch_of`]), on a PoW chain `height / epoch_blocks`. The one
-    /// rule validation, production, the node and the API all use. A header
-    /// whose seal does not match the chain (refused by validation) counts
-    /// as slot 0.
+    /// ([`PosParams::epoch_of_slot`]), on a PoW chain that of its height
+    /// ([`PowParams::epoch_of_height`]). The one rule validation,
+    /// production, the node and the API all use. A header whose seal does
+    /// not match the chain (refused by validation) counts as slot 0.
     pub fn epoch_of(&self, header: &Header) -> u64 {
         match &self.consensus {
-            Consensus::Pos(params) => pos::epoch_of(params, header.slot().unwrap_or(0)),
-            Consensus::Pow(params) => header.height / params.epoch_blocks,
+            Consensus::Pos(params) => params.epoch_of_slot(header.slot().unwrap_or(0)),
+            Consensus::Pow(params) => params.epoch_of_height(header.height),
         }
     }
 
