@@ -8,6 +8,9 @@
 //! DIR/testnet.json       what is running: names, pids, ports, arguments
 //! ```
 //!
+//! Each node's addresses are read back from its `addresses.json` once it
+//! has started (so `--base-port 0`, every port chosen by the OS, works).
+//!
 //! Node processes run in their own process group, so a Ctrl-C in the
 //! terminal reaches only the launcher, which then stops them with SIGTERM
 //! (a clean shutdown) and SIGKILL after a timeout.
@@ -57,6 +60,9 @@ pub(crate) struct State {
     pub spec: PathBuf,
     /// The faucet's key file.
     pub faucet_key: PathBuf,
+    /// `--base-port` (0: the OS chose the ports), for nodes added later.
+    #[serde(default)]
+    pub base_port: u16,
     /// The nodes.
     pub nodes: Vec<NodeEntry>,
 }
