@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Kind, Net, agree, wait_for};
+use klero::p2p::{self, NetworkEvent, NetworkHandle, P2pConfig, SyncRequest, SyncResponse};
 use libp2p::PeerId;
+use tokio::sync::mpsc;
 
 const BLOCKS: Duration = Duration::from_secs(60);
 
@@ -164,8 +166,6 @@ fn partitioned_groups_converge_on_the_longer_fork() {
 /// A misbehaving peer built from the library's own network layer.
 #[test]
 fn hostile_gossip_is_rejected_and_the_sender_banned() {
-    use klero::p2p::{self, NetworkEvent, P2pConfig, SyncRequest, SyncResponse};
-
     let mut net = Net::new(Kind::Pos);
     net.start("n0", Some("alice"), &[]);
     net.start("n1", Some("dave"), &[0]);
@@ -173,41 +173,14 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
     let n0: PeerId = net.nodes[0].peer_id();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (handle, mut events) = rt.block_on(async {
-        let (handle, events, event_loop) = p2p::new(P2pConfig {
-            chain_id: "klero-pos-dev".to_owned(),
-            listen: vec![],
-            bootnodes: vec![net.nodes[0].multiaddr().parse().expect("addr")],
-            keypair: libp2p::identity::Keypair::generate_ed25519(),
-            mdns: false,
-        })
-        .expect("p2p");
-        tokio::spawn(event_loop.run());
-        (handle, events)
-    });
-    let block = rt.block_on(async {
-        loop {
-            if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
-                && peer == n0
-            {
-                break;
-            }
-        }
+    // The events are kept (unread) for as long as the peer lives.
+    let (handle, _events, forged) = rt.block_on(async {
+        let (handle, events) = connect_peer(&net.nodes[0]).await;
         // Let gossipsub exchange subscriptions before publishing.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let request = SyncRequest::Blocks {
-            from_height: 1,
-            count: 1,
-        };
-        match handle.request(n0, request).await.expect("sync") {
-            SyncResponse::Blocks(blocks) => blocks[0].clone(),
-            other => panic!("unexpected {other:?}"),
-        }
+        let forged = forged_block_1(&handle, n0).await;
+        (handle, events, forged)
     });
-    // A new header under the proposer's old signature: a forgery.
-    let mut forged = klero_chain::codec::decode_block(&block).expect("block");
-    forged.signed.header.state_root.0[0] ^= 1;
-    let forged = klero_chain::codec::encode(&forged);
 
     let rejected = |reason: &str| {
         net.nodes[0]
@@ -259,8 +232,6 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
 /// one, on the same path as bad gossip, and banned at the third.
 #[test]
 fn a_sync_peer_serving_invalid_blocks_is_banned() {
-    use klero::p2p::{self, NetworkEvent, P2pConfig, SyncRequest, SyncResponse};
-
     let mut net = Net::new(Kind::Pos);
     net.start("n0", Some("alice"), &[]);
     assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 1));
@@ -270,33 +241,8 @@ fn a_sync_peer_serving_invalid_blocks_is_banned() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let banned = rt.block_on(async {
-        let (handle, mut events, event_loop) = p2p::new(P2pConfig {
-            chain_id: "klero-pos-dev".to_owned(),
-            listen: vec![],
-            bootnodes: vec![net.nodes[0].multiaddr().parse().expect("addr")],
-            keypair: libp2p::identity::Keypair::generate_ed25519(),
-            mdns: false,
-        })
-        .expect("p2p");
-        tokio::spawn(event_loop.run());
-        loop {
-            if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
-                && peer == n0
-            {
-                break;
-            }
-        }
-        // n0's own block 1 under a changed header: its signature no longer holds.
-        let request = SyncRequest::Blocks {
-            from_height: 1,
-            count: 1,
-        };
-        let SyncResponse::Blocks(blocks) = handle.request(n0, request).await.expect("sync") else {
-            panic!("no blocks")
-        };
-        let mut forged = klero_chain::codec::decode_block(&blocks[0]).expect("block");
-        forged.signed.header.state_root.0[0] ^= 1;
-        let forged = klero_chain::codec::encode(&forged);
+        let (handle, mut events) = connect_peer(&net.nodes[0]).await;
+        let forged = forged_block_1(&handle, n0).await;
         // Claim an unknown head far ahead, and answer every fetch with the forgery.
         let serve = async {
             while let Some(event) = events.recv().await {
@@ -330,6 +276,42 @@ fn a_sync_peer_serving_invalid_blocks_is_banned() {
         metrics.contains("klero_blocks_rejected_total{reason=\"bad_signature\"}"),
         "{metrics}"
     );
+}
+
+/// A peer of klero's own network layer, connected to `node`.
+async fn connect_peer(node: &common::Node) -> (NetworkHandle, mpsc::Receiver<NetworkEvent>) {
+    let (handle, mut events, event_loop) = p2p::new(P2pConfig {
+        chain_id: "klero-pos-dev".to_owned(),
+        listen: vec![],
+        bootnodes: vec![node.multiaddr().parse().expect("addr")],
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        mdns: false,
+    })
+    .expect("p2p");
+    tokio::spawn(event_loop.run());
+    let id = node.peer_id();
+    loop {
+        if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
+            && peer == id
+        {
+            return (handle, events);
+        }
+    }
+}
+
+/// `node`'s block 1, fetched by sync, under a changed header: the
+/// proposer's signature no longer holds, a forgery.
+async fn forged_block_1(handle: &NetworkHandle, node: PeerId) -> Vec<u8> {
+    let request = SyncRequest::Blocks {
+        from_height: 1,
+        count: 1,
+    };
+    let SyncResponse::Blocks(blocks) = handle.request(node, request).await.expect("sync") else {
+        panic!("no blocks")
+    };
+    let mut forged = klero_chain::codec::decode_block(&blocks[0]).expect("block");
+    forged.signed.header.state_root.0[0] ^= 1;
+    klero_chain::codec::encode(&forged)
 }
 
 /// Connects a bare gossipsub peer to `node`, publishes `payloads` on `topic`
