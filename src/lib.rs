@@ -1,26 +1,32 @@
 //! klero: a permissionless leader-lottery node.
 //!
-//! The consensus rules live in the pure `klero-chain` crate; this crate
-//! wires them to the world.
+//! The consensus rules, and every parameter and rule derived from the chain
+//! spec, live in the pure `klero-chain` crate; this crate wires them to the
+//! world.
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `klero` command line, one file per subcommand.
-//! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
-//! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
-//!   goodness-of-fit statistics.
-//! - [`node`]: the node: store, chain task, mempool, sync, producers, HTTP API.
-//! - [`testnet`]: the local testnet launcher's spec generation and process control.
-//! - [`wallet`]: the encrypted keystore and the wallet's node client.
+//! - [`cli`]: the `klero` command line, one thin file per subcommand.
+//! - [`node`]: the node: block tree, chain task, store, mempool, gossip,
+//!   sync (client and server), producers, the HTTP API server; [`node::run`]
+//!   is handed its sockets and a shutdown future.
+//! - [`api`]: the HTTP API's request and response types (the OpenAPI
+//!   document is generated from them) and the client every caller uses.
 //! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
+//! - [`keyfile`]: the one reader and writer of secret key files (plain
+//!   keys, the network identity, keystores): 0600, no overwrite, refused
+//!   when others may read them.
+//! - [`wallet`]: the encrypted keystore and the wallet's checks.
+//! - [`testnet`]: the local testnet launcher's spec and process control.
+//! - [`bench`]: the hashrate and fairness benchmarks and their statistics.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
+pub mod api;
+pub(crate) mod bench;
 pub mod cli;
-pub mod fairness;
 pub mod keyfile;
-pub mod lab;
+pub(crate) mod lab;
 pub mod node;
 pub mod p2p;
-pub mod stats;
-pub mod testnet;
-pub mod wallet;
+pub(crate) mod testnet;
+pub(crate) mod wallet;

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Kind, Net, agree, wait_for};
+use klero::p2p::{self, NetworkEvent, NetworkHandle, P2pConfig, SyncRequest, SyncResponse};
 use libp2p::PeerId;
+use tokio::sync::mpsc;
 
 const BLOCKS: Duration = Duration::from_secs(60);
 
@@ -24,14 +26,14 @@ fn three_nodes_agree(kind: Kind) {
     // n1 and n2 only knew n0; they found each other through it.
     assert!(wait_for(Duration::from_secs(20), || nodes
         .iter()
-        .all(|n| n.status().is_some_and(|s| s["peers"] == 2))));
+        .all(|n| n.status().is_some_and(|s| s.peers == 2))));
     // The lottery is not stuck on one winner. One node can win the first
     // six blocks by chance (carol, with half the running PoS stake, about
     // 1.6 % of the time), so look at up to 30 more before concluding.
     let proposers = || -> std::collections::BTreeSet<String> {
         (1..=nodes[0].height())
-            .filter_map(|h| nodes[0].get(&format!("/blocks/{h}")))
-            .filter_map(|b| b["proposer"].as_str().map(str::to_owned))
+            .filter_map(|h| nodes[0].block(h))
+            .map(|b| b.proposer)
             .collect()
     };
     assert!(
@@ -140,8 +142,7 @@ fn partitioned_groups_converge_on_the_longer_fork() {
             .iter()
             .map(|name| {
                 let address = klero_chain::Keypair::dev(name).address().to_bech32();
-                n.get(&format!("/accounts/{address}"))
-                    .map(|a| (a["balance"].clone(), a["bonded"].clone(), a["rewards"].clone()))
+                n.account(&address).map(|a| (a.balance, a.bonded, a.rewards))
             })
             .collect();
         (n.head()? == head).then_some((head, accounts))
@@ -165,54 +166,21 @@ fn partitioned_groups_converge_on_the_longer_fork() {
 /// A misbehaving peer built from the library's own network layer.
 #[test]
 fn hostile_gossip_is_rejected_and_the_sender_banned() {
-    use klero::p2p::{self, NetworkEvent, P2pConfig, SyncRequest, SyncResponse};
-
     let mut net = Net::new(Kind::Pos);
     net.start("n0", Some("alice"), &[]);
     net.start("n1", Some("dave"), &[0]);
     assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
-    let n0: PeerId = net.nodes[0].status().expect("status")["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .parse()
-        .expect("peer id");
+    let n0: PeerId = net.nodes[0].peer_id();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (handle, mut events) = rt.block_on(async {
-        let (handle, events, event_loop) = p2p::new(P2pConfig {
-            chain_id: "klero-pos-dev".to_owned(),
-            listen: vec![],
-            bootnodes: vec![net.nodes[0].multiaddr().parse().expect("addr")],
-            keypair: libp2p::identity::Keypair::generate_ed25519(),
-            mdns: false,
-        })
-        .expect("p2p");
-        tokio::spawn(event_loop.run());
-        (handle, events)
-    });
-    let block = rt.block_on(async {
-        loop {
-            if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
-                && peer == n0
-            {
-                break;
-            }
-        }
+    // The events are kept (unread) for as long as the peer lives.
+    let (handle, _events, forged) = rt.block_on(async {
+        let (handle, events) = connect_peer(&net.nodes[0]).await;
         // Let gossipsub exchange subscriptions before publishing.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let request = SyncRequest::Blocks {
-            from_height: 1,
-            count: 1,
-        };
-        match handle.request(n0, request).await.expect("sync") {
-            SyncResponse::Blocks(blocks) => blocks[0].clone(),
-            other => panic!("unexpected {other:?}"),
-        }
+        let forged = forged_block_1(&handle, n0).await;
+        (handle, events, forged)
     });
-    // A new header under the proposer's old signature: a forgery.
-    let mut forged = klero_chain::codec::decode_block(&block).expect("block");
-    forged.signed.header.state_root.0[0] ^= 1;
-    let forged = klero_chain::codec::encode(&forged);
 
     let rejected = |reason: &str| {
         net.nodes[0]
@@ -258,6 +226,92 @@ fn hostile_gossip_is_rejected_and_the_sender_banned() {
         "honest nodes stalled"
     );
     rt.block_on(handle.shutdown()).ok();
+}
+
+/// A peer that answers sync requests with forged blocks is struck for each
+/// one, on the same path as bad gossip, and banned at the third.
+#[test]
+fn a_sync_peer_serving_invalid_blocks_is_banned() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 1));
+    let n0: PeerId = net.nodes[0].peer_id();
+    let mut genesis = [0u8; 32];
+    hex::decode_to_slice(net.nodes[0].status().expect("status").genesis, &mut genesis).expect("genesis id");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let banned = rt.block_on(async {
+        let (handle, mut events) = connect_peer(&net.nodes[0]).await;
+        let forged = forged_block_1(&handle, n0).await;
+        // Claim an unknown head far ahead, and answer every fetch with the forgery.
+        let serve = async {
+            while let Some(event) = events.recv().await {
+                match event {
+                    NetworkEvent::SyncRequest { req, channel, .. } => {
+                        let resp = match req {
+                            SyncRequest::Status => SyncResponse::Status {
+                                height: 1_000,
+                                head: [7; 32],
+                                genesis,
+                            },
+                            SyncRequest::Blocks { .. } => SyncResponse::Blocks(vec![forged.clone()]),
+                        };
+                        let _ = handle.respond(channel, resp).await;
+                    }
+                    NetworkEvent::PeerDisconnected(peer) if peer == n0 => return true,
+                    _ => {}
+                }
+            }
+            false
+        };
+        let banned = tokio::time::timeout(Duration::from_secs(45), serve)
+            .await
+            .unwrap_or(false);
+        handle.shutdown().await.ok();
+        banned
+    });
+    assert!(banned, "n0 kept syncing from a peer that serves forged blocks");
+    let metrics = net.nodes[0].metrics();
+    assert!(
+        metrics.contains("klero_blocks_rejected_total{reason=\"bad_signature\"}"),
+        "{metrics}"
+    );
+}
+
+/// A peer of klero's own network layer, connected to `node`.
+async fn connect_peer(node: &common::Node) -> (NetworkHandle, mpsc::Receiver<NetworkEvent>) {
+    let (handle, mut events, event_loop) = p2p::new(P2pConfig {
+        chain_id: "klero-pos-dev".to_owned(),
+        listen: vec![],
+        bootnodes: vec![node.multiaddr().parse().expect("addr")],
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        mdns: false,
+    })
+    .expect("p2p");
+    tokio::spawn(event_loop.run());
+    let id = node.peer_id();
+    loop {
+        if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
+            && peer == id
+        {
+            return (handle, events);
+        }
+    }
+}
+
+/// `node`'s block 1, fetched by sync, under a changed header: the
+/// proposer's signature no longer holds, a forgery.
+async fn forged_block_1(handle: &NetworkHandle, node: PeerId) -> Vec<u8> {
+    let request = SyncRequest::Blocks {
+        from_height: 1,
+        count: 1,
+    };
+    let SyncResponse::Blocks(blocks) = handle.request(node, request).await.expect("sync") else {
+        panic!("no blocks")
+    };
+    let mut forged = klero_chain::codec::decode_block(&blocks[0]).expect("block");
+    forged.signed.header.state_root.0[0] ^= 1;
+    klero_chain::codec::encode(&forged)
 }
 
 /// Connects a bare gossipsub peer to `node`, publishes `payloads` on `topic`

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{Kind, Net, free_port};
+use common::{Kind, Net};
 use klero_chain::Keypair;
 
 const PASS: &str = "correct horse battery staple";
@@ -46,8 +46,9 @@ fn fails_with(out: &Output, needle: &str) {
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
 }
 
+/// A node URL nothing can answer: port 0 is never a listening port.
 fn nowhere() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    "http://127.0.0.1:0".to_owned()
 }
 
 #[test]
@@ -87,9 +88,27 @@ fn keystore_lifecycle_new_list_export_import() {
 
     // export → import under another name gives the same address.
     let seed = ok(&wallet(dir.path(), &node, &["export", "--name", "me"]));
+    assert_eq!(seed.len(), 64, "a seed is 64 hex digits");
     let seed_file = dir.path().join("seed.key");
-    fs::write(&seed_file, &seed).expect("write seed");
     let seed_arg = seed_file.display().to_string();
+    ok(&wallet(
+        dir.path(),
+        &node,
+        &["export", "--name", "me", "--out", &seed_arg],
+    ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&seed_file).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert_eq!(fs::read_to_string(&seed_file).expect("seed file").trim(), seed);
+    fails_with(
+        &wallet(dir.path(), &node, &["export", "--name", "me", "--out", &seed_arg]),
+        "refusing to overwrite",
+    );
     ok(&wallet(
         dir.path(),
         &node,
@@ -107,6 +126,32 @@ fn keystore_lifecycle_new_list_export_import() {
             .to_bech32(),
         address
     );
+}
+
+/// A key file others may read is refused everywhere one is read, with the fix.
+#[cfg(unix)]
+#[test]
+fn a_seed_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let seed_file = dir.path().join("open.key");
+    fs::write(&seed_file, hex::encode(Keypair::dev("erin").seed())).expect("write");
+    fs::set_permissions(&seed_file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let seed_arg = seed_file.display().to_string();
+    fails_with(
+        &wallet(
+            dir.path(),
+            &nowhere(),
+            &["import", "--name", "x", "--seed-file", &seed_arg],
+        ),
+        "readable by group or others",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_klero"))
+        .args(["keys", "show", &seed_arg])
+        .output()
+        .expect("run klero keys");
+    fails_with(&out, "chmod 600");
+    assert!(!dir.path().join("x.json").exists());
 }
 
 #[test]
@@ -150,7 +195,7 @@ fn input_errors_are_clear() {
 fn a_live_node_refuses_what_the_ledger_would() {
     let mut net = Net::new(Kind::Pos);
     net.start("n0", None, &[]);
-    let node = format!("http://127.0.0.1:{}", net.nodes[0].rpc);
+    let node = net.nodes[0].api_url();
     let dir = tempfile::tempdir().expect("dir");
     let bob = Keypair::dev("bob").address().to_bech32();
 

@@ -210,12 +210,20 @@ pub fn verify_vrf_pop(
     vrf::verify(vrf_key, &vrf_pop_input(chain_id, staker), proof).map(|_| ())
 }
 
-/// A wallet's 32-byte master seed and the two keys derived from it.
+/// A wallet's 32-byte master seed and the two keys derived from it. The
+/// seed is zeroed when the key is dropped (so is the signing key, by
+/// ed25519-dalek's own `zeroize` feature).
 #[derive(Clone)]
 pub struct Keypair {
     seed: [u8; 32],
     signing: SigningKey,
     vrf: VrfSecretKey,
+}
+
+impl Drop for Keypair {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
 }
 
 impl Keypair {

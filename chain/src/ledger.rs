@@ -51,7 +51,7 @@ pub struct Account {
 }
 
 /// Ledger rules taken from the chain spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerParams {
     /// Newly issued to the proposer of every block.
     pub block_reward: u64,
@@ -65,17 +65,35 @@ pub struct LedgerParams {
     pub slashing: bool,
 }
 
-/// What the block being applied tells the ledger.
+/// What the block being applied tells the ledger. Built by
+/// [`BlockCtx::new`] alone (usually through `ChainSpec::block_ctx`).
 #[derive(Clone, Copy, Debug)]
 pub struct BlockCtx<'a> {
     /// The chain id (evidence signatures are bound to it).
-    pub chain_id: &'a str,
+    chain_id: &'a str,
     /// The block's epoch.
-    pub epoch: u64,
+    epoch: u64,
     /// The block's proposer: receives the fees and the reward.
-    pub proposer: Address,
+    proposer: Address,
     /// The ledger rules.
-    pub params: &'a LedgerParams,
+    params: LedgerParams,
+}
+
+impl<'a> BlockCtx<'a> {
+    /// The context of a block of `chain_id` in `epoch` proposed by `proposer`.
+    pub fn new(chain_id: &'a str, epoch: u64, proposer: Address, params: LedgerParams) -> BlockCtx<'a> {
+        BlockCtx {
+            chain_id,
+            epoch,
+            proposer,
+            params,
+        }
+    }
+
+    /// The chain id transactions must be signed for.
+    pub fn chain_id(&self) -> &'a str {
+        self.chain_id
+    }
 }
 
 /// Why a transaction is refused. Every variant is the sender's fault.
@@ -571,13 +589,8 @@ mod tests {
         )
     }
 
-    fn ctx<'a>(p: &'a LedgerParams, epoch: u64) -> BlockCtx<'a> {
-        BlockCtx {
-            chain_id: CHAIN,
-            epoch,
-            proposer: Keypair::dev("miner").address(),
-            params: p,
-        }
+    fn ctx(p: &LedgerParams, epoch: u64) -> BlockCtx<'static> {
+        BlockCtx::new(CHAIN, epoch, Keypair::dev("miner").address(), *p)
     }
 
     fn transfer(to: &Keypair, amount: u64) -> TxKind {

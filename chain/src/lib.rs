@@ -15,9 +15,12 @@
 //! - [`types`]: headers, seals, blocks, transactions.
 //! - [`ledger`]: accounts and the state transition.
 //! - [`epoch`]: stake snapshots and epoch randomness for the PoS draw.
-//! - [`spec`]: the TOML chain spec and the genesis block.
+//! - [`spec`]: the TOML chain spec (read and written), the genesis block,
+//!   the rules derived from the parameters (`ChainSpec::epoch_of`,
+//!   `ChainSpec::block_ctx`) and the development presets.
 //! - [`u256`], [`difficulty`], [`pow`]: 256-bit targets, ASERT, the
-//!   SHA-256 puzzle with its hash kernels and the parallel nonce search.
+//!   SHA-256 puzzle with its hash kernels and the parallel nonce search
+//!   (paced by its caller: a hashrate cap needs a clock, which lives in the node).
 //! - [`draw`], [`pos`]: the fixed-point exponential race, slots, epochs,
 //!   the VRF input and eligibility.
 //! - [`validate`]: the block validation pipeline; [`produce`]: building

@@ -37,11 +37,6 @@ pub fn slot_start(spec: &ChainSpec, pos: &PosParams, slot: u64) -> u64 {
         .saturating_add(slot.saturating_mul(pos.slot_ms))
 }
 
-/// The epoch of `slot`.
-pub fn epoch_of(pos: &PosParams, slot: u64) -> u64 {
-    slot / pos.epoch_slots
-}
-
 /// Whether a block in `slot` feeds the next epoch's randomness: only those
 /// before the freeze point, `freeze_slots` before the epoch's end.
 pub fn before_freeze(pos: &PosParams, slot: u64) -> bool {
@@ -79,9 +74,9 @@ pub fn vrf_input(chain_id: &str, eta: &Hash, slot: u64, proposer: &Address) -> V
 /// Moves a copy of the parent's epoch bookkeeping to `slot`'s epoch.
 pub fn advance_epoch(state: &mut State, pos: &PosParams, slot: u64) {
     let accounts = &state.accounts;
-    state
-        .epoch
-        .advance_to(epoch_of(pos, slot), || crate::epoch::StakeSnapshot::of(accounts));
+    state.epoch.advance_to(pos.epoch_of_slot(slot), || {
+        crate::epoch::StakeSnapshot::of(accounts)
+    });
 }
 
 /// A staker's winning ticket for a slot.

@@ -8,7 +8,7 @@
 
 use crate::hash::Hash;
 use crate::keys::Keypair;
-use crate::ledger::{BlockCtx, State, verify_tx};
+use crate::ledger::{State, verify_tx};
 use crate::pos::{self, PosClaim};
 use crate::spec::{ChainSpec, Consensus};
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SignedHeader, Tx, tx_root};
@@ -43,21 +43,9 @@ impl PowTemplate {
 }
 
 /// Keeps the candidates that apply, in order, to `state` (which they
-/// change), up to the block limit.
-fn select_txs(
-    spec: &ChainSpec,
-    state: &mut State,
-    epoch: u64,
-    proposer: &Keypair,
-    candidates: &[Tx],
-) -> Vec<Tx> {
-    let params = spec.ledger_params();
-    let ctx = BlockCtx {
-        chain_id: &spec.chain_id,
-        epoch,
-        proposer: proposer.address(),
-        params: &params,
-    };
+/// change) in `header`'s block, up to the block limit.
+fn select_txs(spec: &ChainSpec, state: &mut State, header: &Header, candidates: &[Tx]) -> Vec<Tx> {
+    let ctx = spec.block_ctx(spec.epoch_of(header), header.proposer);
     candidates
         .iter()
         .filter(|tx| verify_tx(tx, &spec.chain_id).is_ok())
@@ -73,15 +61,13 @@ fn fill(
     spec: &ChainSpec,
     mut state: State,
     mut header: Header,
-    epoch: u64,
-    key: &Keypair,
     candidates: &[Tx],
 ) -> Option<(Header, Vec<Tx>)> {
     // Selection runs on a scratch copy; the real transition is the shared
     // one validation uses. Selection skips the unbonding release, which only
     // adds balance, so whatever it keeps still applies.
-    let txs = select_txs(spec, &mut state.clone(), epoch, key, candidates);
-    apply_body(spec, &mut state, &header, epoch, &txs).ok()?;
+    let txs = select_txs(spec, &mut state.clone(), &header, candidates);
+    apply_body(spec, &mut state, &header, &txs).ok()?;
     header.tx_root = tx_root(&txs);
     header.state_root = state.root();
     Some((header, txs))
@@ -113,14 +99,7 @@ pub fn pow_template(
         proposer: miner.address(),
         seal: Seal::Pow(PowSeal { target, nonce: 0 }),
     };
-    let (header, txs) = fill(
-        spec,
-        parent.state.clone(),
-        header,
-        height / params.epoch_blocks,
-        miner,
-        candidates,
-    )?;
+    let (header, txs) = fill(spec, parent.state.clone(), header, candidates)?;
     let pre = header.pow_pre().unwrap_or_default();
     Some(PowTemplate {
         header,
@@ -180,14 +159,7 @@ pub fn pos_block(
             vrf_proof: claim.proof,
         }),
     };
-    let (header, txs) = fill(
-        spec,
-        state,
-        header,
-        pos::epoch_of(params, claim.slot),
-        key,
-        candidates,
-    )?;
+    let (header, txs) = fill(spec, state, header, candidates)?;
     Some(Block {
         signed: SignedHeader::sign(header, key, &spec.chain_id),
         txs,

@@ -2,8 +2,17 @@
 //!
 //! [`ChainSpec::from_toml`] parses and validates in one step; every
 //! validation error names the field (`pos.slot_ms`, `accounts[2].vrf_key`).
+//! [`ChainSpec::to_toml`] writes a spec back in the same format (a spec
+//! built as a value, as the testnet launcher does, round-trips).
 //! [`ChainSpec::genesis`] builds the genesis block and state
 //! deterministically: the same file gives the same genesis id everywhere.
+//!
+//! The rules derived from the parameters live here too:
+//! [`ChainSpec::epoch_of`] (the epoch of a block, for both lotteries) and
+//! [`ChainSpec::block_ctx`] (what the ledger needs to apply a block). The
+//! development presets ([`LedgerSection::DEV`], [`PosParams::dev`],
+//! [`PowParams::dev`]) are the parameters of `testnet/*.toml`, of every
+//! `klero testnet` chain and of the election lab's PoS draw.
 //!
 //! # Format
 //!
@@ -47,13 +56,13 @@
 //! registered to their accounts like keys staked later.
 
 use bincode::{Decode, Encode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::epoch::{EpochState, SNAPSHOT_LAG_EPOCHS, StakeSnapshot};
 use crate::hash::Hash;
 use crate::keys::{Address, Signature};
-use crate::ledger::{Account, LedgerParams, State};
+use crate::ledger::{Account, BlockCtx, LedgerParams, State};
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SealedBlock, SignedHeader, tx_root};
 use crate::vrf::{self, VrfOutput, VrfProof, VrfPublicKey};
 
@@ -71,6 +80,9 @@ pub enum SpecError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The spec could not be written as TOML.
+    #[error("chain spec cannot be written as TOML: {0}")]
+    Write(String),
 }
 
 fn field_err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
@@ -81,7 +93,7 @@ fn field_err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
 }
 
 /// The proof-of-stake timing and draw parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(deny_unknown_fields)]
 pub struct PosParams {
     /// Slot length.
@@ -99,7 +111,7 @@ pub struct PosParams {
 }
 
 /// The proof-of-work difficulty parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(deny_unknown_fields)]
 pub struct PowParams {
     /// Target time between blocks.
@@ -107,7 +119,7 @@ pub struct PowParams {
     /// ASERT half-life in block intervals.
     pub half_life_blocks: u64,
     /// Target of the first block after genesis, 64 hex digits big-endian.
-    #[serde(deserialize_with = "hex32")]
+    #[serde(deserialize_with = "hex32", serialize_with = "to_hex")]
     pub initial_target: [u8; 32],
     /// How far into the future a timestamp may be.
     pub max_future_drift_ms: u64,
@@ -155,7 +167,7 @@ pub struct ChainSpec {
 }
 
 /// The `[ledger]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
     /// Newly issued per block.
@@ -168,18 +180,75 @@ pub struct LedgerSection {
     pub unbonding_epochs: u64,
 }
 
-#[derive(Deserialize)]
+impl LedgerSection {
+    /// The development ledger rules (`testnet/*.toml`, `klero testnet`).
+    pub const DEV: LedgerSection = LedgerSection {
+        block_reward: 1000,
+        min_fee: 1,
+        min_stake: 1000,
+        unbonding_epochs: 3,
+    };
+}
+
+impl PosParams {
+    /// The epoch of `slot`: epoch `e` holds slots `e * epoch_slots ..
+    /// (e + 1) * epoch_slots`.
+    pub fn epoch_of_slot(&self, slot: u64) -> u64 {
+        slot / self.epoch_slots
+    }
+
+    /// The development draw with slots of `slot_ms` (`testnet/pos.toml`
+    /// has 1000): 10-slot epochs frozen 3 slots before their end, c = 3,
+    /// up to 8 failover steps, rollbacks of at most 50 blocks.
+    pub fn dev(slot_ms: u64) -> PosParams {
+        PosParams {
+            slot_ms,
+            epoch_slots: 10,
+            freeze_slots: 3,
+            leader_c_milli: 3_000,
+            max_failover_steps: 8,
+            max_rollback: 50,
+        }
+    }
+}
+
+impl PowParams {
+    /// The epoch of the block at `height` (it times unbonding).
+    pub fn epoch_of_height(&self, height: u64) -> u64 {
+        height / self.epoch_blocks
+    }
+
+    /// The development difficulty rules for a block every
+    /// `target_block_ms` starting at `initial_target` (`testnet/pow.toml`
+    /// has 2000 ms): a 32-block half-life, a future drift of two block
+    /// times but at least 4 s, 10-block epochs.
+    pub fn dev(target_block_ms: u64, initial_target: [u8; 32]) -> PowParams {
+        PowParams {
+            target_block_ms,
+            half_life_blocks: 32,
+            initial_target,
+            max_future_drift_ms: target_block_ms.saturating_mul(2).max(4_000),
+            epoch_blocks: 10,
+        }
+    }
+}
+
+/// The file's shape, read by [`ChainSpec::from_toml`] and written by
+/// [`ChainSpec::to_toml`].
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     chain: RawChain,
     ledger: LedgerSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pos: Option<PosParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pow: Option<PowParams>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChain {
     id: String,
@@ -187,16 +256,22 @@ struct RawChain {
     genesis_time_ms: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAccount {
+    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     address: String,
     #[serde(default)]
     balance: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     stake: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     vrf_key: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn hex32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
@@ -205,6 +280,10 @@ fn hex32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
     hex::decode_to_slice(&s, &mut out)
         .map_err(|e| serde::de::Error::custom(format!("expected 64 hex digits: {e}")))?;
     Ok(out)
+}
+
+fn to_hex<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
 }
 
 impl ChainSpec {
@@ -276,6 +355,60 @@ impl ChainSpec {
             consensus,
             accounts,
         })
+    }
+
+    /// Writes the spec as TOML in the format [`ChainSpec::from_toml`] reads.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Write`] if the TOML writer refuses a value (it takes
+    /// every spec this crate builds; the error exists so that a future field
+    /// it cannot write is reported, not a panic).
+    pub fn to_toml(&self) -> Result<String, SpecError> {
+        let (pos, pow) = match &self.consensus {
+            Consensus::Pos(pos) => (Some(pos.clone()), None),
+            Consensus::Pow(pow) => (None, Some(pow.clone())),
+        };
+        let raw = RawSpec {
+            chain: RawChain {
+                id: self.chain_id.clone(),
+                consensus: self.consensus_name().to_owned(),
+                genesis_time_ms: self.genesis_time_ms,
+            },
+            ledger: self.ledger.clone(),
+            pos,
+            pow,
+            accounts: self
+                .accounts
+                .iter()
+                .map(|a| RawAccount {
+                    name: a.name.clone(),
+                    address: a.address.to_bech32(),
+                    balance: a.balance,
+                    stake: a.stake,
+                    vrf_key: a.vrf_key.map(|k| hex::encode(k.0)),
+                })
+                .collect(),
+        };
+        toml::to_string(&raw).map_err(|e| SpecError::Write(e.to_string()))
+    }
+
+    /// The epoch a block belongs to: on a PoS chain the epoch of its slot
+    /// ([`PosParams::epoch_of_slot`]), on a PoW chain that of its height
+    /// ([`PowParams::epoch_of_height`]). The one rule validation,
+    /// production, the node and the API all use. A header whose seal does
+    /// not match the chain (refused by validation) counts as slot 0.
+    pub fn epoch_of(&self, header: &Header) -> u64 {
+        match &self.consensus {
+            Consensus::Pos(params) => params.epoch_of_slot(header.slot().unwrap_or(0)),
+            Consensus::Pow(params) => params.epoch_of_height(header.height),
+        }
+    }
+
+    /// What the ledger needs to apply transactions in `epoch` with fees and
+    /// the reward going to `proposer`.
+    pub fn block_ctx(&self, epoch: u64, proposer: Address) -> BlockCtx<'_> {
+        BlockCtx::new(&self.chain_id, epoch, proposer, self.ledger_params())
     }
 
     /// The ledger rules.

@@ -19,7 +19,7 @@ use crate::difficulty;
 use crate::draw::Score;
 use crate::hash::Hash;
 use crate::keys::{Address, KeyError};
-use crate::ledger::{BlockCtx, State, TxRejection, verify_txs};
+use crate::ledger::{State, TxRejection, verify_txs};
 use crate::pos::{self, MAX_CLOCK_DRIFT_MS};
 use crate::pow;
 use crate::spec::{ChainSpec, Consensus, PosParams, PowParams};
@@ -268,14 +268,12 @@ pub fn validate_block(
     validate_header_alone(spec, header, txs.len())?;
     validate_against_parent(parent, header)?;
     let mut state = parent.state.clone();
-    let (meta, epoch) = match (&spec.consensus, &header.seal) {
-        (Consensus::Pow(params), Seal::Pow(seal)) => (
-            validate_pow_seal(spec, params, parent, header, seal, now_ms)?,
-            header.height / params.epoch_blocks,
-        ),
+    let meta = match (&spec.consensus, &header.seal) {
+        (Consensus::Pow(params), Seal::Pow(seal)) => {
+            validate_pow_seal(spec, params, parent, header, seal, now_ms)?
+        }
         (Consensus::Pos(params), Seal::Pos(seal)) => {
-            let meta = validate_pos_seal(spec, params, parent, &mut state, header, seal, now_ms)?;
-            (meta, pos::epoch_of(params, seal.slot))
+            validate_pos_seal(spec, params, parent, &mut state, header, seal, now_ms)?
         }
         _ => unreachable!("validate_header_alone checked the seal kind"),
     };
@@ -288,7 +286,7 @@ pub fn validate_block(
         return Err(BlockError::TxRootMismatch);
     }
     verify_txs(txs, &spec.chain_id).map_err(BlockError::Tx)?;
-    apply_body(spec, &mut state, header, epoch, txs).map_err(BlockError::Tx)?;
+    apply_body(spec, &mut state, header, txs).map_err(BlockError::Tx)?;
     let root = state.root();
     if root != header.state_root {
         return Err(BlockError::StateRootMismatch {
@@ -306,16 +304,9 @@ pub(crate) fn apply_body(
     spec: &ChainSpec,
     state: &mut State,
     header: &Header,
-    epoch: u64,
     txs: &[Tx],
 ) -> Result<(), TxRejection> {
-    let params = spec.ledger_params();
-    let ctx = BlockCtx {
-        chain_id: &spec.chain_id,
-        epoch,
-        proposer: header.proposer,
-        params: &params,
-    };
+    let ctx = spec.block_ctx(spec.epoch_of(header), header.proposer);
     state.apply_block_body(txs, &ctx)?;
     if let (Consensus::Pos(pos_params), Seal::Pos(seal)) = (&spec.consensus, &header.seal)
         && pos::before_freeze(pos_params, seal.slot)

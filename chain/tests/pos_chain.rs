@@ -9,7 +9,7 @@ use common::TestChain;
 use klero_chain::epoch::StakeSnapshot;
 use klero_chain::fork_choice::prefer;
 use klero_chain::keys::{Keypair, vrf_pop_input};
-use klero_chain::ledger::{BlockCtx, TxError, TxRejection, verify_pop};
+use klero_chain::ledger::{TxError, TxRejection, verify_pop};
 use klero_chain::pos;
 use klero_chain::produce::{pos_block, pos_claim};
 use klero_chain::spec::{ChainSpec, Consensus, PosParams};
@@ -381,13 +381,7 @@ fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
         &chain.spec.chain_id,
     );
     let mut state = chain.tip().1.clone();
-    let lp = chain.spec.ledger_params();
-    let ctx = BlockCtx {
-        chain_id: &chain.spec.chain_id,
-        epoch: 0,
-        proposer: reporter.address(),
-        params: &lp,
-    };
+    let ctx = chain.spec.block_ctx(0, reporter.address());
     assert!(matches!(
         state.apply_tx(&again, &ctx),
         Err(TxError::AlreadySlashed { .. })
@@ -406,7 +400,7 @@ fn a_slashed_stakers_next_block_is_refused() {
     let slashed_epoch = chain.tip().1.epoch.epoch;
     // Its next winning ticket while the snapshots still list its stake.
     let (slot, claim) = (parent.meta.slot + 1..)
-        .take_while(|s| pos::epoch_of(p, *s) <= slashed_epoch + 1)
+        .take_while(|s| p.epoch_of_slot(*s) <= slashed_epoch + 1)
         .find_map(|slot| {
             let mut state = parent.state.clone();
             pos::advance_epoch(&mut state, p, slot);
@@ -455,13 +449,7 @@ fn mallory_cannot_register_alices_vrf_key() {
     // VRF secret) meets the registry: the key came with Alice's genesis account.
     let proven = stake_alices_key(alice.vrf().prove(&vrf_pop_input(&id, &mallory.address())));
     assert_eq!(verify_pop(&proven, &id), Ok(()));
-    let lp = chain.spec.ledger_params();
-    let ctx = BlockCtx {
-        chain_id: &id,
-        epoch: chain.tip().1.epoch.epoch,
-        proposer: alice.address(),
-        params: &lp,
-    };
+    let ctx = chain.spec.block_ctx(chain.tip().1.epoch.epoch, alice.address());
     let taken = || TxError::VrfKeyTaken {
         owner: alice.address(),
     };
@@ -518,13 +506,7 @@ fn mallory_re_signing_alices_block_is_refused() {
     // state root for her reward and signs.
     let mut state = parent.state.clone();
     pos::advance_epoch(&mut state, &p, slot);
-    let lp = chain.spec.ledger_params();
-    let ctx = BlockCtx {
-        chain_id: &chain.spec.chain_id,
-        epoch: pos::epoch_of(&p, slot),
-        proposer: mallory.address(),
-        params: &lp,
-    };
+    let ctx = chain.spec.block_ctx(p.epoch_of_slot(slot), mallory.address());
     state.apply_block_body(&[], &ctx).unwrap();
     if pos::before_freeze(&p, slot) {
         state.epoch.contribute(&claim.output);

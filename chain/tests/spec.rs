@@ -136,3 +136,41 @@ fn type_errors_and_unknown_fields_are_parse_errors_with_a_location() {
     let text = POS.replace("[ledger]", "[ledger]\nblock_rewrd = 5");
     assert!(matches!(ChainSpec::from_toml(&text), Err(SpecError::Parse(_))));
 }
+
+#[test]
+fn shipped_specs_use_the_dev_presets() {
+    use klero_chain::spec::{LedgerSection, PosParams, PowParams};
+    let pos = ChainSpec::from_toml(POS).unwrap();
+    assert_eq!(pos.ledger, LedgerSection::DEV);
+    assert_eq!(pos.consensus, Consensus::Pos(PosParams::dev(1000)));
+    let pow = ChainSpec::from_toml(POW).unwrap();
+    assert_eq!(pow.ledger, LedgerSection::DEV);
+    let Consensus::Pow(params) = &pow.consensus else {
+        panic!("pow")
+    };
+    assert_eq!(*params, PowParams::dev(2000, params.initial_target));
+}
+
+#[test]
+fn a_spec_built_as_a_value_round_trips_through_toml() {
+    use klero_chain::spec::{GenesisAccount, PowParams};
+    for text in [POS, POW] {
+        let spec = ChainSpec::from_toml(text).unwrap();
+        let written = spec.to_toml().unwrap();
+        assert_eq!(ChainSpec::from_toml(&written).unwrap(), spec, "{written}");
+    }
+    // Changed as a value (no string patching), then written and read back.
+    let mut spec = ChainSpec::from_toml(POW).unwrap();
+    spec.genesis_time_ms = 1_800_000_000_000;
+    spec.consensus = Consensus::Pow(PowParams::dev(1000, [0x0f; 32]));
+    spec.accounts.push(GenesisAccount {
+        name: None,
+        address: Keypair::dev("erin").address(),
+        balance: 7,
+        stake: 0,
+        vrf_key: None,
+    });
+    let back = ChainSpec::from_toml(&spec.to_toml().unwrap()).unwrap();
+    assert_eq!(back, spec);
+    assert_eq!(back.genesis().0.id(), spec.genesis().0.id());
+}

@@ -2,7 +2,6 @@
 //! struct with an `execute` method. `anyhow` lives here and nowhere deeper.
 
 mod bench;
-mod bench_hashrate;
 mod keys;
 mod lab;
 mod node;

@@ -1,6 +1,10 @@
 //! `klero node`: run a node. Every option can also come from a TOML file
 //! (`--config`), whose keys are the long option names with underscores;
 //! the command line wins over the file.
+//!
+//! This is where the API socket is bound and the signals are caught: the
+//! node itself ([`node::run`]) is handed both. Port 0 works for `--rpc` and
+//! `--listen`; the bound addresses are in `DATA_DIR/addresses.json`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 use crate::keyfile;
-use crate::node::{self, NodeConfig};
+use crate::node::{self, Listeners, NodeConfig};
 
 /// The API address when none is given.
 const DEFAULT_RPC: &str = "127.0.0.1:8645";
@@ -32,7 +36,7 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     listen: Vec<String>,
-    /// HTTP API address. Default: 127.0.0.1:8645.
+    /// HTTP API address (port 0: any free port). Default: 127.0.0.1:8645.
     #[arg(long)]
     rpc: Option<SocketAddr>,
     /// A peer to dial at start, /ip4/…/tcp/…/p2p/… (repeatable).
@@ -74,17 +78,23 @@ impl NodeArgs {
     ///
     /// Bad options, or whatever stops the node from starting.
     pub fn execute(self) -> Result<()> {
-        let config = self.resolve()?;
+        let (config, rpc) = self.resolve()?;
         init_logging();
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the tokio runtime")?
-            .block_on(node::run(config))
+            .block_on(async {
+                let api = tokio::net::TcpListener::bind(rpc)
+                    .await
+                    .with_context(|| format!("binding the HTTP API to {rpc}"))?;
+                node::run(Listeners { api }, shutdown_signal(), config).await
+            })
     }
 
-    /// Merges the config file under the command line and checks everything.
-    fn resolve(self) -> Result<NodeConfig> {
+    /// Merges the config file under the command line and checks everything;
+    /// the node's config and the API address to bind.
+    fn resolve(self) -> Result<(NodeConfig, SocketAddr)> {
         let args = match self.config.clone() {
             Some(path) => self.over(read_config(&path)?),
             None => self,
@@ -100,13 +110,13 @@ impl NodeArgs {
         } else {
             args.listen
         };
-        Ok(NodeConfig {
+        let rpc = args
+            .rpc
+            .unwrap_or_else(|| DEFAULT_RPC.parse().expect("valid default"));
+        let config = NodeConfig {
             spec: super::spec::load(&spec_path)?,
             data_dir,
             listen: parse_addrs(&listen, "--listen")?,
-            rpc: args
-                .rpc
-                .unwrap_or_else(|| DEFAULT_RPC.parse().expect("valid default")),
             bootnodes: parse_addrs(&args.bootnode, "--bootnode")?,
             key: args.key.as_deref().map(keyfile::read).transpose()?,
             mine: args.mine,
@@ -114,7 +124,8 @@ impl NodeArgs {
             hashrate_cap: args.hashrate_cap,
             stake: args.stake,
             mdns: args.mdns,
-        })
+        };
+        Ok((config, rpc))
     }
 
     /// `self` with every option it leaves unset taken from `file`.
@@ -157,6 +168,30 @@ fn parse_addrs(addrs: &[String], flag: &str) -> Result<Vec<Multiaddr>> {
                 .with_context(|| format!("{flag} {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/30333)"))
         })
         .collect()
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.

@@ -9,7 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use klero_chain::Keypair;
 
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+
 use crate::keyfile;
+use crate::node::{ADDRESSES_FILE, Addresses};
 use crate::testnet::genesis::{self, Consensus, Plan};
 use crate::testnet::{NodeEntry, State, ensure_stopped, process, render_table, view};
 
@@ -76,7 +80,8 @@ struct UpArgs {
     /// Which lottery.
     #[arg(long, value_enum, default_value_t = Consensus::Pos)]
     consensus: Consensus,
-    /// First port: node i listens on BASE+i (p2p) and BASE+100+i (HTTP API).
+    /// First port: node i listens on BASE+i (p2p) and BASE+100+i (HTTP API);
+    /// 0 lets the OS choose every port (the table shows them).
     #[arg(long, default_value_t = 30400)]
     base_port: u16,
     /// Stake (PoS) or hashrate (PoW) weight of each node, e.g. 1,1,2,4.
@@ -132,10 +137,9 @@ impl TestnetArgs {
                 if let Some(pid) = entry.pid.take() {
                     process::stop(pid);
                 }
-                entry.pid = Some(process::spawn(&entry.args, &entry.data_dir.join("node.log"))?);
-                let api = entry.api.clone();
+                let started = start(entry);
                 state.save(&dir)?;
-                wait_ready(&[api])?;
+                started?;
                 println!("restarted {node}");
                 Ok(())
             }
@@ -183,19 +187,8 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
         );
     }
     let ports: Vec<(u16, u16)> = (0..args.nodes as u16)
-        .map(|i| {
-            let p2p = args.base_port.checked_add(i).context("--base-port too high")?;
-            let rpc = args
-                .base_port
-                .checked_add(100 + i)
-                .context("--base-port too high")?;
-            Ok((p2p, rpc))
-        })
+        .map(|i| ports_of(args.base_port, i))
         .collect::<Result<_>>()?;
-    for (p2p, rpc) in &ports {
-        port_free(*p2p)?;
-        port_free(*rpc)?;
-    }
 
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir).with_context(|| format!("creating {}", keys_dir.display()))?;
@@ -204,15 +197,16 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
     keyfile::write(&faucet_key, &faucet)?;
     let node_keys: Vec<Keypair> = (0..args.nodes)
         .map(|_| keyfile::generate())
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let plan = Plan {
         consensus: args.consensus,
         weights: weights.clone(),
         block_ms: (block_s * 1000.0).round() as u64,
         genesis_time_ms: now_ms() + 2_000,
     };
-    let toml = genesis::spec_toml(&plan, &node_keys, &faucet);
-    genesis::check(&toml).context("the generated spec is invalid (a bug)")?;
+    let chain_spec = genesis::chain_spec(&plan, &node_keys, &faucet);
+    let toml = genesis::spec_toml(&chain_spec)?;
+    genesis::check(&toml, &chain_spec).context("the generated spec is invalid (a bug)")?;
     let spec = dir.join("spec.toml");
     std::fs::write(&spec, toml).with_context(|| format!("writing {}", spec.display()))?;
 
@@ -220,14 +214,16 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
         consensus: args.consensus,
         spec: spec.clone(),
         faucet_key: faucet_key.clone(),
+        base_port: args.base_port,
         nodes: Vec::new(),
     };
-    let mut bootnode = None;
+    // One after the other: node0's address, read back, is everyone's bootnode.
     for (i, (key, (p2p, rpc))) in node_keys.iter().zip(&ports).enumerate() {
         let name = format!("node{i}");
         let key_file = keys_dir.join(format!("{name}.key"));
         keyfile::write(&key_file, key)?;
-        let entry = node_entry(
+        let bootnode = state.nodes.first().map(|n| n.p2p.clone());
+        let mut entry = node_entry(
             dir,
             &state,
             &name,
@@ -237,25 +233,19 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
             true,
             bootnode.as_deref(),
         )?;
-        let entry = NodeEntry {
-            weight: weights[i],
-            ..entry
-        };
-        if i == 0 {
-            bootnode = Some(entry.p2p.clone());
-        }
-        state.nodes.push(entry);
-    }
-    if args.consensus == Consensus::Pow {
-        for (entry, weight) in state.nodes.iter_mut().zip(&weights) {
+        entry.weight = weights[i];
+        if args.consensus == Consensus::Pow {
             entry.args.extend([
                 "--hashrate-cap".to_owned(),
-                genesis::hashrate_cap(*weight).to_string(),
+                genesis::hashrate_cap(weights[i]).to_string(),
             ]);
         }
-    }
-    for entry in &mut state.nodes {
-        entry.pid = Some(process::spawn(&entry.args, &entry.data_dir.join("node.log"))?);
+        let started = start(&mut entry);
+        state.nodes.push(entry);
+        if let Err(error) = started {
+            stop_all(dir, &mut state)?;
+            return Err(error.context(format!("see the logs in {}/node*/node.log", dir.display())));
+        }
     }
     state.save(dir)?;
 
@@ -279,11 +269,6 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
                 .unwrap_or_default(),
             entry.api
         );
-    }
-    let apis: Vec<String> = state.nodes.iter().map(|n| n.api.clone()).collect();
-    if let Err(error) = wait_ready(&apis) {
-        stop_all(dir, &mut state)?;
-        return Err(error.context(format!("see the logs in {}/node*/node.log", dir.display())));
     }
     if args.detach {
         println!(
@@ -352,28 +337,61 @@ fn node_entry(
     })
 }
 
+/// Node `index`'s p2p and API ports: `base + index` and `base + 100 +
+/// index`, checked free; with base 0, zeros for the OS to choose.
+fn ports_of(base: u16, index: u16) -> Result<(u16, u16)> {
+    if base == 0 {
+        return Ok((0, 0));
+    }
+    let p2p = base.checked_add(index).context("--base-port too high")?;
+    let rpc = base.checked_add(100 + index).context("--base-port too high")?;
+    port_free(p2p)?;
+    port_free(rpc)?;
+    Ok((p2p, rpc))
+}
+
+/// Starts a node and reads back where it listens (its `addresses.json`),
+/// then pins those ports in its arguments so a restart keeps its addresses.
+fn start(entry: &mut NodeEntry) -> Result<()> {
+    let _ = std::fs::remove_file(entry.data_dir.join(ADDRESSES_FILE));
+    let pid = process::spawn(&entry.args, &entry.data_dir.join("node.log"))?;
+    entry.pid = Some(pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addresses = loop {
+        match Addresses::read(&entry.data_dir) {
+            Ok(addresses) => break addresses,
+            Err(_) if Instant::now() < deadline && process::alive(pid) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => bail!("{} did not come up within 30 s: {error:#}", entry.name),
+        }
+    };
+    let p2p = addresses.p2p.first().context("the node reports no p2p address")?;
+    let mut listen: Multiaddr = p2p.parse().context("the node's p2p address")?;
+    if let Some(Protocol::P2p(_)) = listen.iter().last() {
+        listen.pop();
+    }
+    set_flag(&mut entry.args, "--rpc", addresses.api.to_string());
+    set_flag(&mut entry.args, "--listen", listen.to_string());
+    entry.api = format!("http://{}", addresses.api);
+    entry.p2p = p2p.clone();
+    Ok(())
+}
+
+/// Sets the value that follows `flag` in `args`.
+fn set_flag(args: &mut [String], flag: &str, value: String) {
+    if let Some(i) = args.iter().position(|a| a == flag)
+        && let Some(slot) = args.get_mut(i + 1)
+    {
+        *slot = value;
+    }
+}
+
 fn consensus_name(consensus: Consensus) -> &'static str {
     match consensus {
         Consensus::Pos => "proof-of-stake",
         Consensus::Pow => "proof-of-work",
     }
-}
-
-/// Waits until every API answers `/status`.
-fn wait_ready(apis: &[String]) -> Result<()> {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for api in apis {
-        while http.get(format!("{api}/status")).send().is_err() {
-            if Instant::now() > deadline {
-                bail!("the node at {api} did not come up within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    Ok(())
 }
 
 /// The live table, until Ctrl-C; then stops every node.
@@ -439,30 +457,23 @@ fn add(dir: &Path, key: &Path, produce: bool) -> Result<()> {
     let mut state = State::load(dir)?;
     let index = state.nodes.len();
     let name = format!("node{index}");
-    let first = state.nodes.first().context("the testnet has no nodes")?;
-    let (base_p2p, base_rpc) = (port_of(&first.p2p, "/tcp/")?, port_of(&first.api, ":")?);
-    let (p2p, rpc) = (base_p2p + index as u16, base_rpc + index as u16);
-    port_free(p2p)?;
-    port_free(rpc)?;
-    let bootnode = first.p2p.clone();
+    let bootnode = state
+        .nodes
+        .first()
+        .context("the testnet has no nodes")?
+        .p2p
+        .clone();
+    let index = u16::try_from(index).context("too many nodes")?;
+    let (p2p, rpc) = ports_of(state.base_port, index)?;
     let key = std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf());
     let mut entry = node_entry(dir, &state, &name, p2p, rpc, Some(&key), produce, Some(&bootnode))?;
-    entry.pid = Some(process::spawn(&entry.args, &entry.data_dir.join("node.log"))?);
+    let started = start(&mut entry);
     let api = entry.api.clone();
     state.nodes.push(entry);
     state.save(dir)?;
-    wait_ready(std::slice::from_ref(&api))?;
+    started?;
     println!("started {name} for {} at {api}", keypair.address());
     Ok(())
-}
-
-/// The port in `/ip4/…/tcp/PORT/…` or `http://host:PORT`.
-fn port_of(addr: &str, marker: &str) -> Result<u16> {
-    addr.rsplit(marker)
-        .next()
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .with_context(|| format!("no port in {addr}"))
 }
 
 fn print_log(log: &Path, follow: bool) -> Result<()> {
@@ -484,19 +495,5 @@ fn print_log(log: &Path, follow: bool) -> Result<()> {
             out.write_all(chunk.as_bytes())?;
             out.flush()?;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_read_back_from_addresses() {
-        assert_eq!(
-            port_of("/ip4/127.0.0.1/tcp/30401/p2p/12D3Koo", "/tcp/").expect("p2p"),
-            30401
-        );
-        assert_eq!(port_of("http://127.0.0.1:30500", ":").expect("api"), 30500);
     }
 }

@@ -14,11 +14,15 @@ use klero_chain::codec;
 use klero_chain::types::{TxBody, TxKind};
 use klero_chain::{Keypair, Tx};
 use serde_json::json;
+use zeroize::Zeroizing;
 
+use crate::api::client::ApiClient;
 use crate::keyfile;
-use crate::wallet::client::NodeClient;
 use crate::wallet::keystore::{KdfParams, Keystore};
 use crate::wallet::{WalletDir, WalletError, check_tx, parse_address};
+
+/// How long a call to the node may take.
+const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `klero wallet …`
 #[derive(Debug, Args)]
@@ -68,8 +72,13 @@ enum WalletCommand {
         #[arg(long)]
         seed_file: Option<PathBuf>,
     },
-    /// Print the secret seed (the key-file format `klero node --key` reads).
-    Export,
+    /// Print the secret seed (the key-file format `klero node --key` reads),
+    /// or write it to a new private key file.
+    Export {
+        /// Write a new key file (mode 0600) instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show the balance (of the wallet, or of any ADDRESS).
     Balance {
         /// Another address to look up.
@@ -172,20 +181,17 @@ impl WalletArgs {
                 if path.exists() {
                     return Err(WalletError::Exists(path.display().to_string()).into());
                 }
-                let text = match &seed_file {
-                    Some(file) => std::fs::read_to_string(file)
-                        .with_context(|| format!("reading {}", file.display()))?,
+                let seed = match &seed_file {
+                    Some(file) => keyfile::read_seed(file)?,
                     None => {
-                        let mut text = String::new();
+                        let mut text = Zeroizing::new(Vec::new());
                         std::io::stdin()
-                            .read_to_string(&mut text)
+                            .read_to_end(&mut text)
                             .context("reading the seed from stdin")?;
-                        text
+                        keyfile::parse_seed(&text).context("the seed must be 64 hex digits")?
                     }
                 };
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(text.trim(), &mut seed).context("the seed must be 64 hex digits")?;
-                let key = Keypair::from_seed(seed);
+                let key = Keypair::from_seed(*seed);
                 eprintln!(
                     "warning: anyone who saw this seed controls its funds; keep the original safe or destroy it"
                 );
@@ -193,19 +199,30 @@ impl WalletArgs {
                 Keystore::encrypt(&key, &passphrase, KdfParams::DEFAULT)?.save_new(&path)?;
                 print_created(&opts, &key, &path);
             }
-            WalletCommand::Export => {
+            WalletCommand::Export { out } => {
                 let key = unlock(&dir, &opts)?;
-                eprintln!(
-                    "warning: this is the wallet's secret seed; whoever has it controls the funds and the stake"
-                );
-                println!("{}", hex::encode(key.seed()));
+                match out {
+                    Some(path) => {
+                        keyfile::write(&path, &key)?;
+                        eprintln!(
+                            "wrote {} (mode 0600): whoever has it controls the funds and the stake",
+                            path.display()
+                        );
+                    }
+                    None => {
+                        eprintln!(
+                            "warning: this is the wallet's secret seed; whoever has it controls the funds and the stake"
+                        );
+                        println!("{}", Zeroizing::new(hex::encode(key.seed())).as_str());
+                    }
+                }
             }
             WalletCommand::Balance { address } => {
                 let address = match address {
                     Some(a) => parse_address(&a)?.to_bech32(),
                     None => Keystore::load(&dir.existing(&opts.name)?)?.address,
                 };
-                let account = NodeClient::new(&opts.node)?
+                let account = ApiClient::new(&opts.node, NODE_TIMEOUT)?
                     .account(&address)?
                     .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
                 if opts.json {
@@ -248,23 +265,27 @@ fn print_created(opts: &Options, key: &Keypair, path: &std::path::Path) {
     }
 }
 
-/// The passphrase from `--password-file`, `KLERO_PASSPHRASE`, or a prompt.
-fn passphrase(opts: &Options, prompt: &str) -> Result<String> {
+/// The passphrase from `--password-file`, `KLERO_PASSPHRASE`, or a prompt;
+/// zeroed when dropped.
+fn passphrase(opts: &Options, prompt: &str) -> Result<Zeroizing<String>> {
     if let Some(file) = &opts.password_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        return Ok(text.lines().next().unwrap_or_default().to_owned());
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        );
+        return Ok(Zeroizing::new(text.lines().next().unwrap_or_default().to_owned()));
     }
     if let Ok(pass) = std::env::var("KLERO_PASSPHRASE") {
-        return Ok(pass);
+        return Ok(Zeroizing::new(pass));
     }
     rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
         .context("reading the passphrase (no terminal? use --password-file or KLERO_PASSPHRASE)")
 }
 
-fn new_passphrase(opts: &Options) -> Result<String> {
+fn new_passphrase(opts: &Options) -> Result<Zeroizing<String>> {
     let interactive = opts.password_file.is_none() && std::env::var_os("KLERO_PASSPHRASE").is_none();
     let pass = passphrase(opts, "new passphrase: ")?;
-    if interactive && passphrase(opts, "repeat passphrase: ")? != pass {
+    if interactive && *passphrase(opts, "repeat passphrase: ")? != *pass {
         bail!("the passphrases differ; nothing was written");
     }
     if pass.is_empty() {
@@ -281,23 +302,12 @@ fn unlock(dir: &WalletDir, opts: &Options) -> Result<Keypair> {
 
 fn status(dir: &WalletDir, opts: &Options) -> Result<()> {
     let address = Keystore::load(&dir.existing(&opts.name)?)?.address;
-    let account = NodeClient::new(&opts.node)?
+    let account = ApiClient::new(&opts.node, NODE_TIMEOUT)?
         .account(&address)?
         .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
     if opts.json {
-        let unbonding: Vec<_> = account
-            .unbonding
-            .iter()
-            .map(|u| json!({"amount": u.amount, "release_epoch": u.release_epoch}))
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "address": address, "balance": account.balance, "bonded": account.bonded,
-                "unbonding": unbonding, "rewards": account.rewards,
-                "blocks_proposed": account.blocks_proposed, "epoch": account.epoch, "nonce": account.nonce,
-            })
-        );
+        // The API's own account type: the same fields as `GET /accounts/{address}`.
+        println!("{}", serde_json::to_string(&account)?);
         return Ok(());
     }
     println!("address          {address}");
@@ -321,7 +331,7 @@ fn send_tx(
     send: &SendOpts,
     kind: impl FnOnce(&Keypair, &str) -> TxKind,
 ) -> Result<()> {
-    let client = NodeClient::new(&opts.node)?;
+    let client = ApiClient::new(&opts.node, NODE_TIMEOUT)?;
     let status = client.status()?;
     let store = Keystore::load(&dir.existing(&opts.name)?)?;
     let account = client.account(&store.address)?;
@@ -351,7 +361,7 @@ fn send_tx(
 }
 
 /// Polls until the account's nonce has moved past `nonce`.
-fn wait_included(client: &NodeClient, address: &str, nonce: u64, id: &str, limit: Duration) -> Result<()> {
+fn wait_included(client: &ApiClient, address: &str, nonce: u64, id: &str, limit: Duration) -> Result<()> {
     let spinner = indicatif::ProgressBar::new_spinner().with_message("waiting for a block");
     spinner.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + limit;

@@ -30,7 +30,7 @@ use super::sim::{Ctx, Env, Message, NodeId, Protocol};
 
 /// Bully messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// "I am running an election; are you alive?" (to higher ids).
     Election,
     /// "Yes, and I take over the election from here."
@@ -71,7 +71,7 @@ impl Pings for Msg {
 
 /// Bully timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Heartbeat tick of the failure detector.
     Ping,
     /// No OK arrived: this node wins.
@@ -91,7 +91,7 @@ enum Phase {
 
 /// One Bully node. Nothing survives a crash.
 #[derive(Debug)]
-pub struct Bully {
+pub(crate) struct Bully {
     id: NodeId,
     max_id: NodeId,
     coordinator: Option<NodeId>,

@@ -35,11 +35,11 @@ use super::rng::Rng;
 use super::sim::{Ctx, Env, Message, NodeId, Protocol, Time};
 
 /// Peers a node relays a new tip to: gossipsub's default mesh degree.
-pub const RELAY_FANOUT: usize = 6;
+pub(crate) const RELAY_FANOUT: usize = 6;
 
 /// A block, reduced to what leader election and fork choice read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Block {
+pub(crate) struct Block {
     /// Chain height.
     pub height: u64,
     /// PoS slot (0 for PoW).
@@ -60,7 +60,7 @@ impl Block {
 
 /// The only lottery message: a new block, flooded to all nodes.
 #[derive(Clone, Debug, Hash)]
-pub struct Msg(pub Block);
+pub(crate) struct Msg(pub Block);
 
 impl Message for Msg {
     fn kind(&self) -> &'static str {
@@ -70,7 +70,7 @@ impl Message for Msg {
 
 /// Lottery timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// PoW: this node's puzzle is solved.
     Solve,
     /// PoS: a slot starts.
@@ -149,7 +149,7 @@ impl Chain {
 
 /// A PoW miner.
 #[derive(Debug)]
-pub struct Pow {
+pub(crate) struct Pow {
     chain: Chain,
 }
 
@@ -205,25 +205,13 @@ impl Protocol for Pow {
 
 /// A PoS staker.
 #[derive(Debug)]
-pub struct Pos {
+pub(crate) struct Pos {
     chain: Chain,
     params: PosParams,
     slot: u64,
 }
 
 impl Pos {
-    /// klero's PoS parameters (`testnet/pos.toml`); only the draw fields matter.
-    fn params(slot: Time) -> PosParams {
-        PosParams {
-            slot_ms: slot / 1_000,
-            epoch_slots: 10,
-            freeze_slots: 3,
-            leader_c_milli: 3_000,
-            max_failover_steps: 8,
-            max_rollback: 50,
-        }
-    }
-
     fn arm(ctx: &mut Cx<'_>) {
         let slot = ctx.env().timing.slot;
         ctx.set_timer(slot - ctx.now() % slot, Timer::Slot);
@@ -238,7 +226,8 @@ impl Protocol for Pos {
     fn new(id: NodeId, env: &Env, _: &mut Rng) -> Pos {
         Pos {
             chain: Chain::new(id, env),
-            params: Pos::params(env.timing.slot),
+            // klero's development draw (`testnet/pos.toml`); only its draw fields matter.
+            params: PosParams::dev(env.timing.slot / 1_000),
             slot: 0,
         }
     }

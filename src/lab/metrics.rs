@@ -20,7 +20,7 @@ use super::sim::{NodeId, Time};
 
 /// Which metrics an algorithm has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Bully, Ring, Next-in-line: no terms, no quorums.
     #[default]
     Classic,
@@ -35,7 +35,7 @@ type Belief = Option<(NodeId, u64)>;
 
 /// What one run measured.
 #[derive(Clone, Debug, Default)]
-pub struct RunMetrics {
+pub(crate) struct RunMetrics {
     /// The algorithm's kind.
     pub kind: Kind,
     /// Messages sent (including lost ones) by type.
@@ -77,7 +77,7 @@ pub struct RunMetrics {
 impl RunMetrics {
     /// Non-heartbeat messages per agreed leadership, both counted from the
     /// trigger on: with `--crash-leader`, the cost of the re-election alone.
-    pub fn messages_per_election(&self) -> Option<f64> {
+    pub(crate) fn messages_per_election(&self) -> Option<f64> {
         (self.measured_agreements > 0)
             .then(|| self.election_messages as f64 / self.measured_agreements as f64)
     }
@@ -85,7 +85,7 @@ impl RunMetrics {
 
 /// Watches one run.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     trigger: Time,
     /// Each node's belief; `None` while it is crashed.
     views: Vec<Option<Belief>>,
@@ -110,7 +110,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for `n` nodes, all live and following nobody.
-    pub fn new(kind: Kind, n: usize, trigger: Time) -> Recorder {
+    pub(crate) fn new(kind: Kind, n: usize, trigger: Time) -> Recorder {
         Recorder {
             trigger,
             views: vec![Some(None); n],
@@ -133,7 +133,7 @@ impl Recorder {
     }
 
     /// A message was sent at `now`.
-    pub fn message_sent(&mut self, kind: &'static str, heartbeat: bool, now: Time) {
+    pub(crate) fn message_sent(&mut self, kind: &'static str, heartbeat: bool, now: Time) {
         *self.m.messages_by_type.entry(kind).or_default() += 1;
         if !heartbeat && now >= self.trigger {
             self.m.election_messages += 1;
@@ -141,23 +141,23 @@ impl Recorder {
     }
 
     /// A node started an election.
-    pub fn election_started(&mut self) {
+    pub(crate) fn election_started(&mut self) {
         self.m.elections_started += 1;
     }
 
     /// A lottery round was opened.
-    pub fn round_opened(&mut self, round: u64) {
+    pub(crate) fn round_opened(&mut self, round: u64) {
         self.clocked_rounds = true;
         self.rounds.entry(round).or_default();
     }
 
     /// A block was produced for a lottery round.
-    pub fn block_produced(&mut self, round: u64) {
+    pub(crate) fn block_produced(&mut self, round: u64) {
         *self.rounds.entry(round).or_default() += 1;
     }
 
     /// The live leader that most live nodes follow (ties: the higher id).
-    pub fn followed_leader(&self) -> Option<NodeId> {
+    pub(crate) fn followed_leader(&self) -> Option<NodeId> {
         self.beliefs
             .iter()
             .filter_map(|(b, count)| b.map(|(l, _)| (*count, l)))
@@ -167,7 +167,7 @@ impl Recorder {
     }
 
     /// Node `id` now holds `view` (`None`: it crashed).
-    pub fn observe(&mut self, id: NodeId, view: Option<Belief>, now: Time) {
+    pub(crate) fn observe(&mut self, id: NodeId, view: Option<Belief>, now: Time) {
         let old = std::mem::replace(&mut self.views[id as usize], view);
         if old == view {
             return;
@@ -222,7 +222,7 @@ impl Recorder {
     }
 
     /// Re-evaluates agreement and split brain at `now`.
-    pub fn check(&mut self, now: Time) {
+    pub(crate) fn check(&mut self, now: Time) {
         let agreed = match self.beliefs.first_key_value() {
             Some((Some((leader, term)), _))
                 if self.beliefs.len() == 1 && self.views[*leader as usize].is_some() =>
@@ -268,7 +268,7 @@ impl Recorder {
     }
 
     /// Closes the run at `horizon`, with the network split into `sides`.
-    pub fn finish(mut self, horizon: Time, trace_hash: u64, sides: Vec<u16>) -> RunMetrics {
+    pub(crate) fn finish(mut self, horizon: Time, trace_hash: u64, sides: Vec<u16>) -> RunMetrics {
         if let Some(since) = self.split_since {
             self.m.split_brain_time += horizon - since;
         }
@@ -294,7 +294,7 @@ impl Recorder {
 
 /// Median and 95th percentile (nearest rank).
 #[derive(Clone, Copy, Debug, Serialize)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// The median.
     pub median: f64,
     /// The 95th percentile.
@@ -303,7 +303,7 @@ pub struct Spread {
 
 impl Spread {
     /// `None` for no samples.
-    pub fn of(mut xs: Vec<f64>) -> Option<Spread> {
+    pub(crate) fn of(mut xs: Vec<f64>) -> Option<Spread> {
         if xs.is_empty() {
             return None;
         }
@@ -318,7 +318,7 @@ impl Spread {
 
 /// One algorithm over many runs: the row of the report.
 #[derive(Clone, Debug, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// The algorithm's name.
     pub algorithm: &'static str,
     /// Nodes per run.
@@ -353,7 +353,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarises `runs` of `algorithm`.
-    pub fn of(algorithm: &'static str, nodes: usize, runs: &[RunMetrics]) -> Summary {
+    pub(crate) fn of(algorithm: &'static str, nodes: usize, runs: &[RunMetrics]) -> Summary {
         let kind = runs.first().map_or(Kind::Classic, |r| r.kind);
         let count = runs.len().max(1) as f64;
         let mean = |f: &dyn Fn(&RunMetrics) -> f64| runs.iter().map(f).sum::<f64>() / count;

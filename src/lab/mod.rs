@@ -14,19 +14,19 @@
 //!
 //! `docs/lab.md` describes the model and how to read the results.
 
-pub mod bully;
-pub mod lottery;
-pub mod metrics;
-pub mod monitor;
-pub mod next_in_line;
-pub mod paxos;
-pub mod raft;
-pub mod report;
-pub mod ring;
-pub mod rng;
-pub mod sim;
-pub mod vr;
-pub mod zab;
+pub(crate) mod bully;
+pub(crate) mod lottery;
+pub(crate) mod metrics;
+pub(crate) mod monitor;
+pub(crate) mod next_in_line;
+pub(crate) mod paxos;
+pub(crate) mod raft;
+pub(crate) mod report;
+pub(crate) mod ring;
+pub(crate) mod rng;
+pub(crate) mod sim;
+pub(crate) mod vr;
+pub(crate) mod zab;
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,7 +39,7 @@ use sim::{Fault, MS, NodeId, RunConfig, Time, Timing, simulate};
 
 /// An algorithm the lab can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// Garcia-Molina's Bully.
     Bully,
     /// The ring election.
@@ -64,7 +64,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in report order.
-    pub const ALL: [Algorithm; 10] = [
+    pub(crate) const ALL: [Algorithm; 10] = [
         Algorithm::Bully,
         Algorithm::Ring,
         Algorithm::NextInLine,
@@ -78,7 +78,7 @@ impl Algorithm {
     ];
 
     /// Its name on the command line and in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::Bully => "bully",
             Algorithm::Ring => "ring",
@@ -94,7 +94,7 @@ impl Algorithm {
     }
 
     /// One run.
-    pub fn simulate(self, cfg: &RunConfig) -> RunMetrics {
+    pub(crate) fn simulate(self, cfg: &RunConfig) -> RunMetrics {
         match self {
             Algorithm::Bully => simulate::<bully::Bully>(cfg),
             Algorithm::Ring => simulate::<ring::Ring>(cfg),
@@ -119,7 +119,7 @@ impl fmt::Display for Algorithm {
 /// An algorithm name the lab does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown algorithm `{0}`")]
-pub struct UnknownAlgorithm(pub String);
+pub(crate) struct UnknownAlgorithm(pub String);
 
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
@@ -134,7 +134,7 @@ impl FromStr for Algorithm {
 
 /// The conditions of an experiment, shared by every algorithm in it.
 #[derive(Clone, Debug, Serialize)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// Nodes per run.
     pub nodes: usize,
     /// The base seed; run `r` uses a seed derived from it and `r`.
@@ -157,20 +157,20 @@ const FLAPS: usize = 3;
 
 impl Scenario {
     /// The protocol clocks.
-    pub fn timing(&self) -> Timing {
+    pub(crate) fn timing(&self) -> Timing {
         Timing::from_latency((self.latency_ms * MS as f64).round() as Time)
     }
 
     /// Time allowed for an election to settle: 20 timeouts plus four ring
     /// laps, so even a Ring election of 1,000 nodes fits.
-    pub fn settle(&self) -> Time {
+    pub(crate) fn settle(&self) -> Time {
         let timing = self.timing();
         20 * timing.timeout + 4 * self.nodes as Time * timing.latency
     }
 
     /// The configuration of run `run`: faults after the first settle period,
     /// one after another, each followed by another settle period.
-    pub fn run_config(&self, run: u64) -> RunConfig {
+    pub(crate) fn run_config(&self, run: u64) -> RunConfig {
         let timing = self.timing();
         let settle = self.settle();
         let mut t = settle;
@@ -209,7 +209,7 @@ impl Scenario {
     }
 
     /// Runs `algorithm` `runs` times in parallel, calling `done` after each run.
-    pub fn run(&self, algorithm: Algorithm, runs: usize, done: &(dyn Fn() + Sync)) -> Summary {
+    pub(crate) fn run(&self, algorithm: Algorithm, runs: usize, done: &(dyn Fn() + Sync)) -> Summary {
         let metrics: Vec<RunMetrics> = (0..runs as u64)
             .into_par_iter()
             .map(|run| {
@@ -223,7 +223,7 @@ impl Scenario {
 }
 
 /// The network sizes of a sweep up to `max`: powers of two from 4, and `max`.
-pub fn sweep_sizes(max: usize) -> Vec<usize> {
+pub(crate) fn sweep_sizes(max: usize) -> Vec<usize> {
     let mut sizes: Vec<usize> = std::iter::successors(Some(4), |n| Some(n * 2))
         .take_while(|n| *n < max)
         .collect();

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use super::sim::{Ctx, Message, NodeId, Time, TimerKey};
 
 /// A message type with a ping and its answer.
-pub trait Pings: Message {
+pub(crate) trait Pings: Message {
     /// "Are you still the leader?"
     fn ping() -> Self;
     /// "Yes."
@@ -26,24 +26,24 @@ pub trait Pings: Message {
 
 /// One follower's view of its leader's liveness.
 #[derive(Clone, Debug, Default)]
-pub struct Monitor {
+pub(crate) struct Monitor {
     last_heard: Time,
 }
 
 impl Monitor {
     /// The leader was heard from (or a new one adopted) at `now`.
-    pub fn heard(&mut self, now: Time) {
+    pub(crate) fn heard(&mut self, now: Time) {
         self.last_heard = now;
     }
 
     /// Whether nothing was heard for longer than `timeout`.
-    pub fn silent(&self, now: Time, timeout: Time) -> bool {
+    pub(crate) fn silent(&self, now: Time, timeout: Time) -> bool {
         now.saturating_sub(self.last_heard) > timeout
     }
 
     /// One heartbeat tick: re-arms `tick`, pings `leader` unless this node is
     /// the leader, and returns true if the leader has been silent too long.
-    pub fn tick<M: Pings, T: TimerKey>(
+    pub(crate) fn tick<M: Pings, T: TimerKey>(
         &mut self,
         ctx: &mut Ctx<'_, M, T>,
         tick: T,
@@ -64,7 +64,7 @@ impl Monitor {
     }
 
     /// Answers a ping if this node leads.
-    pub fn answer<M: Pings, T: TimerKey>(ctx: &mut Ctx<'_, M, T>, from: NodeId, leading: bool) {
+    pub(crate) fn answer<M: Pings, T: TimerKey>(ctx: &mut Ctx<'_, M, T>, from: NodeId, leading: bool) {
         if leading {
             ctx.send(from, M::pong());
         }
@@ -73,17 +73,17 @@ impl Monitor {
 
 /// The followers that answered a leader's heartbeats since its last check.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Backing(BTreeSet<NodeId>);
+pub(crate) struct Backing(BTreeSet<NodeId>);
 
 impl Backing {
     /// `from` answered a heartbeat.
-    pub fn heard(&mut self, from: NodeId) {
+    pub(crate) fn heard(&mut self, from: NodeId) {
         self.0.insert(from);
     }
 
     /// Whether a quorum, the leader included, answered since the last check;
     /// starts the next period.
-    pub fn check(&mut self, quorum: usize) -> bool {
+    pub(crate) fn check(&mut self, quorum: usize) -> bool {
         let backed = self.0.len() + 1 >= quorum;
         self.0.clear();
         backed

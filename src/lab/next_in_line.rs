@@ -27,7 +27,7 @@ use super::sim::{Ctx, Env, Message, NodeId, Protocol};
 
 /// Next-in-line messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// "`leader` leads `epoch`; if it fails, try `ranking` in order."
     Announce {
         /// The leader.
@@ -78,7 +78,7 @@ impl Pings for Msg {
 
 /// Next-in-line timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Heartbeat tick of the failure detector.
     Ping,
     /// Waiting for an ANNOUNCE (after boot, recovery, or a TAKEOVER).
@@ -89,7 +89,7 @@ type Cx<'a> = Ctx<'a, Msg, Timer>;
 
 /// One node. Nothing survives a crash.
 #[derive(Debug)]
-pub struct NextInLine {
+pub(crate) struct NextInLine {
     id: NodeId,
     leader: Option<NodeId>,
     epoch: u64,

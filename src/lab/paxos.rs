@@ -36,7 +36,7 @@ fn ballot(round: u64, id: NodeId) -> u64 {
 
 /// Multi-Paxos leader-election messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// Phase 1a.
     Prepare {
         /// The proposed ballot.
@@ -82,7 +82,7 @@ impl Message for Msg {
 
 /// Paxos timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Randomised: no heartbeat from a leader, try phase 1.
     Election,
     /// The leader's heartbeat period.
@@ -102,7 +102,7 @@ enum Role {
 
 /// One Paxos node (proposer and acceptor).
 #[derive(Debug)]
-pub struct Paxos {
+pub(crate) struct Paxos {
     id: NodeId,
     quorum: usize,
     /// The highest ballot promised: persistent.

@@ -27,7 +27,7 @@ use super::sim::{Ctx, Env, Message, NodeId, Protocol};
 
 /// Raft messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// "Vote for me in `term`."
     RequestVote {
         /// The candidate's term.
@@ -69,7 +69,7 @@ impl Message for Msg {
 
 /// Raft timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The randomised election timeout.
     Election,
     /// The leader's heartbeat period.
@@ -89,7 +89,7 @@ enum Role {
 
 /// One Raft node; `CHECK_QUORUM` turns the leader's step-down on.
 #[derive(Debug)]
-pub struct Raft<const CHECK_QUORUM: bool> {
+pub(crate) struct Raft<const CHECK_QUORUM: bool> {
     id: NodeId,
     quorum: usize,
     current_term: u64,

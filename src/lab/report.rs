@@ -12,7 +12,7 @@ use super::metrics::{Spread, Summary};
 
 /// The JSON document `klero lab --json` prints.
 #[derive(Debug, Serialize)]
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     /// The experiment's conditions.
     pub scenario: &'a Scenario,
     /// When the run stops and when the measured election starts, in ms.
@@ -35,7 +35,7 @@ fn rate(r: Option<f64>) -> String {
 }
 
 /// The text table: one row per algorithm.
-pub fn table(scenario: &Scenario, results: &[Summary]) -> String {
+pub(crate) fn table(scenario: &Scenario, results: &[Summary]) -> String {
     let cfg = scenario.run_config(0);
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -110,7 +110,7 @@ pub fn table(scenario: &Scenario, results: &[Summary]) -> String {
 
 /// One line of the plot: an algorithm's median messages per election by n.
 #[derive(Clone, Debug)]
-pub struct Series {
+pub(crate) struct Series {
     /// The algorithm.
     pub name: &'static str,
     /// (n, median messages per election).
@@ -123,7 +123,7 @@ pub struct Series {
 /// # Errors
 ///
 /// If the file cannot be written.
-pub fn plot(path: &Path, series: &[Series]) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+pub(crate) fn plot(path: &Path, series: &[Series]) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let points = || series.iter().flat_map(|s| s.points.iter().copied());
     let (x_min, x_max) = points().fold((f64::MAX, 1.0f64), |(lo, hi), (x, _)| (lo.min(x), hi.max(x)));
     let (y_min, y_max) = points().fold((f64::MAX, 1.0f64), |(lo, hi), (_, y)| (lo.min(y), hi.max(y)));

@@ -31,7 +31,7 @@ type Origin = (NodeId, Time);
 
 /// Ring messages. `token` names the hop for its ACK.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// The election collecting live ids.
     Election {
         /// Hop number, echoed by the ACK.
@@ -89,7 +89,7 @@ impl Pings for Msg {
 
 /// Ring timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Heartbeat tick of the failure detector.
     Ping,
     /// No ACK for this hop yet.
@@ -111,7 +111,7 @@ struct Hop {
 
 /// One ring node. Nothing survives a crash.
 #[derive(Debug)]
-pub struct Ring {
+pub(crate) struct Ring {
     id: NodeId,
     n: NodeId,
     coordinator: Option<NodeId>,

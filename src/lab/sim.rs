@@ -26,18 +26,18 @@ use super::metrics::{Kind, Recorder, RunMetrics};
 use super::rng::Rng;
 
 /// A node's index, `0..n`; algorithms that rank nodes use it as the id.
-pub type NodeId = u32;
+pub(crate) type NodeId = u32;
 
 /// Simulated time in microseconds.
-pub type Time = u64;
+pub(crate) type Time = u64;
 
 /// One millisecond of [`Time`].
-pub const MS: Time = 1_000;
+pub(crate) const MS: Time = 1_000;
 
 /// The protocol clocks, all derived from the mean latency `L` so that a
 /// slower network slows every algorithm alike instead of breaking some.
 #[derive(Clone, Copy, Debug)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// Mean one-way latency `L`.
     pub latency: Time,
     /// How long to wait for a direct reply before giving up on a peer: `10 L`.
@@ -55,7 +55,7 @@ pub struct Timing {
 
 impl Timing {
     /// The clocks for a mean one-way latency (at least 1 µs).
-    pub fn from_latency(latency: Time) -> Timing {
+    pub(crate) fn from_latency(latency: Time) -> Timing {
         let l = latency.max(1);
         Timing {
             latency: l,
@@ -70,7 +70,7 @@ impl Timing {
 
 /// What every node knows about the system it runs in.
 #[derive(Clone, Debug)]
-pub struct Env {
+pub(crate) struct Env {
     /// Number of nodes.
     pub n: usize,
     /// The protocol clocks.
@@ -85,24 +85,24 @@ pub struct Env {
 
 impl Env {
     /// A strict majority of all nodes, live or not.
-    pub fn quorum(&self) -> usize {
+    pub(crate) fn quorum(&self) -> usize {
         self.n / 2 + 1
     }
 
     /// The highest node id.
-    pub fn max_id(&self) -> NodeId {
+    pub(crate) fn max_id(&self) -> NodeId {
         self.n as NodeId - 1
     }
 
     /// Whether node `id` starts an election when it boots (algorithms that
     /// elect on a trigger rather than on a clock).
-    pub fn initiates(&self, id: NodeId) -> bool {
+    pub(crate) fn initiates(&self, id: NodeId) -> bool {
         self.initiator.is_none_or(|i| i == id)
     }
 }
 
 /// A protocol message.
-pub trait Message: Clone + Debug + Hash {
+pub(crate) trait Message: Clone + Debug + Hash {
     /// Its type, for the per-type message counts.
     fn kind(&self) -> &'static str;
 
@@ -115,7 +115,7 @@ pub trait Message: Clone + Debug + Hash {
 
 /// What a timer must be: small, comparable (a timer equal to a pending one
 /// replaces it) and hashable (it is part of the trace).
-pub trait TimerKey: Copy + Eq + Debug + Hash {}
+pub(crate) trait TimerKey: Copy + Eq + Debug + Hash {}
 
 impl<T: Copy + Eq + Debug + Hash> TimerKey for T {}
 
@@ -124,7 +124,7 @@ impl<T: Copy + Eq + Debug + Hash> TimerKey for T {}
 /// Every handler may send and set timers through the [`Ctx`]; after each
 /// handler the engine reads [`Protocol::leader`] to track agreement, split
 /// brain and safety.
-pub trait Protocol: Sized {
+pub(crate) trait Protocol: Sized {
     /// Its messages.
     type Msg: Message;
     /// Its timers. Setting a timer equal to a pending one replaces it.
@@ -152,7 +152,7 @@ pub trait Protocol: Sized {
 
 /// A scheduled fault.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Crash this node.
     Crash(NodeId),
     /// Recover this node.
@@ -162,7 +162,9 @@ pub enum Fault {
     /// Cut the network in two, with that leader in the minority side of
     /// `(n - 1) / 2` nodes; the rest of the minority is drawn at random.
     IsolateLeader,
-    /// Put node `i` on side `sides[i]`.
+    /// Put node `i` on side `sides[i]` (the property tests' random
+    /// partitions; the command line has `IsolateLeader`).
+    #[cfg(test)]
     Split(Vec<u16>),
     /// Rejoin all sides.
     Heal,
@@ -170,7 +172,7 @@ pub enum Fault {
 
 /// One simulation run.
 #[derive(Clone, Debug)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// Number of nodes.
     pub n: usize,
     /// Mean one-way latency.
@@ -191,7 +193,7 @@ pub struct RunConfig {
 }
 
 /// Runs protocol `P` under `cfg` and returns what was measured.
-pub fn simulate<P: Protocol>(cfg: &RunConfig) -> RunMetrics {
+pub(crate) fn simulate<P: Protocol>(cfg: &RunConfig) -> RunMetrics {
     let mut rng = Rng::new(cfg.seed);
     let weights: Vec<u64> = (0..cfg.n).map(|_| 1 + rng.below(10)).collect();
     let env = Env {
@@ -218,40 +220,40 @@ pub fn simulate<P: Protocol>(cfg: &RunConfig) -> RunMetrics {
 }
 
 /// A node's handle on the world while one of its handlers runs.
-pub struct Ctx<'a, M, T> {
+pub(crate) struct Ctx<'a, M, T> {
     net: &'a mut Net<M, T>,
     id: NodeId,
 }
 
 impl<M: Message, T: TimerKey> Ctx<'_, M, T> {
     /// This node.
-    pub fn id(&self) -> NodeId {
+    pub(crate) fn id(&self) -> NodeId {
         self.id
     }
 
     /// The current simulated time.
-    pub fn now(&self) -> Time {
+    pub(crate) fn now(&self) -> Time {
         self.net.now
     }
 
     /// The system parameters.
-    pub fn env(&self) -> &Env {
+    pub(crate) fn env(&self) -> &Env {
         &self.net.env
     }
 
     /// The shared random stream.
-    pub fn rng(&mut self) -> &mut Rng {
+    pub(crate) fn rng(&mut self) -> &mut Rng {
         &mut self.net.rng
     }
 
     /// Sends `msg` to `to` (never to oneself: handle that locally).
-    pub fn send(&mut self, to: NodeId, msg: M) {
+    pub(crate) fn send(&mut self, to: NodeId, msg: M) {
         debug_assert_ne!(to, self.id, "{msg:?} to self");
         self.net.send(self.id, to, msg);
     }
 
     /// Sends `msg` to every other node.
-    pub fn broadcast(&mut self, msg: &M) {
+    pub(crate) fn broadcast(&mut self, msg: &M) {
         for to in 0..self.net.env.n as NodeId {
             if to != self.id {
                 self.net.send(self.id, to, msg.clone());
@@ -260,7 +262,7 @@ impl<M: Message, T: TimerKey> Ctx<'_, M, T> {
     }
 
     /// Fires `timer` after `delay`, replacing a pending timer equal to it.
-    pub fn set_timer(&mut self, delay: Time, timer: T) {
+    pub(crate) fn set_timer(&mut self, delay: Time, timer: T) {
         let seq = self
             .net
             .push(self.net.now + delay, Event::Timer { node: self.id, timer });
@@ -272,30 +274,30 @@ impl<M: Message, T: TimerKey> Ctx<'_, M, T> {
     }
 
     /// Cancels a pending timer equal to `timer`, if any.
-    pub fn cancel_timer(&mut self, timer: T) {
+    pub(crate) fn cancel_timer(&mut self, timer: T) {
         self.net.timers[self.id as usize].retain(|(t, _)| *t != timer);
     }
 
     /// A randomised election timeout, uniform in `[T, 2T)`.
-    pub fn random_timeout(&mut self) -> Time {
+    pub(crate) fn random_timeout(&mut self) -> Time {
         let t = self.net.env.timing.timeout;
         self.net.rng.range(t, 2 * t)
     }
 
     /// Records that this node started an election (or a view change, or a
     /// failover).
-    pub fn election_started(&mut self) {
+    pub(crate) fn election_started(&mut self) {
         self.net.rec.election_started();
     }
 
     /// Records that lottery round `round` took place (PoS slots), so that
     /// rounds without a block count as empty.
-    pub fn round_opened(&mut self, round: u64) {
+    pub(crate) fn round_opened(&mut self, round: u64) {
         self.net.rec.round_opened(round);
     }
 
     /// Records a block produced for lottery round `round`.
-    pub fn block_produced(&mut self, round: u64) {
+    pub(crate) fn block_produced(&mut self, round: u64) {
         self.net.rec.block_produced(round);
     }
 }
@@ -467,6 +469,7 @@ impl<P: Protocol> Sim<P> {
                 }
             }
             Fault::IsolateLeader => self.isolate_leader(),
+            #[cfg(test)]
             Fault::Split(sides) => self.net.side = sides,
             Fault::Heal => self.net.side.fill(0),
         }

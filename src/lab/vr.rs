@@ -37,7 +37,7 @@ use super::sim::{Ctx, Env, Message, NodeId, Protocol};
 
 /// View-change messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// "I want to move to `view`."
     StartViewChange {
         /// The new view.
@@ -97,7 +97,7 @@ impl Message for Msg {
 
 /// VR timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The primary's heartbeat period.
     Heartbeat,
     /// A backup checks whether the primary went silent.
@@ -128,7 +128,7 @@ enum Status {
 
 /// One VR replica.
 #[derive(Debug)]
-pub struct Vr {
+pub(crate) struct Vr {
     id: NodeId,
     n: u64,
     quorum: usize,

@@ -38,7 +38,7 @@ use super::sim::{Ctx, Env, Message, NodeId, Protocol, Time};
 
 /// A vote: the proposed leader and the history it would bring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Vote {
+pub(crate) struct Vote {
     /// The candidate's current epoch.
     pub epoch: u64,
     /// The candidate's last transaction id.
@@ -49,7 +49,7 @@ pub struct Vote {
 
 /// The sender's state in a notification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PeerState {
+pub(crate) enum PeerState {
     /// Still electing.
     Looking,
     /// Following the vote's leader.
@@ -60,7 +60,7 @@ pub enum PeerState {
 
 /// Zab messages.
 #[derive(Clone, Debug, Hash)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// A fast-leader-election notification.
     Notification {
         /// The sender's vote.
@@ -115,7 +115,7 @@ impl Message for Msg {
 
 /// Zab timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Re-broadcast the vote while looking.
     Notify,
     /// A majority holds our vote: decide unless a better vote came.
@@ -189,7 +189,7 @@ enum State {
 
 /// One ZooKeeper server.
 #[derive(Debug)]
-pub struct Zab {
+pub(crate) struct Zab {
     id: NodeId,
     quorum: usize,
     /// Persistent.

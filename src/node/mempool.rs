@@ -16,11 +16,11 @@ use klero_chain::ledger::{BlockCtx, State, TxError};
 use klero_chain::{Address, Hash, Tx};
 
 /// Default most transactions held.
-pub const DEFAULT_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
 
 /// Why a transaction was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MempoolError {
+pub(crate) enum MempoolError {
     /// The signature does not verify.
     #[error("bad signature: {0}")]
     Signature(#[from] KeyError),
@@ -34,7 +34,7 @@ pub enum MempoolError {
 
 /// The pending transactions, by sender and nonce.
 #[derive(Debug)]
-pub struct Mempool {
+pub(crate) struct Mempool {
     by_sender: BTreeMap<Address, BTreeMap<u64, Tx>>,
     ids: HashSet<Hash>,
     capacity: usize,
@@ -42,7 +42,7 @@ pub struct Mempool {
 
 impl Mempool {
     /// An empty pool holding at most `capacity` transactions.
-    pub fn new(capacity: usize) -> Mempool {
+    pub(crate) fn new(capacity: usize) -> Mempool {
         Mempool {
             by_sender: BTreeMap::new(),
             ids: HashSet::new(),
@@ -51,18 +51,13 @@ impl Mempool {
     }
 
     /// How many transactions wait.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ids.len()
-    }
-
-    /// Whether the pool is empty.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 
     /// The nonce `sender`'s next transaction needs: after the head state's
     /// and the pool's.
-    pub fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
+    pub(crate) fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
         let pending = self.by_sender.get(sender).map_or(0, BTreeMap::len) as u64;
         head.account(sender).map_or(0, |a| a.nonce) + pending
     }
@@ -73,13 +68,13 @@ impl Mempool {
     /// # Errors
     ///
     /// Why it does not apply, or that the pool is full.
-    pub fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
+    pub(crate) fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
         let id = tx.id();
         if self.ids.contains(&id) {
             return Ok(false);
         }
-        tx.verify(ctx.chain_id)?;
-        klero_chain::ledger::verify_pop(&tx, ctx.chain_id)?;
+        tx.verify(ctx.chain_id())?;
+        klero_chain::ledger::verify_pop(&tx, ctx.chain_id())?;
         let mut scratch = head.clone();
         for pending in self
             .by_sender
@@ -134,7 +129,7 @@ impl Mempool {
     /// Replays the pool against a new head state: drops what the chain now
     /// includes, then keeps for each sender the longest run of transactions
     /// that still applies.
-    pub fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
+    pub(crate) fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
         let senders = std::mem::take(&mut self.by_sender);
         self.ids.clear();
         for (sender, txs) in senders {
@@ -154,7 +149,7 @@ impl Mempool {
 
     /// Up to `max` transactions for a block: each sender's in nonce order,
     /// senders interleaved by the fee of their next transaction.
-    pub fn candidates(&self, max: usize) -> Vec<Tx> {
+    pub(crate) fn candidates(&self, max: usize) -> Vec<Tx> {
         let mut queues: Vec<_> = self
             .by_sender
             .values()
@@ -191,13 +186,8 @@ mod tests {
         (spec.genesis_state(), spec.ledger_params())
     }
 
-    fn ctx(params: &LedgerParams) -> BlockCtx<'_> {
-        BlockCtx {
-            chain_id: CHAIN,
-            epoch: 0,
-            proposer: Address([0; 32]),
-            params,
-        }
+    fn ctx(params: &LedgerParams) -> BlockCtx<'static> {
+        BlockCtx::new(CHAIN, 0, Address([0; 32]), *params)
     }
 
     fn transfer(from: &str, nonce: u64, fee: u64, amount: u64) -> Tx {

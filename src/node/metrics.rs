@@ -13,7 +13,7 @@ const LATENCY_WINDOW: usize = 1024;
 
 /// Everything `/metrics` reports.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Head height.
     pub height: AtomicU64,
     /// Connected peers.
@@ -43,19 +43,19 @@ struct Latency {
 
 impl Metrics {
     /// Counts a refused block.
-    pub fn reject(&self, reason: &'static str) {
+    pub(crate) fn reject(&self, reason: &'static str) {
         let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         *rejected.entry(reason).or_default() += 1;
     }
 
     /// Records a reorg of `depth` blocks.
-    pub fn reorg(&self, depth: u64) {
+    pub(crate) fn reorg(&self, depth: u64) {
         self.reorgs.fetch_add(1, Ordering::Relaxed);
         self.reorg_depth_max.fetch_max(depth, Ordering::Relaxed);
     }
 
     /// Records the time from a gossiped block's timestamp to its import.
-    pub fn gossip_latency(&self, seconds: f64) {
+    pub(crate) fn gossip_latency(&self, seconds: f64) {
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         if latency.recent.len() == LATENCY_WINDOW {
             latency.recent.pop_front();
@@ -66,18 +66,18 @@ impl Metrics {
     }
 
     /// Sets the local hashrate.
-    pub fn set_hashrate(&self, hashes_per_sec: f64) {
+    pub(crate) fn set_hashrate(&self, hashes_per_sec: f64) {
         self.hashrate_bits
             .store(hashes_per_sec.to_bits(), Ordering::Relaxed);
     }
 
     /// The local hashrate.
-    pub fn hashrate(&self) -> f64 {
+    pub(crate) fn hashrate(&self) -> f64 {
         f64::from_bits(self.hashrate_bits.load(Ordering::Relaxed))
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         gauge(&mut out, "klero_height", "Head height.", get(&self.height));
@@ -145,7 +145,7 @@ impl Metrics {
 }
 
 /// The `q` quantile of sorted samples (nearest rank).
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

@@ -1,33 +1,48 @@
 //! The node: the consensus core wired to a store, a network and an API.
 //!
-//! One tokio runtime runs these tasks, talking over channels:
+//! [`run`] is handed its bound API socket and a shutdown future (the shape
+//! of mini-redis' `server::run`), so a test starts a node on port 0 and
+//! reads the address back. One tokio runtime runs these tasks, talking
+//! over channels:
 //!
 //! - the p2p event loop, the only owner of the libp2p swarm ([`crate::p2p`]);
-//! - the chain task ([`service`]), the only owner of the block tree, the
-//!   store's write side and the mempool;
+//! - the chain task ([`chain_task`]), the only owner of the block tree
+//!   ([`block_tree`]), the store's write side ([`store`]) and the mempool
+//!   ([`mempool`]);
 //! - the gossip handler ([`gossip`]): network events in, verdicts out;
-//! - the syncer ([`sync`]): fetches missing blocks from peers;
+//!   strikes against bad peers ([`peers`]);
+//! - sync ([`sync`]): the client fetches missing blocks, the server answers
+//!   peers from the store;
 //! - the miner or the staker ([`producer`]);
-//! - the HTTP API ([`api`]).
+//! - the HTTP API ([`http`]) with its types in [`crate::api`].
 //!
-//! SIGINT or SIGTERM stops them; every committed block is already durable
-//! (one redb transaction per import), so shutdown has nothing to flush
-//! beyond letting the current import finish.
+//! # Shutdown
+//!
+//! When the shutdown future resolves, a `watch` flag tells every task but
+//! the chain task and the event loop to stop; they are joined (a
+//! [`JoinSet`], aborted after [`SHUTDOWN_GRACE`]). Their chain handles go
+//! with them, so the chain task then serves what is queued (the import in
+//! flight completes), returns the block tree, and the store closes (every
+//! committed import was already durable: one redb transaction each).
+//! Last the network stops, and the addresses file is removed.
 
-pub mod api;
-pub mod chain;
-pub mod gossip;
-pub mod mempool;
-pub mod metrics;
-pub mod producer;
-pub mod service;
+pub mod block_tree;
+pub(crate) mod chain_task;
+pub(crate) mod gossip;
+pub(crate) mod http;
+pub(crate) mod mempool;
+pub(crate) mod metrics;
+pub(crate) mod peers;
+pub(crate) mod producer;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use klero_chain::pow::kernel::Kernel;
@@ -35,22 +50,31 @@ use klero_chain::pow::search::{DEFAULT_CHUNK, SearchOptions};
 use klero_chain::spec::Consensus;
 use klero_chain::{ChainSpec, Keypair};
 use libp2p::Multiaddr;
-use tokio::sync::mpsc;
-use tracing::info;
+use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
 
-use crate::p2p::{self, P2pConfig};
+use crate::p2p::{self, NetworkHandle, P2pConfig};
+
+/// Name of the file in the data dir that says where a running node listens.
+pub const ADDRESSES_FILE: &str = "addresses.json";
+/// How long the tasks get to stop before they are aborted.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for libp2p to report its bound listen addresses.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 /// How a node runs (from the command line and the config file).
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// The chain spec.
     pub spec: ChainSpec,
     /// Where the database and the network identity live.
     pub data_dir: PathBuf,
-    /// Network listen addresses.
+    /// Network listen addresses (libp2p binds them; port 0 picks one).
     pub listen: Vec<Multiaddr>,
-    /// The HTTP API address.
-    pub rpc: SocketAddr,
     /// Peers to dial at start.
     pub bootnodes: Vec<Multiaddr>,
     /// The proposer key (mining rewards, staking).
@@ -67,13 +91,59 @@ pub struct NodeConfig {
     pub mdns: bool,
 }
 
-/// Runs a node until SIGINT or SIGTERM.
+/// The sockets a node is handed, already bound.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    /// The HTTP API.
+    pub api: TcpListener,
+}
+
+/// `DATA_DIR/addresses.json`: where a running node listens, written once
+/// every listener is bound (so `--rpc 127.0.0.1:0` and
+/// `--listen /ip4/127.0.0.1/tcp/0` can be read back) and removed on a
+/// clean stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// The HTTP API's socket address.
+    pub api: SocketAddr,
+    /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
+    pub p2p: Vec<String>,
+}
+
+impl Addresses {
+    /// Reads a data dir's addresses file.
+    ///
+    /// # Errors
+    ///
+    /// If it is missing (the node is not up yet) or damaged.
+    pub fn read(data_dir: &Path) -> Result<Addresses> {
+        let path = data_dir.join(ADDRESSES_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    /// Writes it whole or not at all (a temporary file renamed over it).
+    fn write(&self, data_dir: &Path) -> Result<()> {
+        let path = data_dir.join(ADDRESSES_FILE);
+        let tmp = data_dir.join(format!("{ADDRESSES_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Runs a node until `shutdown` resolves, then stops it cleanly (see the
+/// module docs).
 ///
 /// # Errors
 ///
-/// If the data dir, the store, the network or the API address cannot be set
-/// up, or the options do not fit the chain's consensus.
-pub async fn run(config: NodeConfig) -> Result<()> {
+/// If the data dir, the store or the network cannot be set up, or the
+/// options do not fit the chain's consensus.
+pub(crate) async fn run(
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    config: NodeConfig,
+) -> Result<()> {
     let spec = Arc::new(config.spec);
     match (&spec.consensus, config.mine, config.stake) {
         (Consensus::Pos(_), true, _) => bail!(
@@ -89,15 +159,17 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     if (config.mine || config.stake) && config.key.is_none() {
         bail!("--mine and --stake need --key FILE: the key that proposes and collects rewards");
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = store::Store::open(&config.data_dir, &spec)
-        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let chain = chain::Chain::load((*spec).clone(), store.clone())?;
+    let data_dir = config.data_dir;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = store::Store::open(&data_dir, &spec)
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let tree = block_tree::BlockTree::load((*spec).clone(), store.clone())?;
     let genesis = store.canonical(0)?.context("the database has no genesis block")?;
 
-    let identity = p2p::load_or_create_identity(&config.data_dir).context("loading the network identity")?;
-    let peer_id = identity.public().to_peer_id().to_string();
+    let identity = p2p::load_or_create_identity(&data_dir).context("loading the network identity")?;
+    let peer_id = identity.public().to_peer_id();
+    let expected_listeners = config.listen.len();
     let (net, events, event_loop) = p2p::new(P2pConfig {
         chain_id: spec.chain_id.clone(),
         listen: config.listen,
@@ -105,116 +177,170 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         keypair: identity,
         mdns: config.mdns,
     })?;
-    tokio::spawn(event_loop.run());
+    let network = tokio::spawn(event_loop.run());
 
     let metrics = Arc::new(metrics::Metrics::default());
     let syncing = Arc::new(AtomicBool::new(false));
-    let (service, chain) = service::ChainService::new(
-        chain,
+    let (chain_task, chain) = chain_task::ChainTask::new(
+        tree,
         mempool::Mempool::new(mempool::DEFAULT_CAPACITY),
         config.key.clone(),
         net.clone(),
         Arc::clone(&metrics),
     );
-    tokio::spawn(service.run());
+    let chain_task = tokio::spawn(chain_task.run());
 
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let strikes = peers::Strikes::new(net.clone());
     let (sync_tx, sync_rx) = mpsc::channel(64);
-    tokio::spawn(
+    tasks.spawn(
         gossip::GossipHandler {
             chain: chain.clone(),
             net: net.clone(),
-            store: store.clone(),
-            genesis,
+            sync_server: sync::SyncServer {
+                chain: chain.clone(),
+                net: net.clone(),
+                store: store.clone(),
+                genesis,
+            },
+            strikes: strikes.clone(),
             metrics: Arc::clone(&metrics),
             sync: sync_tx,
         }
-        .run(events),
+        .run(events, stopping.clone()),
     );
-    tokio::spawn(
+    tasks.spawn(
         sync::Syncer {
             chain: chain.clone(),
             net: net.clone(),
             genesis,
             syncing: Arc::clone(&syncing),
+            strikes,
+            metrics: Arc::clone(&metrics),
         }
-        .run(sync_rx),
+        .run(sync_rx, stopping.clone()),
     );
 
     if let Some(key) = config.key.clone() {
         match &spec.consensus {
             Consensus::Pow(_) if config.mine => {
-                let opts = SearchOptions {
-                    threads: config.threads.max(1),
-                    kernel: Kernel::detect(),
+                let opts = producer::MinerOptions {
+                    search: SearchOptions {
+                        threads: config.threads.max(1),
+                        kernel: Kernel::detect(),
+                        chunk: DEFAULT_CHUNK,
+                    },
                     hashrate_cap: config.hashrate_cap,
-                    chunk: DEFAULT_CHUNK,
                 };
-                info!(threads = opts.threads, cap = ?opts.hashrate_cap, kernel = ?opts.kernel, "mining");
-                tokio::spawn(producer::mine(
+                info!(threads = opts.search.threads, cap = ?opts.hashrate_cap, kernel = ?opts.search.kernel, "mining");
+                tasks.spawn(producer::mine(
                     chain.clone(),
                     key,
                     spec.chain_id.clone(),
                     opts,
                     Arc::clone(&metrics),
+                    stopping.clone(),
                 ));
             }
             Consensus::Pos(params) if config.stake => {
                 info!(address = %key.address(), "staking");
-                tokio::spawn(producer::stake(
+                tasks.spawn(producer::stake(
                     chain.clone(),
                     Arc::clone(&spec),
                     params.clone(),
                     Arc::clone(&syncing),
+                    stopping.clone(),
                 ));
             }
             _ => {}
         }
     }
 
-    let listener = tokio::net::TcpListener::bind(config.rpc)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", config.rpc))?;
-    info!(rpc = %config.rpc, peer_id, chain = spec.chain_id, "node started");
-    let app = api::router(api::ApiState {
+    let api_addr = listeners
+        .api
+        .local_addr()
+        .context("reading the API's bound address")?;
+    let app = http::router(http::ApiState {
         chain,
         store,
         spec: Arc::clone(&spec),
         genesis,
         metrics,
         net: net.clone(),
-        peer_id,
+        peer_id: peer_id.to_string(),
         syncing,
         proposer: config.key.as_ref().map(Keypair::address),
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the HTTP API")?;
+    let mut api_stop = stopping.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listeners.api, app)
+            .with_graceful_shutdown(async move {
+                stopped(&mut api_stop).await;
+            })
+            .await;
+        if let Err(error) = served {
+            warn!(%error, "the HTTP API stopped");
+        }
+    });
+
+    let p2p = bound_listen_addrs(&net, expected_listeners).await;
+    let addresses = Addresses {
+        api: api_addr,
+        p2p: p2p
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
+            .collect(),
+    };
+    addresses.write(&data_dir)?;
+    info!(api = %api_addr, p2p = ?addresses.p2p, %peer_id, chain = spec.chain_id, "node started");
+
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => {}
+        Some(ended) = tasks.join_next() => warn!(?ended, "a node task ended on its own; stopping"),
+    }
     info!("shutting down");
+    let _ = stop.send(true);
+    let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if joined.is_err() {
+        warn!("tasks still running after {SHUTDOWN_GRACE:?}; aborting them");
+        tasks.shutdown().await;
+    }
+    // Every chain handle is gone with the tasks: the chain task finishes
+    // what is queued and hands back the block tree; dropping it closes the store.
+    match chain_task.await {
+        Ok(tree) => {
+            let head = tree.head();
+            info!(height = head.meta.height, head = %head.id.short(), "chain closed");
+        }
+        Err(error) => warn!(%error, "the chain task failed"),
+    }
     let _ = net.shutdown().await;
+    let _ = network.await;
+    let _ = std::fs::remove_file(data_dir.join(ADDRESSES_FILE));
+    info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The addresses libp2p has bound, once it reports at least `expected`
+/// (each configured address binds at least one), or what it has after
+/// [`LISTEN_WAIT`].
+async fn bound_listen_addrs(net: &NetworkHandle, expected: usize) -> Vec<Multiaddr> {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        let addrs = net.listen_addrs().await.unwrap_or_default();
+        if addrs.len() >= expected || tokio::time::Instant::now() >= deadline {
+            return addrs;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -67,10 +67,6 @@ pub(crate) enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
-    Dial {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<(), P2pError>>,
-    },
     Ban {
         peer: PeerId,
     },
@@ -187,9 +183,6 @@ impl EventLoop {
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
-            }
-            Command::Dial { addr, reply } => {
-                let _ = reply.send(self.swarm.dial(addr).map_err(P2pError::from));
             }
             Command::Ban { peer } => {
                 info!(%peer, "banned");

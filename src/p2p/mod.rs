@@ -31,8 +31,7 @@ mod event_loop;
 mod sync_codec;
 mod topics;
 
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use libp2p::gossipsub::{self, MessageId};
@@ -47,6 +46,7 @@ pub use self::event_loop::EventLoop;
 use self::event_loop::{Command, IDLE_CONNECTION_TIMEOUT};
 pub use self::sync_codec::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
 pub use self::topics::TopicKind;
+use crate::keyfile::{self, KeyFileError};
 
 /// Largest block payload published or accepted on the blocks topic: the
 /// largest block the codec decodes. Gossipsub's own frame limit adds room
@@ -301,18 +301,6 @@ impl NetworkHandle {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Starts dialling `addr` (with or without a `/p2p/` suffix). Success
-    /// means the dial started; [`NetworkEvent::PeerConnected`] says it
-    /// worked.
-    ///
-    /// # Errors
-    ///
-    /// [`P2pError::Dial`] if the dial cannot start (e.g. an unsupported
-    /// address).
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
-        self.call(|reply| Command::Dial { addr, reply }).await?
-    }
-
     /// Disconnects `peer` and refuses its connections from now on (until
     /// the node restarts): for peers that keep sending invalid data.
     ///
@@ -385,52 +373,25 @@ pub fn new(config: P2pConfig) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEv
 }
 
 /// Reads the node's network key from `dir/p2p.key`, creating a fresh
-/// ed25519 key there (mode 0600) on first start, so the peer id survives
-/// restarts and bootnode addresses stay valid.
-///
-/// # Format
-///
-/// ```text
-/// one line: the 32-byte ed25519 secret as 64 hex digits
-/// ```
+/// ed25519 key there on first start, so the peer id survives restarts and
+/// bootnode addresses stay valid. The file is a plain key file
+/// ([`crate::keyfile`]: mode 0600, never overwritten, refused if others may
+/// read it) holding the 32-byte ed25519 secret.
 ///
 /// # Errors
 ///
-/// If the directory or file cannot be read or written, or the file does
-/// not hold 64 hex digits (`InvalidData`).
-pub fn load_or_create_identity(dir: &Path) -> io::Result<Keypair> {
-    let path = dir.join(IDENTITY_FILE);
-    let mut secret = [0u8; 32];
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            hex::decode_to_slice(text.trim(), &mut secret).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not 64 hex digits: {e}", path.display()),
-                )
-            })?;
+/// If the file cannot be read or written, is not private, or does not hold
+/// 64 hex digits.
+pub(crate) fn load_or_create_identity(dir: &Path) -> Result<Keypair, KeyFileError> {
+    let mut secret = keyfile::load_or_create_seed(&dir.join(IDENTITY_FILE))?;
+    // Any 32 bytes are a valid ed25519 secret; libp2p zeroes the copy it
+    // is given, `secret` zeroes itself on drop.
+    let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(secret.as_mut()).map_err(|_| {
+        KeyFileError::NotHex {
+            path: dir.join(IDENTITY_FILE).display().to_string(),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            getrandom::fill(&mut secret).map_err(io::Error::other)?;
-            fs::create_dir_all(dir)?;
-            // Write then rename, so a crash never leaves a torn key behind.
-            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&tmp)?;
-            writeln!(file, "{}", hex::encode(secret))?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-        }
-        Err(e) => return Err(e),
-    }
-    // Any 32 bytes are a valid ed25519 secret; this cannot fail.
-    Keypair::ed25519_from_bytes(secret).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    })?;
+    Ok(libp2p::identity::ed25519::Keypair::from(secret).into())
 }
 
 #[cfg(test)]
@@ -753,10 +714,14 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        fs::write(&path, "not hex\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        keyfile::write_new(&path, b"not hex\n").unwrap();
         let err = load_or_create_identity(&data).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(matches!(err, KeyFileError::NotHex { .. }), "{err}");
     }
 }

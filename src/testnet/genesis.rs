@@ -5,19 +5,22 @@
 //! testnet its miner is capped at a hashrate proportional to its weight and
 //! the initial target is set so the capped total finds a block per block
 //! time. A `faucet` account holds most of the money for users to draw on.
+//!
+//! The spec is built as a [`ChainSpec`] value from the chain's development
+//! presets and written with the spec's own serializer, so it is exactly what
+//! the nodes will read back.
 
-use std::fmt::Write;
-
+use klero_chain::spec::{self, GenesisAccount, LedgerSection, PosParams, PowParams, SpecError};
 use klero_chain::{ChainSpec, Keypair};
 
 /// Stake per unit of weight (PoS).
-pub const STAKE_UNIT: u64 = 10_000;
+pub(crate) const STAKE_UNIT: u64 = 10_000;
 /// Hashes per second per unit of weight (PoW).
-pub const HASHRATE_UNIT: u64 = 200_000;
+pub(crate) const HASHRATE_UNIT: u64 = 200_000;
 /// Each node's spendable balance at genesis.
-pub const NODE_BALANCE: u64 = 1_000_000_000;
+pub(crate) const NODE_BALANCE: u64 = 1_000_000_000;
 /// The faucet's balance.
-pub const FAUCET_BALANCE: u64 = 1_000_000_000_000;
+pub(crate) const FAUCET_BALANCE: u64 = 1_000_000_000_000;
 
 /// Which lottery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -31,7 +34,7 @@ pub enum Consensus {
 
 /// What a new testnet looks like.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The lottery.
     pub consensus: Consensus,
     /// One weight per node.
@@ -43,68 +46,66 @@ pub struct Plan {
 }
 
 /// A hashrate cap for a node of `weight` (PoW).
-pub fn hashrate_cap(weight: u64) -> u64 {
+pub(crate) fn hashrate_cap(weight: u64) -> u64 {
     weight.saturating_mul(HASHRATE_UNIT)
 }
 
-/// The spec's TOML for `plan`, with the node keys and the faucet as genesis
-/// accounts.
-pub fn spec_toml(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> String {
-    let mut out = String::new();
-    let consensus = match plan.consensus {
-        Consensus::Pos => "pos",
-        Consensus::Pow => "pow",
-    };
-    let _ = writeln!(
-        out,
-        "# A local klero testnet written by `klero testnet up`.\n\n[chain]\nid = \"klero-testnet-{consensus}\"\nconsensus = \"{consensus}\"\ngenesis_time_ms = {}\n",
-        plan.genesis_time_ms
-    );
-    let _ = writeln!(
-        out,
-        "[ledger]\nblock_reward = 1000\nmin_fee = 1\nmin_stake = 1000\nunbonding_epochs = 3\n"
-    );
-    match plan.consensus {
-        Consensus::Pos => {
-            let _ = writeln!(
-                out,
-                "[pos]\nslot_ms = {}\nepoch_slots = 10\nfreeze_slots = 3\nleader_c_milli = 3000\nmax_failover_steps = 8\nmax_rollback = 50\n",
-                plan.block_ms
-            );
-        }
+/// The spec for `plan`, with the node keys and the faucet as genesis accounts.
+pub(crate) fn chain_spec(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> ChainSpec {
+    let (name, consensus) = match plan.consensus {
+        Consensus::Pos => ("pos", spec::Consensus::Pos(PosParams::dev(plan.block_ms))),
         Consensus::Pow => {
             let total: u64 = plan.weights.iter().map(|w| hashrate_cap(*w)).sum();
-            let _ = writeln!(
-                out,
-                "[pow]\ntarget_block_ms = {}\nhalf_life_blocks = 32\ninitial_target = \"{}\"\nmax_future_drift_ms = {}\nepoch_blocks = 10\n",
-                plan.block_ms,
-                hex::encode(initial_target(total, plan.block_ms)),
-                (plan.block_ms * 2).max(4_000),
-            );
+            let target = initial_target(total, plan.block_ms);
+            ("pow", spec::Consensus::Pow(PowParams::dev(plan.block_ms, target)))
         }
-    }
-    let _ = writeln!(
-        out,
-        "[[accounts]]\nname = \"faucet\"\naddress = \"{}\"\nbalance = {FAUCET_BALANCE}\n",
-        faucet.address()
+    };
+    let mut accounts = vec![GenesisAccount {
+        name: Some("faucet".to_owned()),
+        address: faucet.address(),
+        balance: FAUCET_BALANCE,
+        stake: 0,
+        vrf_key: None,
+    }];
+    accounts.extend(
+        nodes
+            .iter()
+            .zip(&plan.weights)
+            .enumerate()
+            .map(|(i, (key, weight))| {
+                let staking = plan.consensus == Consensus::Pos;
+                GenesisAccount {
+                    name: Some(format!("node{i}")),
+                    address: key.address(),
+                    balance: NODE_BALANCE,
+                    stake: if staking {
+                        weight.saturating_mul(STAKE_UNIT)
+                    } else {
+                        0
+                    },
+                    vrf_key: staking.then(|| key.vrf().public_key()),
+                }
+            }),
     );
-    for (i, (key, weight)) in nodes.iter().zip(&plan.weights).enumerate() {
-        let _ = writeln!(
-            out,
-            "[[accounts]]\nname = \"node{i}\"\naddress = \"{}\"\nbalance = {NODE_BALANCE}",
-            key.address()
-        );
-        if plan.consensus == Consensus::Pos {
-            let _ = writeln!(
-                out,
-                "stake = {}\nvrf_key = \"{}\"",
-                weight.saturating_mul(STAKE_UNIT),
-                hex::encode(key.vrf().public_key().0)
-            );
-        }
-        out.push('\n');
+    ChainSpec {
+        chain_id: format!("klero-testnet-{name}"),
+        genesis_time_ms: plan.genesis_time_ms,
+        ledger: LedgerSection::DEV,
+        consensus,
+        accounts,
     }
-    out
+}
+
+/// The spec file's text: a header comment, then [`ChainSpec::to_toml`].
+///
+/// # Errors
+///
+/// If the spec cannot be written.
+pub(crate) fn spec_toml(spec: &ChainSpec) -> Result<String, SpecError> {
+    Ok(format!(
+        "# A local klero testnet written by `klero testnet up`.\n\n{}",
+        spec.to_toml()?
+    ))
 }
 
 /// The target at which `hashrate` tries per second find one block per `block_ms`.
@@ -116,20 +117,30 @@ fn initial_target(hashrate: u64, block_ms: u64) -> [u8; 32] {
     target
 }
 
-/// Parses and validates the generated spec (a bug here is ours, not the user's).
+/// Parses and validates the written spec: what the nodes will read must
+/// be the spec that was built (a mismatch is a bug here, not the user's).
 ///
 /// # Errors
 ///
-/// The spec error.
-pub fn check(toml: &str) -> Result<ChainSpec, klero_chain::spec::SpecError> {
-    ChainSpec::from_toml(toml)
+/// The spec error, or [`SpecError::Write`] if it reads back differently.
+pub(crate) fn check(toml: &str, built: &ChainSpec) -> Result<(), SpecError> {
+    if ChainSpec::from_toml(toml)? == *built {
+        Ok(())
+    } else {
+        Err(SpecError::Write("the written spec reads back differently".into()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use klero_chain::spec;
-
     use super::*;
+
+    fn built(plan: &Plan, nodes: &[Keypair]) -> ChainSpec {
+        let spec = chain_spec(plan, nodes, &Keypair::dev("f"));
+        let text = spec_toml(&spec).expect("toml");
+        check(&text, &spec).expect("reads back");
+        ChainSpec::from_toml(&text).expect("valid spec")
+    }
 
     fn keys(n: usize) -> Vec<Keypair> {
         (0..n).map(|i| Keypair::dev(&format!("t{i}"))).collect()
@@ -144,7 +155,7 @@ mod tests {
             genesis_time_ms: 1_800_000_000_000,
         };
         let nodes = keys(4);
-        let spec = check(&spec_toml(&plan, &nodes, &Keypair::dev("f"))).expect("valid spec");
+        let spec = built(&plan, &nodes);
         let stakes: Vec<u64> = spec.accounts[1..].iter().map(|a| a.stake).collect();
         assert_eq!(stakes, vec![10_000, 10_000, 20_000, 40_000]);
         assert_eq!(spec.accounts[0].balance, FAUCET_BALANCE);
@@ -162,7 +173,7 @@ mod tests {
             block_ms: 2_000,
             genesis_time_ms: 1_800_000_000_000,
         };
-        let spec = check(&spec_toml(&plan, &keys(2), &Keypair::dev("f"))).expect("valid spec");
+        let spec = built(&plan, &keys(2));
         let spec::Consensus::Pow(pow) = &spec.consensus else {
             panic!("pow")
         };

@@ -8,12 +8,15 @@
 //! DIR/testnet.json       what is running: names, pids, ports, arguments
 //! ```
 //!
+//! Each node's addresses are read back from its `addresses.json` once it
+//! has started (so `--base-port 0`, every port chosen by the OS, works).
+//!
 //! Node processes run in their own process group, so a Ctrl-C in the
 //! terminal reaches only the launcher, which then stops them with SIGTERM
 //! (a clean shutdown) and SIGKILL after a timeout.
 
-pub mod genesis;
-pub mod process;
+pub(crate) mod genesis;
+pub(crate) mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,13 +25,14 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use self::genesis::Consensus;
+use crate::api::client::ApiClient;
 
 /// The state file's name.
-pub const STATE_FILE: &str = "testnet.json";
+pub(crate) const STATE_FILE: &str = "testnet.json";
 
 /// One node of the testnet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeEntry {
+pub(crate) struct NodeEntry {
     /// `node0`, `node1`, …
     pub name: String,
     /// Its process id while running.
@@ -49,13 +53,16 @@ pub struct NodeEntry {
 
 /// `DIR/testnet.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     /// The lottery.
     pub consensus: Consensus,
     /// The spec file.
     pub spec: PathBuf,
     /// The faucet's key file.
     pub faucet_key: PathBuf,
+    /// `--base-port` (0: the OS chose the ports), for nodes added later.
+    #[serde(default)]
+    pub base_port: u16,
     /// The nodes.
     pub nodes: Vec<NodeEntry>,
 }
@@ -66,7 +73,7 @@ impl State {
     /// # Errors
     ///
     /// If there is no testnet in `dir`.
-    pub fn load(dir: &Path) -> Result<State> {
+    pub(crate) fn load(dir: &Path) -> Result<State> {
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -82,7 +89,7 @@ impl State {
     /// # Errors
     ///
     /// If the file cannot be written.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join(STATE_FILE), text).with_context(|| format!("writing {}", dir.display()))
     }
@@ -92,7 +99,7 @@ impl State {
     /// # Errors
     ///
     /// If there is none, naming the ones there are.
-    pub fn node_mut(&mut self, name: &str) -> Result<&mut NodeEntry> {
+    pub(crate) fn node_mut(&mut self, name: &str) -> Result<&mut NodeEntry> {
         let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         self.nodes
             .iter_mut()
@@ -103,7 +110,7 @@ impl State {
 
 /// What `/status` says about a node, for the tables.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct NodeView {
+pub(crate) struct NodeView {
     /// Name.
     pub name: String,
     /// API URL.
@@ -127,45 +134,36 @@ pub struct NodeView {
 }
 
 /// Asks every node for its status (short timeouts: a dead node must not stall the table).
-pub fn view(state: &State) -> Vec<NodeView> {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap_or_default();
-    let get = |url: String| -> Option<serde_json::Value> {
-        let response = http.get(url).send().ok()?;
-        response.status().is_success().then(|| response.json().ok())?
-    };
+pub(crate) fn view(state: &State) -> Vec<NodeView> {
     state
         .nodes
         .iter()
         .map(|node| {
             let running = node.pid.is_some_and(process::alive);
-            let status = running.then(|| get(format!("{}/status", node.api))).flatten();
-            let account = status
-                .as_ref()
-                .and_then(|s| s["proposer"].as_str().map(str::to_owned))
-                .and_then(|address| get(format!("{}/accounts/{address}", node.api)));
+            let client = ApiClient::new(&node.api, Duration::from_millis(800)).ok();
+            let client = client.as_ref().filter(|_| running);
+            let status = client.and_then(|c| c.status().ok());
+            let account = client
+                .zip(status.as_ref().and_then(|s| s.proposer.as_deref()))
+                .and_then(|(c, address)| c.account(address).ok().flatten());
             NodeView {
                 name: node.name.clone(),
                 api: node.api.clone(),
                 pid: node.pid,
                 running,
-                height: status.as_ref().and_then(|s| s["height"].as_u64()),
-                head: status
-                    .as_ref()
-                    .and_then(|s| s["head"].as_str().map(str::to_owned)),
-                peers: status.as_ref().and_then(|s| s["peers"].as_u64()),
-                blocks_won: account.as_ref().and_then(|a| a["blocks_proposed"].as_u64()),
-                stake: account.as_ref().and_then(|a| a["bonded"].as_u64()),
-                hashrate: status.as_ref().and_then(|s| s["hashrate"].as_f64()),
+                height: status.as_ref().map(|s| s.height),
+                head: status.as_ref().map(|s| s.head.clone()),
+                peers: status.as_ref().map(|s| s.peers),
+                blocks_won: account.as_ref().map(|a| a.blocks_proposed),
+                stake: account.as_ref().map(|a| a.bonded),
+                hashrate: status.as_ref().map(|s| s.hashrate),
             }
         })
         .collect()
 }
 
 /// The table `up` and `status` print.
-pub fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
+pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
     let power = match consensus {
         Consensus::Pos => "stake",
         Consensus::Pow => "hashrate",
@@ -203,7 +201,7 @@ pub fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
 /// # Errors
 ///
 /// If a node of `dir`'s testnet is alive.
-pub fn ensure_stopped(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_stopped(dir: &Path) -> Result<()> {
     if let Ok(state) = State::load(dir)
         && state.nodes.iter().any(|n| n.pid.is_some_and(process::alive))
     {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 /// How long a node gets to stop after SIGTERM before SIGKILL.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a process with this pid exists (and is not a zombie we own).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Field 3 is the state; `Z` is a zombie: exited, not yet reaped.
     match stat.rsplit_once(')') {
@@ -28,7 +28,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Sends a signal (`TERM`, `KILL`).
-pub fn signal(pid: u32, name: &str) {
+pub(crate) fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([format!("-{name}"), pid.to_string()])
         .stderr(Stdio::null())
@@ -37,7 +37,7 @@ pub fn signal(pid: u32, name: &str) {
 
 /// SIGTERM, then SIGKILL if it is still alive after [`STOP_TIMEOUT`].
 /// Returns whether it stopped cleanly.
-pub fn stop(pid: u32) -> bool {
+pub(crate) fn stop(pid: u32) -> bool {
     if !alive(pid) {
         return true;
     }
@@ -58,7 +58,7 @@ pub fn stop(pid: u32) -> bool {
 /// # Errors
 ///
 /// If the log cannot be opened or the process cannot start.
-pub fn spawn(args: &[String], log: &Path) -> Result<u32> {
+pub(crate) fn spawn(args: &[String], log: &Path) -> Result<u32> {
     let log_file = OpenOptions::new()
         .create(true)
         .append(true)

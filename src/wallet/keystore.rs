@@ -1,14 +1,13 @@
 //! The encrypted keystore: one wallet seed per file.
 //!
 //! `passphrase → argon2id(salt, m, t, p) → 32-byte key → ChaCha20-Poly1305
-//! (random 96-bit nonce) over the seed`. The file is JSON, written once
-//! with mode 0600 through a temporary file and a no-clobber link, so an
-//! existing keystore is never overwritten and a crash never leaves half a
-//! file. The address is stored in clear so read-only commands need no
-//! passphrase.
+//! (random 96-bit nonce) over the seed`. The file is JSON, written and
+//! read as a secret file by [`crate::keyfile`] (mode 0600, never
+//! overwritten, refused if others may read it). The address is stored in
+//! clear so read-only commands need no passphrase. The derived key, the
+//! decrypted seed and the passphrase (the caller's `Zeroizing`) are zeroed
+//! after use.
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -16,15 +15,17 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use klero_chain::Keypair;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::WalletError;
+use crate::keyfile::{self, KeyFileError};
 
 /// The keystore format version.
 const VERSION: u32 = 1;
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KdfParams {
+pub(crate) struct KdfParams {
     /// Memory in KiB.
     pub m_cost_kib: u32,
     /// Passes.
@@ -35,7 +36,7 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): about 50 ms.
-    pub const DEFAULT: KdfParams = KdfParams {
+    pub(crate) const DEFAULT: KdfParams = KdfParams {
         m_cost_kib: 19 * 1024,
         t_cost: 2,
         p_cost: 1,
@@ -45,7 +46,7 @@ impl KdfParams {
 /// A keystore file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Keystore {
+pub(crate) struct Keystore {
     /// Format version.
     pub version: u32,
     /// The wallet's address, in clear.
@@ -64,20 +65,22 @@ pub struct Keystore {
     pub ciphertext: String,
 }
 
-fn derive_key(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<[u8; 32], WalletError> {
+fn derive_key(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, WalletError> {
     let params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| WalletError::Keystore(format!("bad argon2 parameters: {e}")))?;
-    let mut key = [0u8; 32];
+    let mut key = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(passphrase.as_bytes(), salt, &mut key)
+        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
         .map_err(|e| WalletError::Keystore(format!("argon2 failed: {e}")))?;
     Ok(key)
 }
 
+fn cipher(key: &Zeroizing<[u8; 32]>) -> ChaCha20Poly1305 {
+    ChaCha20Poly1305::new(&Key::from(**key))
+}
+
 fn random<const N: usize>() -> Result<[u8; N], WalletError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| WalletError::Keystore(format!("no randomness: {e}")))?;
-    Ok(bytes)
+    keyfile::random::<N>().map_err(|e| WalletError::Keystore(e.to_string()))
 }
 
 impl Keystore {
@@ -86,11 +89,14 @@ impl Keystore {
     /// # Errors
     ///
     /// If the system has no randomness or the parameters are invalid.
-    pub fn encrypt(key: &Keypair, passphrase: &str, params: KdfParams) -> Result<Keystore, WalletError> {
+    pub(crate) fn encrypt(
+        key: &Keypair,
+        passphrase: &str,
+        params: KdfParams,
+    ) -> Result<Keystore, WalletError> {
         let salt = random::<16>()?;
         let nonce = random::<12>()?;
-        let cipher = ChaCha20Poly1305::new(&Key::from(derive_key(passphrase, &salt, params)?));
-        let ciphertext = cipher
+        let ciphertext = cipher(&derive_key(passphrase, &salt, params)?)
             .encrypt(&Nonce::from(nonce), key.seed().as_slice())
             .map_err(|_| WalletError::Keystore("encryption failed".into()))?;
         Ok(Keystore {
@@ -111,7 +117,7 @@ impl Keystore {
     ///
     /// [`WalletError::WrongPassphrase`] if the passphrase (or the file) is
     /// wrong; [`WalletError::Keystore`] if the file is malformed.
-    pub fn decrypt(&self, passphrase: &str) -> Result<Keypair, WalletError> {
+    pub(crate) fn decrypt(&self, passphrase: &str) -> Result<Keypair, WalletError> {
         if self.version != VERSION || self.kdf != "argon2id" || self.cipher != "chacha20poly1305" {
             return Err(WalletError::Keystore(format!(
                 "unsupported keystore (version {}, {}, {})",
@@ -126,13 +132,17 @@ impl Keystore {
             .try_into()
             .map_err(|_| WalletError::Keystore("nonce is not 12 bytes".into()))?;
         let ciphertext = field("ciphertext", &self.ciphertext)?;
-        let cipher = ChaCha20Poly1305::new(&Key::from(derive_key(passphrase, &salt, self.kdf_params)?));
-        let seed: [u8; 32] = cipher
-            .decrypt(&Nonce::from(nonce), ciphertext.as_slice())
-            .map_err(|_| WalletError::WrongPassphrase)?
-            .try_into()
-            .map_err(|_| WalletError::Keystore("seed is not 32 bytes".into()))?;
-        let key = Keypair::from_seed(seed);
+        let plain = Zeroizing::new(
+            cipher(&derive_key(passphrase, &salt, self.kdf_params)?)
+                .decrypt(&Nonce::from(nonce), ciphertext.as_slice())
+                .map_err(|_| WalletError::WrongPassphrase)?,
+        );
+        let mut seed = Zeroizing::new([0u8; 32]);
+        if plain.len() != seed.len() {
+            return Err(WalletError::Keystore("seed is not 32 bytes".into()));
+        }
+        seed.copy_from_slice(&plain);
+        let key = Keypair::from_seed(*seed);
         if key.address().to_bech32() != self.address {
             return Err(WalletError::Keystore(
                 "the seed does not match the stored address".into(),
@@ -145,11 +155,10 @@ impl Keystore {
     ///
     /// # Errors
     ///
-    /// If it cannot be read or is not a keystore.
-    pub fn load(path: &Path) -> Result<Keystore, WalletError> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| WalletError::Io(format!("reading {}: {e}", path.display())))?;
-        serde_json::from_str(&text)
+    /// If it cannot be read, others may read it, or it is not a keystore.
+    pub(crate) fn load(path: &Path) -> Result<Keystore, WalletError> {
+        let bytes = keyfile::read_private(path).map_err(|e| WalletError::Io(e.to_string()))?;
+        serde_json::from_slice(&bytes)
             .map_err(|e| WalletError::Keystore(format!("{} is not a keystore: {e}", path.display())))
     }
 
@@ -158,32 +167,11 @@ impl Keystore {
     /// # Errors
     ///
     /// [`WalletError::Exists`] if `path` exists; I/O errors.
-    pub fn save_new(&self, path: &Path) -> Result<(), WalletError> {
-        let io = |e: std::io::Error| WalletError::Io(format!("writing {}: {e}", path.display()));
-        if path.exists() {
-            return Err(WalletError::Exists(path.display().to_string()));
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(".{}.tmp", hex::encode(random::<8>()?)));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
+    pub(crate) fn save_new(&self, path: &Path) -> Result<(), WalletError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| WalletError::Keystore(e.to_string()))?;
-        let written = options.open(&tmp).and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        });
-        // A hard link fails if the target exists: no clobbering, even in a race.
-        let linked = written.and_then(|()| fs::hard_link(&tmp, path));
-        let _ = fs::remove_file(&tmp);
-        linked.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => WalletError::Exists(path.display().to_string()),
-            _ => io(e),
+        keyfile::write_new(path, text.as_bytes()).map_err(|e| match e {
+            KeyFileError::Exists { path } => WalletError::Exists(path),
+            e => WalletError::Io(e.to_string()),
         })
     }
 }
@@ -236,16 +224,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let before = fs::read(&path).expect("read");
+        let before = std::fs::read(&path).expect("read");
         let again = Keystore::encrypt(&Keypair::dev("erin"), "pw", FAST).expect("encrypt");
         assert!(matches!(again.save_new(&path), Err(WalletError::Exists(_))));
-        assert_eq!(fs::read(&path).expect("read"), before);
+        assert_eq!(std::fs::read(&path).expect("read"), before);
         assert_eq!(Keystore::load(&path).expect("load"), store);
         assert_eq!(
-            fs::read_dir(dir.path()).expect("dir").count(),
+            std::fs::read_dir(dir.path()).expect("dir").count(),
             1,
             "no temp file left"
         );

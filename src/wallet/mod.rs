@@ -1,23 +1,24 @@
-//! The CLI wallet's library side: the encrypted keystore, the node client,
-//! and the checks a transaction must pass before it is signed and sent.
+//! The CLI wallet's library side: the encrypted keystore and the checks a
+//! transaction must pass before it is signed and sent (it talks to the
+//! node through [`crate::api::client`]).
 //!
 //! Keys never leave the machine: the wallet decrypts the seed, derives the
 //! signing and VRF keys (`Keypair::from_seed`), builds and signs the
 //! transaction locally, and sends only the signed bytes.
 
-pub mod client;
-pub mod keystore;
+pub(crate) mod keystore;
 
 use std::path::{Path, PathBuf};
 
 use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State, TxError};
 use klero_chain::{Address, Tx};
 
-use self::client::{AccountInfo, NodeStatus};
+use crate::api::client::ClientError;
+use crate::api::{self, Status};
 
 /// Why a wallet operation failed. None of them changes the keystore.
 #[derive(Debug, thiserror::Error)]
-pub enum WalletError {
+pub(crate) enum WalletError {
     /// The passphrase does not open the keystore.
     #[error("wrong passphrase (or a corrupted keystore)")]
     WrongPassphrase,
@@ -63,6 +64,18 @@ pub enum WalletError {
     NotIncluded(String),
 }
 
+impl From<ClientError> for WalletError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Unreachable { url, reason } => WalletError::Unreachable { url, reason },
+            ClientError::Setup(reason) => WalletError::Io(reason),
+            error @ (ClientError::Refused { .. } | ClientError::Unexpected { .. }) => {
+                WalletError::Refused(error.to_string())
+            }
+        }
+    }
+}
+
 /// Runs a signed transaction through the ledger's own rules against the
 /// sender's account as the node reports it, so that the user gets the
 /// ledger's reason before anything is sent (and the wallet cannot drift from
@@ -72,7 +85,7 @@ pub enum WalletError {
 ///
 /// [`WalletError::UnknownAccount`] without an account, otherwise
 /// [`WalletError::Rejected`] with the first rule the transaction breaks.
-pub fn check_tx(tx: &Tx, account: Option<&AccountInfo>, status: &NodeStatus) -> Result<(), WalletError> {
+pub(crate) fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Result<(), WalletError> {
     let from = tx.body.from;
     let account = account.ok_or_else(|| WalletError::UnknownAccount(from.to_bech32()))?;
     let mut state = State::default();
@@ -92,18 +105,13 @@ pub fn check_tx(tx: &Tx, account: Option<&AccountInfo>, status: &NodeStatus) -> 
         unbonding_epochs: status.ledger.unbonding_epochs,
         slashing: false,
     };
-    let ctx = BlockCtx {
-        chain_id: &status.chain_id,
-        epoch: status.epoch,
-        proposer: from,
-        params: &params,
-    };
+    let ctx = BlockCtx::new(&status.chain_id, status.epoch, from, params);
     state.apply_tx(tx, &ctx).map_err(WalletError::Rejected)
 }
 
 /// Where keystores live: `dir/<name>.json`.
 #[derive(Clone, Debug)]
-pub struct WalletDir(pub PathBuf);
+pub(crate) struct WalletDir(pub PathBuf);
 
 impl WalletDir {
     /// The keystore path of `name`.
@@ -111,7 +119,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// If `name` could escape the directory.
-    pub fn path_of(&self, name: &str) -> Result<PathBuf, WalletError> {
+    pub(crate) fn path_of(&self, name: &str) -> Result<PathBuf, WalletError> {
         if name.is_empty()
             || !name
                 .chars()
@@ -129,7 +137,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// [`WalletError::NoSuchWallet`] if there is none.
-    pub fn existing(&self, name: &str) -> Result<PathBuf, WalletError> {
+    pub(crate) fn existing(&self, name: &str) -> Result<PathBuf, WalletError> {
         let path = self.path_of(name)?;
         if !path.exists() {
             return Err(WalletError::NoSuchWallet {
@@ -145,7 +153,7 @@ impl WalletDir {
     /// # Errors
     ///
     /// If the dir cannot be read.
-    pub fn list(&self) -> Result<Vec<(String, String)>, WalletError> {
+    pub(crate) fn list(&self) -> Result<Vec<(String, String)>, WalletError> {
         let Ok(entries) = std::fs::read_dir(&self.0) else {
             return Ok(Vec::new());
         };
@@ -173,7 +181,7 @@ fn keystore_name(path: &Path) -> Option<String> {
 /// # Errors
 ///
 /// A message naming what is wrong with it.
-pub fn parse_address(text: &str) -> Result<Address, WalletError> {
+pub(crate) fn parse_address(text: &str) -> Result<Address, WalletError> {
     text.parse()
         .map_err(|e| WalletError::BadAddress(format!("bad address {text:?}: {e}")))
 }
@@ -183,16 +191,27 @@ mod tests {
     use klero_chain::Keypair;
     use klero_chain::types::{TxBody, TxKind};
 
-    use super::client::LedgerInfo;
     use super::*;
+    use crate::api::{ConsensusKind, LedgerInfo, SyncState};
 
-    fn status() -> NodeStatus {
-        NodeStatus {
+    fn status() -> Status {
+        Status {
             chain_id: "c".into(),
-            consensus: "pos".into(),
+            consensus: ConsensusKind::Pos,
+            genesis: String::new(),
             height: 1,
+            head: String::new(),
+            head_timestamp_ms: 0,
             epoch: 0,
+            peers: 0,
+            peer_id: String::new(),
+            listen: Vec::new(),
+            sync_state: SyncState::Synced,
+            hashrate: 0.0,
+            mempool: 0,
+            proposer: None,
             ledger: LedgerInfo {
+                block_reward: 0,
                 min_fee: 1,
                 min_stake: 1000,
                 unbonding_epochs: 3,
@@ -200,11 +219,11 @@ mod tests {
         }
     }
 
-    fn account(balance: u64, bonded: u64) -> AccountInfo {
-        AccountInfo {
+    fn account(balance: u64, bonded: u64) -> api::Account {
+        api::Account {
             balance,
             bonded,
-            ..AccountInfo::default()
+            ..api::Account::default()
         }
     }
 
@@ -213,7 +232,7 @@ mod tests {
         let s = status();
         let key = Keypair::dev("alice");
         let to = Keypair::dev("bob").address();
-        let check = |kind: TxKind, fee, acc: Option<&AccountInfo>| {
+        let check = |kind: TxKind, fee, acc: Option<&api::Account>| {
             let body = TxBody {
                 from: key.address(),
                 nonce: 0,

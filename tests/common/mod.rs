@@ -1,26 +1,28 @@
 //! Shared by the integration tests: real `klero node` processes on
-//! 127.0.0.1, free ports, temp dirs, bounded waits, and cleanup on drop
-//! (a failing test prints the tail of each node's log).
+//! 127.0.0.1, temp dirs, bounded waits, and cleanup on drop (a failing test
+//! prints the tail of each node's log).
+//!
+//! A node starts on port 0 for both its API and its p2p listener and
+//! writes the ports it got to `DATA_DIR/addresses.json`, which is read back
+//! here: no port is guessed. A restarted node asks for the ports it had,
+//! so peers that know its address find it again. Nodes are read through
+//! the API's own client and types.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use klero_chain::Keypair;
-use serde_json::Value;
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use klero::api::client::ApiClient;
+use klero::api::{Account, BlockView, Status};
+use klero::node::{ADDRESSES_FILE, Addresses};
+use klero_chain::spec::{Consensus, PowParams};
+use klero_chain::{ChainSpec, Keypair};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 
 /// Polls `cond` every 200 ms until it holds or `timeout` passes.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -46,7 +48,7 @@ fn now_ms() -> u64 {
 pub enum Kind {
     /// Proof of stake: testnet/pos.toml.
     Pos,
-    /// Proof of work: testnet/pow.toml with an easier target.
+    /// Proof of work: testnet/pow.toml, faster and easier.
     Pow,
 }
 
@@ -59,35 +61,29 @@ pub struct Net {
     pub kind: Kind,
 }
 
+/// The dev spec of `kind` with genesis now, as a value.
+pub fn test_spec(kind: Kind) -> ChainSpec {
+    let text = match kind {
+        Kind::Pos => include_str!("../../testnet/pos.toml"),
+        Kind::Pow => include_str!("../../testnet/pow.toml"),
+    };
+    let mut spec = ChainSpec::from_toml(text).expect("dev spec");
+    spec.genesis_time_ms = now_ms();
+    if let Kind::Pow = kind {
+        // About 65k tries a block: ~0.65 s at the test miners' capped rate.
+        let mut target = [0xff; 32];
+        target[..2].fill(0);
+        spec.consensus = Consensus::Pow(PowParams::dev(1_000, target));
+    }
+    spec
+}
+
 impl Net {
     /// A new chain whose genesis is now.
     pub fn new(kind: Kind) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let template = match kind {
-            Kind::Pos => fs::read_to_string(root.join("testnet/pos.toml")),
-            Kind::Pow => fs::read_to_string(root.join("testnet/pow.toml")),
-        }
-        .expect("spec template");
-        let mut text: String = template
-            .lines()
-            .map(|line| {
-                if line.starts_with("genesis_time_ms") {
-                    format!("genesis_time_ms = {}", now_ms())
-                } else {
-                    line.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        // About 65k tries a block: ~0.3 s at the test miners' capped rate.
-        text = text.replace(
-            "00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-            "0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        );
-        text = text.replace("target_block_ms = 2000", "target_block_ms = 1000");
         let spec = dir.path().join("spec.toml");
-        fs::write(&spec, text).expect("write spec");
+        fs::write(&spec, test_spec(kind).to_toml().expect("toml")).expect("write spec");
         for name in ["alice", "bob", "carol", "dave"] {
             klero::keyfile::write(&dir.path().join(format!("{name}.key")), &Keypair::dev(name)).expect("key");
         }
@@ -128,12 +124,12 @@ impl Net {
 /// One `klero node` process.
 pub struct Node {
     pub name: String,
-    pub rpc: u16,
-    pub p2p: u16,
     pub data_dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
-    peer_id: String,
+    /// Where the running process listens, as it wrote it.
+    addresses: Option<Addresses>,
+    client: Option<ApiClient>,
 }
 
 impl Node {
@@ -141,18 +137,25 @@ impl Node {
         fs::create_dir_all(&data_dir).expect("data dir");
         let mut node = Node {
             name: name.to_owned(),
-            rpc: free_port(),
-            p2p: free_port(),
             data_dir,
             args,
             child: None,
-            peer_id: String::new(),
+            addresses: None,
+            client: None,
         };
         node.launch();
         node
     }
 
+    /// Starts the process: on port 0 the first time, on the ports it had
+    /// after that; returns once it has written its addresses and answers.
     fn launch(&mut self) {
+        let (rpc, listen) = match &self.addresses {
+            Some(a) => (a.api.to_string(), format!("/ip4/127.0.0.1/tcp/{}", p2p_port(a))),
+            None => ("127.0.0.1:0".to_owned(), "/ip4/127.0.0.1/tcp/0".to_owned()),
+        };
+        // A SIGKILLed node leaves its old file behind.
+        let _ = fs::remove_file(self.data_dir.join(ADDRESSES_FILE));
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,8 +164,8 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_klero"))
             .args(&self.args)
             .args(["--data-dir", &self.data_dir.display().to_string()])
-            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p)])
-            .args(["--rpc", &format!("127.0.0.1:{}", self.rpc)])
+            .args(["--listen", &listen])
+            .args(["--rpc", &rpc])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -170,57 +173,81 @@ impl Node {
             .expect("spawn klero node");
         self.child = Some(child);
         assert!(
-            wait_for(Duration::from_secs(20), || self.status().is_some()),
+            wait_for(Duration::from_secs(20), || Addresses::read(&self.data_dir)
+                .is_ok()),
             "{} did not start",
             self.name
         );
-        self.peer_id = self.status().expect("status")["peer_id"]
-            .as_str()
-            .expect("peer id")
-            .to_owned();
+        let addresses = Addresses::read(&self.data_dir).expect("addresses");
+        self.client = Some(
+            ApiClient::new(&format!("http://{}", addresses.api), Duration::from_secs(5)).expect("client"),
+        );
+        self.addresses = Some(addresses);
+        assert!(
+            wait_for(Duration::from_secs(20), || self.status().is_some()),
+            "{} does not answer",
+            self.name
+        );
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addresses.as_ref().expect("started").api)
     }
 
     /// `/ip4/127.0.0.1/tcp/PORT/p2p/ID`.
     pub fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.p2p, self.peer_id)
+        self.addresses.as_ref().expect("started").p2p[0].clone()
     }
 
-    /// GET a JSON path of the API, `None` if unreachable or not 200.
-    pub fn get(&self, path: &str) -> Option<Value> {
-        let response = reqwest::blocking::Client::new()
-            .get(format!("http://127.0.0.1:{}{path}", self.rpc))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .ok()?;
-        response.status().is_success().then(|| response.json().ok())?
+    /// The node's libp2p peer id.
+    pub fn peer_id(&self) -> libp2p::PeerId {
+        let addr: Multiaddr = self.multiaddr().parse().expect("multiaddr");
+        addr.iter()
+            .find_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+            .expect("a /p2p/ suffix")
     }
 
-    /// GET /status.
-    pub fn status(&self) -> Option<Value> {
-        self.get("/status")
+    fn client(&self) -> &ApiClient {
+        self.client.as_ref().expect("started")
     }
 
-    /// GET /metrics.
+    /// GET /status, `None` if unreachable.
+    pub fn status(&self) -> Option<Status> {
+        self.client().status().ok()
+    }
+
+    /// GET /blocks/{height}, `None` if unreachable or absent.
+    pub fn block(&self, height: u64) -> Option<BlockView> {
+        self.client().block_at(height).ok().flatten()
+    }
+
+    /// GET /accounts/{address}, `None` if unreachable or unknown.
+    pub fn account(&self, address: &str) -> Option<Account> {
+        self.client().account(address).ok().flatten()
+    }
+
+    /// GET /metrics, empty if unreachable.
     pub fn metrics(&self) -> String {
-        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.rpc))
-            .and_then(|r| r.text())
-            .unwrap_or_default()
+        self.client().metrics().unwrap_or_default()
     }
 
     /// Head height, 0 if unreachable.
     pub fn height(&self) -> u64 {
-        self.status().and_then(|s| s["height"].as_u64()).unwrap_or(0)
+        self.status().map_or(0, |s| s.height)
     }
 
     /// Head id.
     pub fn head(&self) -> Option<String> {
-        self.status().and_then(|s| s["head"].as_str().map(str::to_owned))
+        self.status().map(|s| s.head)
     }
 
     /// Id of the canonical block at `height`.
     pub fn block_id(&self, height: u64) -> Option<String> {
-        self.get(&format!("/blocks/{height}"))
-            .and_then(|b| b["id"].as_str().map(str::to_owned))
+        self.block(height).map(|b| b.id)
     }
 
     /// SIGKILL: no chance to clean up.
@@ -274,6 +301,17 @@ impl Node {
     }
 }
 
+/// The TCP port of a node's first p2p address.
+fn p2p_port(addresses: &Addresses) -> u16 {
+    let addr: Multiaddr = addresses.p2p[0].parse().expect("multiaddr");
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .expect("a tcp address")
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
@@ -290,12 +328,10 @@ impl Drop for Node {
 
 /// Whether all `nodes` report the same head at height ≥ `min_height`.
 pub fn agree(nodes: &[&Node], min_height: u64) -> bool {
-    let heads: Vec<Option<Value>> = nodes.iter().map(|n| n.status()).collect();
+    let heads: Vec<Option<Status>> = nodes.iter().map(|n| n.status()).collect();
     let first = &heads[0];
-    first
-        .as_ref()
-        .is_some_and(|f| f["height"].as_u64().unwrap_or(0) >= min_height)
+    first.as_ref().is_some_and(|f| f.height >= min_height)
         && heads
             .iter()
-            .all(|h| h.as_ref().map(|h| &h["head"]) == first.as_ref().map(|f| &f["head"]))
+            .all(|h| h.as_ref().map(|h| &h.head) == first.as_ref().map(|f| &f.head))
 }

@@ -8,13 +8,14 @@
 //! big-endian 256-bit integer, is `<= target`.
 //!
 //! - [`kernel`]: the hash kernels (portable, SHA-NI) behind one interface;
-//! - [`search`]: the rayon-parallel nonce search with a stop flag.
+//! - [`search`]: the rayon-parallel nonce search with a stop flag and a
+//!   pacing hook between chunks.
 
 pub mod kernel;
 pub mod search;
 
 pub use kernel::{Kernel, KernelError};
-pub use search::{SearchOptions, SearchOutcome, search};
+pub use search::{SearchOptions, SearchOutcome, search, search_paced};
 
 use sha2::{Digest, Sha256};
 

@@ -3,14 +3,16 @@
 //! Workers of a dedicated rayon pool take disjoint chunks of nonces from a
 //! shared counter and hash them with one kernel. A shared `AtomicBool` is
 //! checked between chunks (a chunk is well under a millisecond), so a
-//! solution or a new head stops every worker within milliseconds. An
-//! optional hashrate cap sleeps between chunks so that miners on one
-//! machine can emulate different hashing power.
+//! solution or a new head stops every worker within milliseconds.
+//!
+//! [`search_paced`] also hands every finished chunk's try count to a
+//! `pace` callback on the worker's thread, between chunks: the node's
+//! hashrate cap lives there (it reads the clock and sleeps, which this crate
+//! never does).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use super::kernel::{Kernel, Template};
 
@@ -25,8 +27,6 @@ pub struct SearchOptions {
     pub threads: usize,
     /// Hash kernel.
     pub kernel: Kernel,
-    /// Tries per second for the whole search, if capped.
-    pub hashrate_cap: Option<u64>,
     /// Nonces per chunk.
     pub chunk: u64,
 }
@@ -36,7 +36,6 @@ impl Default for SearchOptions {
         SearchOptions {
             threads: 1,
             kernel: Kernel::detect(),
-            hashrate_cap: None,
             chunk: DEFAULT_CHUNK,
         }
     }
@@ -100,6 +99,20 @@ pub fn search(
     opts: &SearchOptions,
     stop: &AtomicBool,
 ) -> SearchOutcome {
+    search_paced(pre, target, start_nonce, opts, stop, &|_| {})
+}
+
+/// [`search`], calling `pace(tries)` on the worker after each chunk it
+/// hashed (before it takes the next), so the caller can slow the search
+/// down or stop it (through `stop`).
+pub fn search_paced(
+    pre: &[u8; 32],
+    target: &[u8; 32],
+    start_nonce: u64,
+    opts: &SearchOptions,
+    stop: &AtomicBool,
+    pace: &(dyn Fn(u64) + Sync),
+) -> SearchOutcome {
     let template = Template {
         pre: *pre,
         target: *target,
@@ -110,12 +123,9 @@ pub fn search(
     let tries = AtomicU64::new(0);
     let found: Mutex<Option<(u64, [u8; 32])>> = Mutex::new(None);
     let done = AtomicBool::new(false);
-    let per_worker_cap = opts.hashrate_cap.map(|cap| (cap / threads as u64).max(1));
     pool(threads).scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|_| {
-                let started = Instant::now();
-                let mut mine = 0u64;
                 while !stop.load(Ordering::Relaxed) && !done.load(Ordering::Relaxed) {
                     let index = next_chunk.fetch_add(1, Ordering::Relaxed);
                     let Some(first) = index.checked_mul(chunk).and_then(|o| start_nonce.checked_add(o))
@@ -130,7 +140,6 @@ pub fn search(
                         None => end - first,
                     };
                     tries.fetch_add(hashed, Ordering::Relaxed);
-                    mine += hashed;
                     if let Some(hit) = hit {
                         let mut best = found.lock().unwrap_or_else(|p| p.into_inner());
                         // Keep the lowest nonce if two workers hit at once.
@@ -142,17 +151,7 @@ pub fn search(
                     if end == u64::MAX {
                         done.store(true, Ordering::Relaxed);
                     }
-                    if let Some(cap) = per_worker_cap {
-                        let due = Duration::from_secs_f64(mine as f64 / cap as f64);
-                        let elapsed = started.elapsed();
-                        if due > elapsed {
-                            // Sleep in short steps so `stop` is still honoured quickly.
-                            let wake = Instant::now() + (due - elapsed);
-                            while Instant::now() < wake && !stop.load(Ordering::Relaxed) {
-                                std::thread::sleep((wake - Instant::now()).min(Duration::from_millis(5)));
-                            }
-                        }
-                    }
+                    pace(hashed);
                 }
             });
         }
@@ -201,50 +200,29 @@ mod tests {
     }
 
     #[test]
-    fn stop_flag_ends_an_impossible_search() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let setter = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            flag.store(true, Ordering::Relaxed);
-            Instant::now()
-        });
+    fn stop_flag_ends_an_impossible_search_within_a_chunk_per_worker() {
+        // The pace callback stands in for the node: it sets `stop` after the
+        // tenth chunk, and every worker then finishes at most the chunk it
+        // is hashing.
+        let stop = AtomicBool::new(false);
+        let chunks = AtomicU64::new(0);
         let opts = SearchOptions {
             threads: 2,
-            ..SearchOptions::default()
-        };
-        let outcome = search(&[1; 32], &[0; 32], 0, &opts, &stop);
-        let returned = Instant::now();
-        let stopped_at = setter.join().unwrap();
-        assert!(
-            matches!(outcome, SearchOutcome::Stopped { tries } if tries > 0),
-            "{outcome:?}"
-        );
-        // A behaviour bound, generous for a loaded machine: it stops, promptly.
-        assert!(returned.duration_since(stopped_at) < Duration::from_secs(2));
-    }
-
-    #[test]
-    fn hashrate_cap_limits_the_tries() {
-        let opts = SearchOptions {
-            threads: 1,
-            hashrate_cap: Some(50_000),
             chunk: 1_000,
             ..SearchOptions::default()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let setter = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            flag.store(true, Ordering::Relaxed);
-        });
-        let outcome = search(&[2; 32], &[0; 32], 0, &opts, &stop);
-        setter.join().unwrap();
+        let pace = |hashed: u64| {
+            assert_eq!(hashed, 1_000);
+            if chunks.fetch_add(1, Ordering::Relaxed) + 1 == 10 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        let outcome = search_paced(&[1; 32], &[0; 32], 0, &opts, &stop, &pace);
         let SearchOutcome::Stopped { tries } = outcome else {
             panic!("{outcome:?}")
         };
-        // 0.5 s at 50k/s is 25k tries; uncapped it would be millions.
-        assert!(tries <= 40_000, "{tries} tries despite the cap");
+        assert!((10_000..=12_000).contains(&tries), "{tries} tries");
+        assert_eq!(tries, chunks.load(Ordering::Relaxed) * 1_000);
     }
 
     #[test]

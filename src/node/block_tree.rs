@@ -1,20 +1,21 @@
 //! The block tree: imports blocks, keeps the head, switches branches.
 //!
-//! [`Chain`] is the only writer of the store. It holds every block's header
+//! [`BlockTree`] is the only writer of the store. It holds every block's header
 //! and metadata in memory (the fork tree), the head's state, and a bounded
 //! pool of orphans: blocks whose parent has not arrived yet, connected as
 //! soon as it does. Fork choice itself is `klero_chain::fork_choice`; this
 //! module finds the fork point, enforces the PoS rollback limit, and turns a
 //! switch into one store transaction. It also notices PoS equivocation: two
 //! valid blocks signed by one proposer for one slot, the evidence the ledger
-//! slashes for.
+//! slashes for, and remembers the blocks a reorg took off the canonical
+//! chain so their transactions can go back to the mempool
+//! ([`BlockTree::take_reverted_txs`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use klero_chain::fork_choice;
 use klero_chain::ledger::State;
-use klero_chain::pos;
 use klero_chain::spec::Consensus;
 use klero_chain::types::{Equivocation, SignedHeader};
 use klero_chain::validate::{BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, validate_block};
@@ -31,7 +32,7 @@ const EQUIVOCATION_WINDOW_SLOTS: u64 = 4096;
 
 /// What importing a block did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Imported {
+pub enum ImportOutcome {
     /// We already had it.
     Known,
     /// Its parent is unknown: it waits in the orphan pool.
@@ -81,7 +82,7 @@ pub struct Head {
 
 /// The block tree over the store.
 #[derive(Debug)]
-pub struct Chain {
+pub struct BlockTree {
     spec: ChainSpec,
     store: Store,
     tree: HashMap<Hash, TreeNode>,
@@ -96,13 +97,13 @@ pub struct Chain {
     reverted: Vec<Hash>,
 }
 
-impl Chain {
+impl BlockTree {
     /// Loads the fork tree and the head from `store`.
     ///
     /// # Errors
     ///
     /// If the store cannot be read or misses the head's records.
-    pub fn load(spec: ChainSpec, store: Store) -> Result<Chain, StoreError> {
+    pub fn load(spec: ChainSpec, store: Store) -> Result<BlockTree, StoreError> {
         let tree: HashMap<Hash, TreeNode> = store
             .all_info()?
             .into_iter()
@@ -123,7 +124,7 @@ impl Chain {
             .ok_or(StoreError::Missing("the head state"))?;
         let head = make_head(&spec, head_id, node, state);
         info!(height = head.meta.height, head = %head.id.short(), blocks = tree.len(), "chain loaded");
-        Ok(Chain {
+        Ok(BlockTree {
             spec,
             store,
             tree,
@@ -169,15 +170,15 @@ impl Chain {
     /// # Errors
     ///
     /// If the block is invalid or the store fails. Nothing is stored then.
-    pub fn import(&mut self, block: SealedBlock, now_ms: u64) -> Result<Imported, ImportError> {
+    pub fn import(&mut self, block: SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
         if self.tree.contains_key(&id) {
-            return Ok(Imported::Known);
+            return Ok(ImportOutcome::Known);
         }
         if !self.tree.contains_key(&block.header().parent) {
             debug!(block = %id.short(), parent = %block.header().parent.short(), "orphan");
             self.orphans.insert(block);
-            return Ok(Imported::Orphan);
+            return Ok(ImportOutcome::Orphan);
         }
         let outcome = self.connect(&block, now_ms)?;
         let mut ready = self.orphans.children_of(&id);
@@ -217,7 +218,7 @@ impl Chain {
         self.orphans.len()
     }
 
-    fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<Imported, ImportError> {
+    fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
         let parent_id = block.header().parent;
         let parent = self
@@ -266,9 +267,9 @@ impl Chain {
                 if rolled_back > 0 {
                     info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
                 }
-                Imported::NewHead { rolled_back }
+                ImportOutcome::NewHead { rolled_back }
             }
-            None => Imported::SideBranch,
+            None => ImportOutcome::SideBranch,
         };
         self.tree.insert(id, node);
         Ok(outcome)
@@ -382,15 +383,7 @@ fn make_head(spec: &ChainSpec, id: Hash, node: &TreeNode, state: State) -> Head 
         header: node.header.clone(),
         meta: node.meta.clone(),
         state: Arc::new(state),
-        epoch: epoch_of(spec, &node.meta),
-    }
-}
-
-/// The epoch a block belongs to: PoS by slot, PoW by height.
-pub fn epoch_of(spec: &ChainSpec, meta: &BlockMeta) -> u64 {
-    match &spec.consensus {
-        Consensus::Pos(params) => pos::epoch_of(params, meta.slot),
-        Consensus::Pow(params) => meta.height / params.epoch_blocks,
+        epoch: spec.epoch_of(&node.header),
     }
 }
 
@@ -435,29 +428,30 @@ impl Orphans {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use klero_chain::pow::{meets_target, pow_hash};
     use klero_chain::produce;
+    use klero_chain::spec::PowParams;
     use klero_chain::{Keypair, Tx};
 
     use super::*;
 
     /// The pow dev spec with a target easy enough to mine in a test.
-    fn spec() -> ChainSpec {
-        let text = include_str!("../../testnet/pow.toml").replace(
-            "00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-            "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        );
-        ChainSpec::from_toml(&text).expect("spec")
+    pub(crate) fn spec() -> ChainSpec {
+        let mut spec = ChainSpec::from_toml(include_str!("../../testnet/pow.toml")).expect("spec");
+        let mut easy = [0xff; 32];
+        easy[0] = 0x0f;
+        spec.consensus = Consensus::Pow(PowParams::dev(2_000, easy));
+        spec
     }
 
-    fn open(dir: &std::path::Path) -> Chain {
+    fn open(dir: &std::path::Path) -> BlockTree {
         let spec = spec();
-        Chain::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
     }
 
     /// Mines `count` blocks on `chain`'s head, one target interval apart.
-    fn mine(chain: &mut Chain, miner: &Keypair, count: u64) -> Vec<SealedBlock> {
+    pub(crate) fn mine(chain: &mut BlockTree, miner: &Keypair, count: u64) -> Vec<SealedBlock> {
         let step = 2_000;
         (0..count)
             .map(|_| {
@@ -471,14 +465,14 @@ mod tests {
                 let block = template.complete(nonce, miner, &chain.spec().chain_id).seal();
                 assert!(matches!(
                     chain.import(block.clone(), u64::MAX / 2),
-                    Ok(Imported::NewHead { rolled_back: 0 })
+                    Ok(ImportOutcome::NewHead { rolled_back: 0 })
                 ));
                 block
             })
             .collect()
     }
 
-    fn rewards(chain: &Chain, key: &Keypair) -> u64 {
+    fn rewards(chain: &BlockTree, key: &Keypair) -> u64 {
         chain
             .head()
             .state
@@ -500,7 +494,7 @@ mod tests {
         for block in branch[1..].iter().rev() {
             assert_eq!(
                 a.import(block.clone(), u64::MAX / 2).expect("orphan"),
-                Imported::Orphan
+                ImportOutcome::Orphan
             );
         }
         assert_eq!(a.orphan_count(), 10);
@@ -535,16 +529,16 @@ mod tests {
         for block in &theirs[..2] {
             assert_eq!(
                 a.import(block.clone(), u64::MAX / 2).expect("side"),
-                Imported::SideBranch
+                ImportOutcome::SideBranch
             );
         }
         // Same targets, same heights: equal work, so the first seen stays.
         let third = a.import(theirs[2].clone(), u64::MAX / 2).expect("side");
-        assert_eq!(third, Imported::SideBranch);
+        assert_eq!(third, ImportOutcome::SideBranch);
         assert_eq!(a.head().id, ours[2].id());
         assert_eq!(
             a.import(theirs[2].clone(), u64::MAX / 2).expect("known"),
-            Imported::Known
+            ImportOutcome::Known
         );
     }
 
@@ -571,7 +565,7 @@ mod tests {
         let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
         let dir = tempfile::tempdir().expect("dir");
         let mut chain =
-            Chain::load(spec.clone(), Store::open(dir.path(), &spec).expect("store")).expect("chain");
+            BlockTree::load(spec.clone(), Store::open(dir.path(), &spec).expect("store")).expect("chain");
         let alice = Keypair::dev("alice");
         let tx = Tx::sign(
             TxBody {
@@ -598,10 +592,13 @@ mod tests {
         assert_ne!(a.id(), b.id());
         assert_eq!(
             chain.import(a, u64::MAX / 2).expect("a"),
-            Imported::NewHead { rolled_back: 0 }
+            ImportOutcome::NewHead { rolled_back: 0 }
         );
         assert!(chain.take_equivocations().is_empty());
-        assert_eq!(chain.import(b, u64::MAX / 2).expect("b"), Imported::SideBranch);
+        assert_eq!(
+            chain.import(b, u64::MAX / 2).expect("b"),
+            ImportOutcome::SideBranch
+        );
         let found = chain.take_equivocations();
         assert_eq!(found.len(), 1);
         assert_eq!(

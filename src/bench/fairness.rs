@@ -27,7 +27,7 @@ use rayon::prelude::*;
 /// Which lottery to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Lottery {
+pub(crate) enum Lottery {
     /// The stake-weighted VRF draw.
     Pos,
     /// The proof-of-work race.
@@ -35,14 +35,14 @@ pub enum Lottery {
 }
 
 /// Largest failover step recorded; beyond it a round counts as "more".
-pub const MAX_STEP: usize = 16;
+pub(crate) const MAX_STEP: usize = 16;
 /// Mean PoW block time in ticks (sets the benchmark's difficulty).
 const POW_TICKS_PER_BLOCK: u64 = 8;
 const CHUNK: u64 = 256;
 
 /// What a run counted.
 #[derive(Clone, Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Wins per participant.
     pub wins: Vec<u64>,
     /// PoS: rounds with nobody eligible at failover step j, indexed by the
@@ -79,7 +79,7 @@ impl Tally {
 /// # Errors
 ///
 /// If a VRF proof fails to verify (which would be a bug worth stopping for).
-pub fn run(
+pub(crate) fn run(
     lottery: Lottery,
     weights: &[u64],
     rounds: u64,
@@ -194,13 +194,13 @@ fn pow_target(total: u64) -> [u8; 32] {
 
 /// The PoW race's expected block time in ticks (the exponential it is
 /// tested against).
-pub fn pow_expected_block_time() -> f64 {
+pub(crate) fn pow_expected_block_time() -> f64 {
     POW_TICKS_PER_BLOCK as f64
 }
 
 /// The probability that nobody is eligible at failover step 0: the lowest
 /// score is exponential with rate 1 (in units of total stake), so `e^-c`
 /// (for reports; consensus never uses floats).
-pub fn expected_empty_rate(c_milli: u32) -> f64 {
+pub(crate) fn expected_empty_rate(c_milli: u32) -> f64 {
     (-(f64::from(c_milli) / 1000.0)).exp()
 }

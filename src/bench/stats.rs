@@ -7,7 +7,7 @@
 
 /// A test statistic with its degrees of freedom and p-value.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Test {
+pub(crate) struct Test {
     /// The statistic.
     pub statistic: f64,
     /// Degrees of freedom (0 where the test has none).
@@ -18,7 +18,7 @@ pub struct Test {
 
 /// Pearson's chi-square goodness of fit of `observed` counts against the
 /// probabilities `probs` (which sum to 1); df = k − 1.
-pub fn chi_square_gof(observed: &[u64], probs: &[f64]) -> Test {
+pub(crate) fn chi_square_gof(observed: &[u64], probs: &[f64]) -> Test {
     let n: f64 = observed.iter().map(|o| *o as f64).sum();
     let statistic = observed
         .iter()
@@ -32,7 +32,7 @@ pub fn chi_square_gof(observed: &[u64], probs: &[f64]) -> Test {
 }
 
 /// The G-test (likelihood ratio) of `observed` against `probs`; df = k − 1.
-pub fn g_test(observed: &[u64], probs: &[f64]) -> Test {
+pub(crate) fn g_test(observed: &[u64], probs: &[f64]) -> Test {
     let n: f64 = observed.iter().map(|o| *o as f64).sum();
     let statistic = 2.0
         * observed
@@ -49,7 +49,7 @@ pub fn g_test(observed: &[u64], probs: &[f64]) -> Test {
 
 /// Chi-square test of homogeneity of two samples of counts over the same k
 /// categories (a 2 × k contingency table); df = k − 1.
-pub fn chi_square_two_sample(a: &[u64], b: &[u64]) -> Test {
+pub(crate) fn chi_square_two_sample(a: &[u64], b: &[u64]) -> Test {
     let (na, nb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
     let n = na + nb;
     let statistic = a
@@ -66,18 +66,18 @@ pub fn chi_square_two_sample(a: &[u64], b: &[u64]) -> Test {
 }
 
 /// Total-variation distance between two distributions: ½ Σ |p − q|.
-pub fn total_variation(p: &[f64], q: &[f64]) -> f64 {
+pub(crate) fn total_variation(p: &[f64], q: &[f64]) -> f64 {
     0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>()
 }
 
 /// The largest |p − q| over the categories.
-pub fn max_abs_dev(p: &[f64], q: &[f64]) -> f64 {
+pub(crate) fn max_abs_dev(p: &[f64], q: &[f64]) -> f64 {
     p.iter().zip(q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
 }
 
 /// One-sample Kolmogorov–Smirnov test of `samples` against the exponential
 /// distribution with the given (known, not estimated) mean.
-pub fn ks_exponential(samples: &[f64], mean: f64) -> Test {
+pub(crate) fn ks_exponential(samples: &[f64], mean: f64) -> Test {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len() as f64;

@@ -8,24 +8,30 @@
 //! above our height, stepping back (doubling the step) while the first block
 //! of a batch does not attach to anything we have: that finds the fork
 //! point of a competing branch in O(log depth) round trips. Imports go
-//! through the chain task like any other block; fork choice decides.
+//! through the chain task like any other block; fork choice decides. A
+//! block that does not decode, or breaks a rule, is a strike against the
+//! peer that sent it (the gossip path's strikes: three and it is banned).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use klero_chain::Hash;
+use klero_chain::codec::{self, CodecError};
+use klero_chain::{Block, Hash, SealedBlock};
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::chain::{ImportError, Imported};
-use super::gossip::decode_blocks;
-use super::service::{ChainHandle, Origin, Stopped};
+use crate::node::block_tree::ImportOutcome;
+use crate::node::chain_task::{ChainError, ChainHandle, Origin};
+use crate::node::gossip::decode_reason;
+use crate::node::metrics::Metrics;
+use crate::node::peers::Strikes;
+use crate::node::stopped;
 use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, P2pError, SyncRequest, SyncResponse};
 
 /// How often connected peers are asked for their status unprompted.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a sync from one peer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +41,39 @@ enum SyncError {
     #[error("peer is on another chain (genesis {0})")]
     OtherChain(Hash),
     #[error("peer sent an undecodable block: {0}")]
-    Decode(#[from] klero_chain::codec::CodecError),
-    #[error("peer sent an invalid block: {0}")]
-    Invalid(ImportError),
+    Decode(#[from] CodecError),
+    #[error("peer sent a block we could not import: {0}")]
+    Import(ChainError),
     #[error("peer refused the request")]
     Refused,
     #[error("peer's blocks do not connect to our chain")]
     NoForkPoint,
-    #[error(transparent)]
-    Stopped(#[from] Stopped),
+    #[error("the chain task has stopped")]
+    Stopped,
+}
+
+impl SyncError {
+    /// Whether the peer sent data that is invalid by its own fault.
+    fn is_peer_fault(&self) -> bool {
+        match self {
+            SyncError::Decode(_) => true,
+            SyncError::Import(ChainError::Invalid(error)) => error.is_peer_fault(),
+            _ => false,
+        }
+    }
+}
+
+impl From<ChainError> for SyncError {
+    fn from(error: ChainError) -> Self {
+        match error {
+            ChainError::Stopped => SyncError::Stopped,
+            error => SyncError::Import(error),
+        }
+    }
 }
 
 /// The sync task.
-pub struct Syncer {
+pub(crate) struct Syncer {
     /// The chain task.
     pub chain: ChainHandle,
     /// The network.
@@ -56,11 +82,25 @@ pub struct Syncer {
     pub genesis: Hash,
     /// Set while blocks are being fetched; read by `/status` and the staker.
     pub syncing: Arc<AtomicBool>,
+    /// Strikes against peers that send invalid blocks.
+    pub strikes: Strikes,
+    /// Counters (refused blocks by reason).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Syncer {
-    /// Syncs from peers named on `requests`, and polls every peer regularly.
-    pub async fn run(self, mut requests: mpsc::Receiver<PeerId>) {
+    /// Syncs from peers named on `requests`, and polls every peer
+    /// regularly, until `shutdown` turns true (a sync in progress is
+    /// dropped; the import it had sent still completes in the chain task).
+    pub(crate) async fn run(self, mut requests: mpsc::Receiver<PeerId>, mut shutdown: watch::Receiver<bool>) {
+        tokio::select! {
+            () = self.serve(&mut requests) => {}
+            () = stopped(&mut shutdown) => {}
+        }
+        self.syncing.store(false, Ordering::Relaxed);
+    }
+
+    async fn serve(&self, requests: &mut mpsc::Receiver<PeerId>) {
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         loop {
             let peers = tokio::select! {
@@ -72,8 +112,11 @@ impl Syncer {
             };
             for peer in peers {
                 if let Err(error) = self.sync_from(peer).await {
-                    if matches!(error, SyncError::Stopped(_)) {
+                    if matches!(error, SyncError::Stopped) {
                         return;
+                    }
+                    if error.is_peer_fault() {
+                        self.strikes.strike(peer, "sync").await;
                     }
                     warn!(%peer, %error, "sync stopped");
                 }
@@ -111,7 +154,7 @@ impl Syncer {
             let SyncResponse::Blocks(encoded) = self.net.request(peer, request).await? else {
                 return Err(SyncError::Refused);
             };
-            let blocks = decode_blocks(&encoded)?;
+            let blocks = self.decode_blocks(&encoded)?;
             let Some(first) = blocks.first() else { break };
             if !self.chain.contains(first.header().parent).await? {
                 if start <= 1 {
@@ -124,9 +167,8 @@ impl Syncer {
             let batch = blocks.len() as u64;
             for block in blocks {
                 match self.chain.import(block, Origin::Sync).await? {
-                    Ok(Imported::NewHead { .. } | Imported::SideBranch) => imported += 1,
-                    Ok(Imported::Known | Imported::Orphan) => {}
-                    Err(error) => return Err(SyncError::Invalid(error)),
+                    ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => imported += 1,
+                    ImportOutcome::Known | ImportOutcome::Orphan => {}
                 }
             }
             if batch < u64::from(MAX_SYNC_BLOCKS) {
@@ -139,5 +181,14 @@ impl Syncer {
             info!(%peer, imported, height = head.meta.height, head = %head.id.short(), "synced");
         }
         Ok(())
+    }
+
+    /// Decodes a response's blocks, refusing the batch at the first bad one.
+    fn decode_blocks(&self, encoded: &[Vec<u8>]) -> Result<Vec<SealedBlock>, CodecError> {
+        encoded
+            .iter()
+            .map(|bytes| codec::decode_block(bytes).map(Block::seal))
+            .collect::<Result<_, _>>()
+            .inspect_err(|error| self.metrics.reject(decode_reason(error)))
     }
 }

@@ -63,7 +63,7 @@ struct Row {
 /// # Errors
 ///
 /// Bad arguments (an unknown kernel, one this CPU lacks, no threads).
-pub(super) fn run(args: HashrateArgs) -> Result<()> {
+pub(crate) fn run(args: HashrateArgs) -> Result<()> {
     let kernels = kernels(&args.kernel)?;
     if args.threads.is_empty() || args.threads.contains(&0) || args.runs == 0 || args.seconds <= 0.0 {
         bail!("--threads needs counts ≥ 1, --runs ≥ 1 and --seconds > 0");

@@ -1,0 +1,13 @@
+//! The benchmarks behind `klero bench`: their measurements, statistics and
+//! reports (the CLI only parses the arguments and calls in).
+//!
+//! - [`hashrate`]: tries per second of the real nonce search per kernel and
+//!   thread count, beside OpenSSL's SHA-256 rate.
+//! - [`fairness`]: both lotteries run for real, round after round;
+//!   [`stats`]: the goodness-of-fit tests; [`fairness_report`]: the
+//!   command that runs them and reports (table, JSON, SVG).
+
+pub(crate) mod fairness;
+pub(crate) mod fairness_report;
+pub(crate) mod hashrate;
+pub(crate) mod stats;
