@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //!
+//! - [`bench`]: measurement code: the SHA unit's ceiling, the kernel calibration.
 //! - [`cli`]: the `klero` command line, one file per subcommand.
 //! - [`keyfile`]: the plain key files that `klero keys` writes and nodes read.
 //! - [`fairness`], [`stats`]: the fairness benchmark's lotteries and its
@@ -15,6 +16,7 @@
 //! - [`p2p`]: the libp2p network: gossip, sync requests, peer discovery.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
+pub mod bench;
 pub mod cli;
 pub mod fairness;
 pub mod keyfile;

@@ -38,6 +38,7 @@ use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 use tracing::info;
 
+use crate::bench::calibrate;
 use crate::p2p::{self, P2pConfig};
 
 /// How a node runs (from the command line and the config file).
@@ -143,13 +144,18 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     if let Some(key) = config.key.clone() {
         match &spec.consensus {
             Consensus::Pow(_) if config.mine => {
+                // Time the kernels off the async workers; the default if that fails.
+                let kernel =
+                    tokio::task::spawn_blocking(|| calibrate::fastest_kernel(calibrate::MINER_BUDGET))
+                        .await
+                        .unwrap_or_else(|_| Kernel::detect());
                 let opts = SearchOptions {
                     threads: config.threads.max(1),
-                    kernel: Kernel::detect(),
+                    kernel,
                     hashrate_cap: config.hashrate_cap,
                     chunk: DEFAULT_CHUNK,
                 };
-                info!(threads = opts.threads, cap = ?opts.hashrate_cap, kernel = ?opts.kernel, "mining");
+                info!(threads = opts.threads, cap = ?opts.hashrate_cap, kernel = %opts.kernel, "mining");
                 tokio::spawn(producer::mine(
                     chain.clone(),
                     key,
