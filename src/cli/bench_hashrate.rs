@@ -64,10 +64,10 @@ struct Row {
     openssl_compressions_per_sec: Option<f64>,
     /// Tries per second per thread over OpenSSL's compressions per second.
     vs_openssl: Option<f64>,
-    /// The SHA unit's ceiling: the median of the probes run before each
-    /// kernel and thread count.
+    /// The SHA unit's ceiling: the median of the probes of the whole run.
     ceiling: Option<Ceiling>,
-    /// Tries per second per thread over the ceiling's tries per second.
+    /// The median over the runs of tries per second per thread over the
+    /// ceiling probed right before that run.
     vs_ceiling: Option<f64>,
 }
 
@@ -107,14 +107,20 @@ pub(super) fn run(args: HashrateArgs) -> Result<()> {
     let mut probes = Vec::new();
     for kernel in kernels {
         for &threads in &args.threads {
-            bar.set_message("SHA unit probe");
-            probes.extend(ceiling::measure(PROBE_POINT));
             bar.set_message(format!("{} × {threads}", kernel.name()));
             // A short warm-up builds the worker pool and wakes the cores.
             measure(kernel, threads, Duration::from_millis(200));
+            // Each run is paired with a probe of the SHA unit right before it,
+            // so a change of the machine's load moves both.
+            let mut shares = Vec::new();
             let runs: Vec<f64> = (0..args.runs)
                 .map(|_| {
+                    let probe = ceiling::measure(PROBE_POINT);
                     let rate = measure(kernel, threads, per_run);
+                    if let Some(probe) = probe {
+                        probes.push(probe);
+                        shares.push(rate / threads as f64 / probe.tries_per_sec);
+                    }
                     bar.inc(1);
                     rate
                 })
@@ -130,7 +136,7 @@ pub(super) fn run(args: HashrateArgs) -> Result<()> {
                 openssl_compressions_per_sec: openssl,
                 vs_openssl: openssl.map(|o| hashes_per_sec / threads as f64 / o),
                 ceiling: None,
-                vs_ceiling: None,
+                vs_ceiling: (!shares.is_empty()).then(|| median(&mut shares)),
             });
         }
     }
@@ -138,7 +144,6 @@ pub(super) fn run(args: HashrateArgs) -> Result<()> {
     let ceiling = ceiling::median_of(&probes);
     for row in &mut rows {
         row.ceiling = ceiling;
-        row.vs_ceiling = ceiling.map(|c| row.hashes_per_sec / row.threads as f64 / c.tries_per_sec);
     }
     for i in 0..rows.len() {
         let single = rows
