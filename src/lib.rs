@@ -18,7 +18,8 @@
 //!   when others may read them.
 //! - [`wallet`]: the encrypted keystore and the wallet's checks.
 //! - [`testnet`]: the local testnet launcher's spec and process control.
-//! - [`bench`]: the hashrate and fairness benchmarks and their statistics.
+//! - [`bench`]: the hashrate and fairness benchmarks, their statistics, the
+//!   SHA unit ceiling and the kernel calibration the miner runs at start.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 
 pub mod api;

@@ -1,6 +1,6 @@
 //! `klero bench hashrate`: tries per second of the real nonce search, for
 //! each hash kernel and thread count, beside OpenSSL's SHA-256 compression
-//! rate measured in the same run.
+//! rate and the SHA unit's ceiling ([`ceiling`]) measured in the same run.
 //!
 //! Each measurement runs [`klero_chain::pow::search`] (the miner's own
 //! loop: rayon workers, chunks, stop flag) against an unreachable target and
@@ -16,6 +16,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use klero_chain::pow::{self, Kernel, SearchOptions, SearchOutcome};
 use serde::Serialize;
 
+use crate::bench::calibrate;
+use crate::bench::ceiling::{self, Ceiling};
+use crate::bench::stats::median;
+
+/// Time per chain count and mix of one ceiling probe (12 points).
+const PROBE_POINT: Duration = Duration::from_millis(20);
+
 /// `klero bench hashrate`
 #[derive(Debug, Args)]
 pub struct HashrateArgs {
@@ -28,7 +35,8 @@ pub struct HashrateArgs {
     /// Runs per kernel and thread count (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Kernel: auto (the fastest this CPU has), portable, shani, or all.
+    /// Kernel: auto (the fastest this CPU has, timed), portable, shani-x2,
+    /// shani-x3, shani-x4 (armsha2-x… on aarch64), or all.
     #[arg(long, default_value = "all")]
     kernel: String,
     /// Skip the same-run OpenSSL reference.
@@ -56,6 +64,11 @@ struct Row {
     openssl_compressions_per_sec: Option<f64>,
     /// Tries per second per thread over OpenSSL's compressions per second.
     vs_openssl: Option<f64>,
+    /// The SHA unit's ceiling: the median of the probes of the whole run.
+    ceiling: Option<Ceiling>,
+    /// The median over the runs of tries per second per thread over the
+    /// ceiling probed right before that run.
+    vs_ceiling: Option<f64>,
 }
 
 /// Runs the benchmark.
@@ -91,14 +104,23 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
     };
 
     let mut rows = Vec::new();
+    let mut probes = Vec::new();
     for kernel in kernels {
         for &threads in &args.threads {
             bar.set_message(format!("{} × {threads}", kernel.name()));
             // A short warm-up builds the worker pool and wakes the cores.
             measure(kernel, threads, Duration::from_millis(200));
+            // Each run is paired with a probe of the SHA unit right before it,
+            // so a change of the machine's load moves both.
+            let mut shares = Vec::new();
             let runs: Vec<f64> = (0..args.runs)
                 .map(|_| {
+                    let probe = ceiling::measure(PROBE_POINT);
                     let rate = measure(kernel, threads, per_run);
+                    if let Some(probe) = probe {
+                        probes.push(probe);
+                        shares.push(rate / threads as f64 / probe.tries_per_sec);
+                    }
                     bar.inc(1);
                     rate
                 })
@@ -113,10 +135,16 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
                 efficiency: None,
                 openssl_compressions_per_sec: openssl,
                 vs_openssl: openssl.map(|o| hashes_per_sec / threads as f64 / o),
+                ceiling: None,
+                vs_ceiling: (!shares.is_empty()).then(|| median(&mut shares)),
             });
         }
     }
     bar.finish_and_clear();
+    let ceiling = ceiling::median_of(&probes);
+    for row in &mut rows {
+        row.ceiling = ceiling;
+    }
     for i in 0..rows.len() {
         let single = rows
             .iter()
@@ -132,14 +160,16 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_table(&rows, openssl, args.seconds, args.runs);
+        print_table(&rows, openssl, ceiling, args.seconds, args.runs);
     }
     Ok(())
 }
 
 fn kernels(choice: &str) -> Result<Vec<Kernel>> {
-    if choice == "all" {
-        return Ok(Kernel::available());
+    match choice {
+        "all" => return Ok(Kernel::available()),
+        "auto" => return Ok(vec![calibrate::fastest_kernel(calibrate::MINER_BUDGET)]),
+        _ => {}
     }
     let kernel: Kernel = choice.parse().with_context(|| format!("--kernel {choice}"))?;
     Ok(vec![kernel.ensure_supported()?])
@@ -211,17 +241,7 @@ fn parse_openssl_speed(stdout: &str) -> Result<f64> {
     Ok(kilobytes * 1000.0 / 64.0)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-fn print_table(rows: &[Row], openssl: Option<f64>, seconds: f64, runs: usize) {
+fn print_table(rows: &[Row], openssl: Option<f64>, ceiling: Option<Ceiling>, seconds: f64, runs: usize) {
     println!("PoW hashrate: median of {runs} runs of {seconds} s each (1 try = 1 SHA-256 compression)");
     if let Some(o) = openssl {
         println!(
@@ -229,20 +249,35 @@ fn print_table(rows: &[Row], openssl: Option<f64>, seconds: f64, runs: usize) {
             o / 1e6
         );
     }
+    if let Some(c) = ceiling {
+        println!(
+            "SHA unit, 1 core: {:.0} M sha256rnds2/s alone ({} chains), {:.0} M/s with a try's msg1/msg2 ({} chains, {:.2}x)",
+            c.rounds_only.rnds2_per_sec / 1e6,
+            c.rounds_only.chains,
+            c.with_schedule.rnds2_per_sec / 1e6,
+            c.with_schedule.chains,
+            c.schedule_cost,
+        );
+        println!(
+            "ceiling: {:.2} M tries/s per core (28 sha256rnds2 = 56 rounds per try)",
+            c.tries_per_sec / 1e6
+        );
+    }
     println!(
-        "{:<10} {:>8} {:>12} {:>9} {:>11} {:>14}",
-        "kernel", "threads", "MH/s", "scaling", "efficiency", "per core/ossl"
+        "{:<11} {:>8} {:>12} {:>9} {:>11} {:>14} {:>14}",
+        "kernel", "threads", "MH/s", "scaling", "efficiency", "per core/ossl", "per core/ceil"
     );
     let opt = |v: Option<f64>, suffix: &str| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}{suffix}"));
     for r in rows {
         println!(
-            "{:<10} {:>8} {:>12.2} {:>9} {:>11} {:>14}",
+            "{:<11} {:>8} {:>12.2} {:>9} {:>11} {:>14} {:>14}",
             r.kernel,
             r.threads,
             r.hashes_per_sec / 1e6,
             opt(r.scaling, "x"),
             opt(r.efficiency.map(|e| e * 100.0), "%"),
             opt(r.vs_openssl, "x"),
+            opt(r.vs_ceiling.map(|e| e * 100.0), "%"),
         );
     }
 }
@@ -258,12 +293,6 @@ mod tests {
         let rate = parse_openssl_speed(out).unwrap();
         assert!((rate - 1_871_102.45 * 1000.0 / 64.0).abs() < 1e-3);
         assert!(parse_openssl_speed("garbage").is_err());
-    }
-
-    #[test]
-    fn median_of_odd_and_even_runs() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
     #[test]

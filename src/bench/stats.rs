@@ -75,6 +75,17 @@ pub(crate) fn max_abs_dev(p: &[f64], q: &[f64]) -> f64 {
     p.iter().zip(q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
 }
 
+/// The median of benchmark runs (sorts `values`); 0 for none.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[mid],
+        _ => (values[mid - 1] + values[mid]) / 2.0,
+    }
+}
+
 /// One-sample Kolmogorov–Smirnov test of `samples` against the exponential
 /// distribution with the given (known, not estimated) mean.
 pub(crate) fn ks_exponential(samples: &[f64], mean: f64) -> Test {
@@ -199,6 +210,13 @@ fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_runs() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol

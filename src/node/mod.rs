@@ -57,6 +57,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::bench::calibrate;
 use crate::p2p::{self, NetworkHandle, P2pConfig};
 
 /// Name of the file in the data dir that says where a running node listens.
@@ -225,15 +226,20 @@ pub(crate) async fn run(
     if let Some(key) = config.key.clone() {
         match &spec.consensus {
             Consensus::Pow(_) if config.mine => {
+                // Time the kernels off the async workers; the default if that fails.
+                let kernel =
+                    tokio::task::spawn_blocking(|| calibrate::fastest_kernel(calibrate::MINER_BUDGET))
+                        .await
+                        .unwrap_or_else(|_| Kernel::detect());
                 let opts = producer::MinerOptions {
                     search: SearchOptions {
                         threads: config.threads.max(1),
-                        kernel: Kernel::detect(),
+                        kernel,
                         chunk: DEFAULT_CHUNK,
                     },
                     hashrate_cap: config.hashrate_cap,
                 };
-                info!(threads = opts.search.threads, cap = ?opts.hashrate_cap, kernel = ?opts.search.kernel, "mining");
+                info!(threads = opts.search.threads, cap = ?opts.hashrate_cap, kernel = %opts.search.kernel, "mining");
                 tasks.spawn(producer::mine(
                     chain.clone(),
                     key,

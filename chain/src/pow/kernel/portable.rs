@@ -7,18 +7,13 @@ use super::{IV, Template, block};
 
 pub(super) fn search_range(template: &Template, nonces: Range<u64>) -> Option<(u64, [u8; 32])> {
     let mut block = block(&template.pre, 0);
-    let target_head = u32::from_be_bytes([
-        template.target[0],
-        template.target[1],
-        template.target[2],
-        template.target[3],
-    ]);
+    let head = template.head();
     for nonce in nonces {
         block[32..40].copy_from_slice(&nonce.to_le_bytes());
         let mut state = IV;
         sha2::block_api::compress256(&mut state, &[block]);
         // Cheap first-word filter; the full compare only on a near miss.
-        if state[0] <= target_head {
+        if state[0] <= head {
             let mut hash = [0u8; 32];
             for (chunk, word) in hash.chunks_mut(4).zip(state) {
                 chunk.copy_from_slice(&word.to_be_bytes());
