@@ -13,6 +13,9 @@
 //!   so a key is never overwritten (not even by a concurrent writer) and a
 //!   crash leaves either no file or the whole file. The directory is
 //!   fsynced so the new name survives a power cut.
+//! - **Replacing** ([`replace`]): the same temporary file, renamed over
+//!   the old one. Only a keystore gaining its chain binding is replaced,
+//!   with the same encrypted seed.
 //! - **Reading** ([`read_private`]): refused, as ssh refuses a private key,
 //!   if the group or others may read the file; at most
 //!   [`MAX_SECRET_BYTES`]; the bytes are zeroed when dropped.
@@ -96,12 +99,47 @@ pub(crate) fn write_new(path: &Path, contents: &[u8]) -> Result<(), KeyFileError
     if path.symlink_metadata().is_ok() {
         return Err(exists());
     }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(KeyFileError::io("creating", dir))?;
     let tmp = dir.join(format!(".{}.tmp", hex::encode(random::<8>()?)));
+    let linked = write_private(&tmp, contents).and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(e) => return Err(KeyFileError::io("writing", path)(e)),
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Replaces the secret file at `path` with `contents` atomically: a crash
+/// leaves the old file or the new one, whole.
+///
+/// # Errors
+///
+/// [`KeyFileError::Io`] if the file cannot be written or renamed.
+pub(crate) fn replace(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
+    let dir = parent_dir(path);
+    let tmp = dir.join(format!(".{}.tmp", hex::encode(random::<8>()?)));
+    let renamed = write_private(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed.map_err(KeyFileError::io("replacing", path))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `tmp` (mode 0600, never an existing file), writes and fsyncs it.
+fn write_private(tmp: &Path, contents: &[u8]) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -109,22 +147,16 @@ pub(crate) fn write_new(path: &Path, contents: &[u8]) -> Result<(), KeyFileError
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
-        Err(e) => return Err(KeyFileError::io("writing", path)(e)),
-    }
-    // The new name is durable once the directory is.
+    let mut file = options.open(tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// A new or renamed name is durable once its directory is.
+fn sync_dir(dir: &Path) {
     if let Ok(dir) = fs::File::open(dir) {
         let _ = dir.sync_all();
     }
-    Ok(())
 }
 
 /// Reads a secret file that only its owner may read.

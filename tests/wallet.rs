@@ -249,3 +249,96 @@ fn a_live_node_refuses_what_the_ledger_would() {
     ));
     assert_eq!(id.len(), 64, "{id}");
 }
+
+/// A keystore signs for the chain it was first used on (or the one named
+/// at import): a node of another chain, even under the same chain id, is
+/// refused before anything is signed.
+#[test]
+fn a_wallet_signs_for_one_chain_only() {
+    let mut first = Net::new(Kind::Pos);
+    first.start("a", None, &[]);
+    // Same spec but a later genesis time: the same chain id, another chain.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let mut second = Net::new(Kind::Pos);
+    second.start("b", None, &[]);
+    let (a, b) = (&first.nodes[0], &second.nodes[0]);
+    let (sa, sb) = (a.status().expect("a"), b.status().expect("b"));
+    assert_eq!(sa.chain_id, sb.chain_id);
+    assert_ne!(sa.genesis, sb.genesis);
+    let (url_a, url_b) = (a.api_url(), b.api_url());
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Keypair::dev("bob").address().to_bech32();
+    let alice = Keypair::dev("alice").address().to_bech32();
+    let seed = first.dir.path().join("alice.key").display().to_string();
+
+    // Unbound at import: the first transfer binds it to chain a.
+    ok(&wallet(
+        dir.path(),
+        &url_a,
+        &["import", "--name", "alice", "--seed-file", &seed],
+    ));
+    let keystore = dir.path().join("alice.json");
+    assert!(
+        !fs::read_to_string(&keystore)
+            .expect("keystore")
+            .contains("chain_id")
+    );
+    let sent = wallet(dir.path(), &url_a, &["transfer", &bob, "5", "--name", "alice"]);
+    ok(&sent);
+    assert!(String::from_utf8_lossy(&sent.stderr).contains("now signs only for chain"));
+    let bound = fs::read(&keystore).expect("keystore");
+    assert!(String::from_utf8_lossy(&bound).contains(&sa.genesis));
+
+    // Chain b is refused: nothing reaches its mempool, the keystore stays.
+    fails_with(
+        &wallet(dir.path(), &url_b, &["transfer", &bob, "5", "--name", "alice"]),
+        "nothing was signed",
+    );
+    fails_with(
+        &wallet(dir.path(), &url_b, &["stake", "1000", "--name", "alice"]),
+        &format!("reports chain {:?} (genesis {})", sb.chain_id, sb.genesis),
+    );
+    assert_eq!(fs::read(&keystore).expect("keystore"), bound);
+    assert_eq!(b.status().expect("b").mempool, 0);
+    assert_eq!(b.account(&alice).expect("alice on b").nonce, 0);
+    // Chain a still signs.
+    ok(&wallet(
+        dir.path(),
+        &url_a,
+        &["transfer", &bob, "6", "--name", "alice"],
+    ));
+
+    // Named at import: bound to chain b from the start, so chain a is refused.
+    ok(&wallet(
+        dir.path(),
+        &nowhere(),
+        &[
+            "import",
+            "--name",
+            "alice-b",
+            "--seed-file",
+            &seed,
+            "--chain-id",
+            &sb.chain_id,
+            "--genesis",
+            &sb.genesis,
+        ],
+    ));
+    fails_with(
+        &wallet(dir.path(), &url_a, &["transfer", &bob, "5", "--name", "alice-b"]),
+        "nothing was signed",
+    );
+    ok(&wallet(
+        dir.path(),
+        &url_b,
+        &["transfer", &bob, "5", "--name", "alice-b"],
+    ));
+    fails_with(
+        &wallet(
+            dir.path(),
+            &nowhere(),
+            &["new", "--name", "x", "--chain-id", "c", "--genesis", "beef"],
+        ),
+        "not 64 hex digits",
+    );
+}

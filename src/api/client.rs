@@ -92,12 +92,21 @@ impl ApiClient {
         not_found_is_none(self.get(&format!("/blocks/{height}")))
     }
 
+    /// `GET /blocks/id/{id}`: a stored block, canonical or not, if any.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node or an unexpected answer.
+    pub fn block_by_id(&self, id: &str) -> Result<Option<BlockView>, ClientError> {
+        not_found_is_none(self.get(&format!("/blocks/id/{id}")))
+    }
+
     /// `POST /txs`; the transaction id.
     ///
     /// # Errors
     ///
     /// Unreachable node, or the node's reason for refusing the transaction.
-    pub(crate) fn submit(&self, encoded_tx: &[u8]) -> Result<String, ClientError> {
+    pub fn submit(&self, encoded_tx: &[u8]) -> Result<String, ClientError> {
         let body = SubmitTx {
             tx: hex::encode(encoded_tx),
         };

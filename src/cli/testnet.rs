@@ -64,6 +64,17 @@ enum TestnetCommand {
         #[arg(long)]
         produce: bool,
     },
+    /// Slot battles of a running PoS testnet over the next SLOTS slots:
+    /// slot fill, blocks produced per canonical block, head reorgs, gossip
+    /// latency and publication delay.
+    Measure {
+        /// How many slots to measure over.
+        #[arg(long, default_value_t = 300)]
+        slots: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop every node; the data stays unless --clean.
     Down {
         /// Also delete the directory.
@@ -144,6 +155,15 @@ impl TestnetArgs {
                 Ok(())
             }
             TestnetCommand::Add { key, produce } => add(&dir, &key, produce),
+            TestnetCommand::Measure { slots, json } => {
+                let report = crate::testnet::measure::measure(&State::load(&dir)?, slots)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+                Ok(())
+            }
             TestnetCommand::Down { clean } => down(&dir, clean),
         }
     }

@@ -3,9 +3,14 @@
 //! Read commands (`list`, `address`, `balance`, `status`) need no
 //! passphrase: the keystore keeps the address in clear. Commands that sign
 //! ask for it (prompt, `--password-file`, or `KLERO_PASSPHRASE`).
+//!
+//! A keystore signs for one chain: the one named at `new`/`import`
+//! (`--chain-id` and `--genesis`), or else the chain of the node it first
+//! signs through. A node reporting another chain is refused before the
+//! passphrase is asked for.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::api::client::ApiClient;
 use crate::keyfile;
 use crate::wallet::keystore::{KdfParams, Keystore};
-use crate::wallet::{WalletDir, WalletError, check_tx, parse_address};
+use crate::wallet::{ChainBinding, WalletDir, WalletError, check_tx, parse_address};
 
 /// How long a call to the node may take.
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +66,10 @@ struct Options {
 #[derive(Debug, Subcommand)]
 enum WalletCommand {
     /// Create a new keystore with a random seed.
-    New,
+    New {
+        #[command(flatten)]
+        chain: ChainOpts,
+    },
     /// List the keystores and their addresses.
     List,
     /// Print the wallet's address.
@@ -71,6 +79,8 @@ enum WalletCommand {
         /// Read the seed from this file instead of stdin.
         #[arg(long)]
         seed_file: Option<PathBuf>,
+        #[command(flatten)]
+        chain: ChainOpts,
     },
     /// Print the secret seed (the key-file format `klero node --key` reads),
     /// or write it to a new private key file.
@@ -111,6 +121,27 @@ enum WalletCommand {
     Status,
 }
 
+/// The chain a new keystore signs for; unnamed, the first node it signs
+/// through decides.
+#[derive(Debug, Args)]
+struct ChainOpts {
+    /// Sign only for this chain id (`klero wallet` then refuses nodes of any other).
+    #[arg(long, requires = "genesis")]
+    chain_id: Option<String>,
+    /// The chain's genesis block id (64 hex digits, as `GET /status` shows it).
+    #[arg(long, requires = "chain_id")]
+    genesis: Option<String>,
+}
+
+impl ChainOpts {
+    fn binding(&self) -> Result<Option<ChainBinding>, WalletError> {
+        match (&self.chain_id, &self.genesis) {
+            (Some(id), Some(genesis)) => ChainBinding::new(id, genesis).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Options of commands that send a transaction.
 #[derive(Debug, Args)]
 struct SendOpts {
@@ -139,14 +170,15 @@ impl WalletArgs {
                 .join(".klero/wallet"),
         });
         match self.command {
-            WalletCommand::New => {
+            WalletCommand::New { chain } => {
+                let chain = chain.binding()?;
                 let key = keyfile::generate()?;
                 let path = dir.path_of(&opts.name)?;
                 if path.exists() {
                     return Err(WalletError::Exists(path.display().to_string()).into());
                 }
                 let passphrase = new_passphrase(&opts)?;
-                Keystore::encrypt(&key, &passphrase, KdfParams::DEFAULT)?.save_new(&path)?;
+                save_new(&key, &passphrase, chain, &path)?;
                 print_created(&opts, &key, &path);
             }
             WalletCommand::List => {
@@ -176,7 +208,8 @@ impl WalletArgs {
                     println!("{address}");
                 }
             }
-            WalletCommand::Import { seed_file } => {
+            WalletCommand::Import { seed_file, chain } => {
+                let chain = chain.binding()?;
                 let path = dir.path_of(&opts.name)?;
                 if path.exists() {
                     return Err(WalletError::Exists(path.display().to_string()).into());
@@ -196,7 +229,7 @@ impl WalletArgs {
                     "warning: anyone who saw this seed controls its funds; keep the original safe or destroy it"
                 );
                 let passphrase = new_passphrase(&opts)?;
-                Keystore::encrypt(&key, &passphrase, KdfParams::DEFAULT)?.save_new(&path)?;
+                save_new(&key, &passphrase, chain, &path)?;
                 print_created(&opts, &key, &path);
             }
             WalletCommand::Export { out } => {
@@ -252,6 +285,12 @@ impl WalletArgs {
     }
 }
 
+fn save_new(key: &Keypair, passphrase: &str, chain: Option<ChainBinding>, path: &Path) -> Result<()> {
+    let mut store = Keystore::encrypt(key, passphrase, KdfParams::DEFAULT)?;
+    store.chain = chain;
+    Ok(store.save_new(path)?)
+}
+
 fn print_created(opts: &Options, key: &Keypair, path: &std::path::Path) {
     let address = key.address().to_bech32();
     if opts.json {
@@ -295,7 +334,10 @@ fn new_passphrase(opts: &Options) -> Result<Zeroizing<String>> {
 }
 
 fn unlock(dir: &WalletDir, opts: &Options) -> Result<Keypair> {
-    let store = Keystore::load(&dir.existing(&opts.name)?)?;
+    decrypt(&Keystore::load(&dir.existing(&opts.name)?)?, opts)
+}
+
+fn decrypt(store: &Keystore, opts: &Options) -> Result<Keypair> {
     let pass = passphrase(opts, &format!("passphrase for {}: ", opts.name))?;
     Ok(store.decrypt(&pass)?)
 }
@@ -333,11 +375,20 @@ fn send_tx(
 ) -> Result<()> {
     let client = ApiClient::new(&opts.node, NODE_TIMEOUT)?;
     let status = client.status()?;
-    let store = Keystore::load(&dir.existing(&opts.name)?)?;
+    let path = dir.existing(&opts.name)?;
+    let mut store = Keystore::load(&path)?;
+    if let Some(chain) = &store.chain {
+        chain.check(&status, &opts.node)?;
+    }
     let account = client.account(&store.address)?;
     let fee = send.fee.unwrap_or(status.ledger.min_fee);
     let nonce = account.as_ref().map_or(0, |a| a.nonce);
-    let key = unlock(dir, opts)?;
+    let key = decrypt(&store, opts)?;
+    if store.chain.is_none() {
+        let chain = ChainBinding::of(&status);
+        eprintln!("this wallet now signs only for chain {chain}");
+        store.bind(&path, chain)?;
+    }
     let body = TxBody {
         from: key.address(),
         nonce,

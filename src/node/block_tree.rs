@@ -163,6 +163,42 @@ impl BlockTree {
         })
     }
 
+    /// Runs `f` with the stored block `id` as a [`Parent`] (its state read
+    /// from the store unless it is the head); `None` if it is not stored.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot give its state.
+    pub fn with_parent<R>(
+        &self,
+        id: Hash,
+        f: impl FnOnce(&Parent<'_>) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        if id == self.head.id {
+            return Ok(Some(self.with_head_parent(f)));
+        }
+        let Some(node) = self.tree.get(&id) else {
+            return Ok(None);
+        };
+        let state = self
+            .store
+            .state(&id)?
+            .ok_or(StoreError::Missing("a parent state"))?;
+        let timestamps = self.recent_timestamps(id);
+        Ok(Some(f(&Parent {
+            id,
+            header: &node.header,
+            meta: &node.meta,
+            state: &state,
+            recent_timestamps: &timestamps,
+        })))
+    }
+
+    /// The fork-choice metadata of a stored block.
+    pub fn meta(&self, id: &Hash) -> Option<&BlockMeta> {
+        self.tree.get(id).map(|node| &node.meta)
+    }
+
     /// Validates and stores `block`, then any orphans that were waiting for
     /// it. The outcome is the block's own; orphans connected after it are
     /// logged.

@@ -12,6 +12,11 @@
 //! commands already queued: the import in flight at shutdown completes.
 //! After a reorg the transactions of the blocks it removed go back to the
 //! mempool (those the new branch does not include yet).
+//!
+//! It also keeps the best score seen for each recent PoS (slot, parent)
+//! ([`SlotBests`]): the staker stays silent when its block would lose its
+//! slot, and gossip does not forward a block that already lost its slot
+//! ([`super::slot_battle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +24,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use klero_chain::codec;
 use klero_chain::ledger::BlockCtx;
+use klero_chain::pos;
 use klero_chain::produce::{self, PowTemplate};
+use klero_chain::spec::Consensus;
 use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
@@ -29,6 +36,7 @@ use tracing::{debug, info, warn};
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
+use super::slot_battle::{SlotBests, Ticket};
 use super::store::StoreError;
 use crate::p2p::NetworkHandle;
 
@@ -67,9 +75,18 @@ enum Command {
     PowTemplate {
         reply: oneshot::Sender<Option<PowTemplate>>,
     },
+    PosTicket {
+        slot: u64,
+        reply: oneshot::Sender<Option<Ticket>>,
+    },
     ProposePos {
         slot: u64,
         reply: oneshot::Sender<Option<SealedBlock>>,
+    },
+    BeatenInSlot {
+        id: klero_chain::Hash,
+        parent: klero_chain::Hash,
+        reply: oneshot::Sender<bool>,
     },
     Contains {
         id: klero_chain::Hash,
@@ -167,13 +184,41 @@ impl ChainHandle {
         self.ask(|reply| Command::PowTemplate { reply }).await
     }
 
-    /// The node's block for `slot` on the head, if its key wins the slot.
+    /// The node key's winning ticket for `slot` on the head, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`] if the chain task has ended.
+    pub(crate) async fn pos_ticket(&self, slot: u64) -> Result<Option<Ticket>, ChainError> {
+        self.ask(|reply| Command::PosTicket { slot, reply }).await
+    }
+
+    /// The node's block for `slot` on the head as it is now, if its key
+    /// wins the slot there and no block seen for the slot on that parent
+    /// has a better score. If the head is itself a block of `slot`, the
+    /// block is built on the head's parent, to replace it if ours scores
+    /// lower.
     ///
     /// # Errors
     ///
     /// [`ChainError::Stopped`] if the chain task has ended.
     pub(crate) async fn propose_pos(&self, slot: u64) -> Result<Option<SealedBlock>, ChainError> {
         self.ask(|reply| Command::ProposePos { slot, reply }).await
+    }
+
+    /// Whether the stored PoS block `id` on `parent` lost its slot: a block
+    /// seen for the same slot and parent has a lower score.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`] if the chain task has ended.
+    pub(crate) async fn beaten_in_slot(
+        &self,
+        id: klero_chain::Hash,
+        parent: klero_chain::Hash,
+    ) -> Result<bool, ChainError> {
+        self.ask(|reply| Command::BeatenInSlot { id, parent, reply })
+            .await
     }
 
     /// Whether a block is stored.
@@ -205,6 +250,7 @@ pub(crate) struct ChainTask {
     metrics: Arc<Metrics>,
     head_tx: watch::Sender<Head>,
     commands: mpsc::Receiver<Command>,
+    slot_bests: SlotBests,
 }
 
 impl ChainTask {
@@ -227,6 +273,7 @@ impl ChainTask {
             metrics,
             head_tx,
             commands: rx,
+            slot_bests: SlotBests::default(),
         };
         let handle = ChainHandle {
             commands: tx,
@@ -252,8 +299,14 @@ impl ChainTask {
                 Command::PowTemplate { reply } => {
                     let _ = reply.send(self.pow_template());
                 }
+                Command::PosTicket { slot, reply } => {
+                    let _ = reply.send(self.pos_ticket(slot));
+                }
                 Command::ProposePos { slot, reply } => {
                     let _ = reply.send(self.propose_pos(slot));
+                }
+                Command::BeatenInSlot { id, parent, reply } => {
+                    let _ = reply.send(self.beaten_in_slot(&id, parent));
                 }
                 Command::Contains { id, reply } => {
                     let _ = reply.send(self.tree.contains(&id));
@@ -267,13 +320,16 @@ impl ChainTask {
         let before = self.tree.head().id;
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
         let timestamp = block.header().timestamp_ms;
-        let id = block.id();
+        let (id, parent) = (block.id(), block.header().parent);
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
         let result = tokio::task::block_in_place(|| self.tree.import(block, now_ms()));
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+                if let Some(meta) = self.tree.meta(&id).filter(|_| self.is_pos()) {
+                    self.slot_bests.record(parent, meta.slot, meta.score());
+                }
                 if origin == Origin::Gossip {
                     let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
@@ -299,6 +355,11 @@ impl ChainTask {
         }
         if let (Some(bytes), Ok(ImportOutcome::NewHead { .. })) = (bytes, &result) {
             self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
+            if self.is_pos() {
+                // A PoS block's timestamp is its slot's start.
+                let delay = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
+                self.metrics.publish_delay(delay);
+            }
             info!(height = self.tree.head().meta.height, block = %id.short(), "proposed");
             if let Err(error) = self.net.publish_block(bytes).await {
                 warn!(%error, "could not gossip our block");
@@ -376,19 +437,83 @@ impl ChainTask {
         })
     }
 
+    fn is_pos(&self) -> bool {
+        matches!(self.tree.spec().consensus, Consensus::Pos(_))
+    }
+
+    fn pos_ticket(&self, slot: u64) -> Option<Ticket> {
+        let key = self.key.as_ref()?;
+        let spec = self.tree.spec();
+        let Consensus::Pos(params) = &spec.consensus else {
+            return None;
+        };
+        self.tree.with_head_parent(|parent| {
+            let claim = produce::pos_claim(spec, parent, key, slot)?;
+            let mut state = parent.state.clone();
+            pos::advance_epoch(&mut state, params, slot);
+            Some(Ticket {
+                score: claim.score,
+                total_stake: state.epoch.snapshot.total(),
+                step: pos::failover_step(params, slot, parent.meta.slot),
+            })
+        })
+    }
+
     fn propose_pos(&self, slot: u64) -> Option<SealedBlock> {
         let key = self.key.as_ref()?;
         let spec = self.tree.spec();
-        self.tree.with_head_parent(|parent| {
+        let head = self.tree.head();
+        // A block of this slot already heads the chain: ours can only win
+        // as its sibling, by a lower score.
+        let parent_id = if head.meta.slot == slot && head.meta.height > 0 {
+            head.header.parent
+        } else {
+            head.id
+        };
+        let built = self.tree.with_parent(parent_id, |parent| {
             let claim = produce::pos_claim(spec, parent, key, slot)?;
+            if self
+                .best_seen(parent_id, slot)
+                .is_some_and(|best| best <= claim.score)
+            {
+                debug!(slot, "a better block of the slot is out: not proposing");
+                return None;
+            }
             let candidates = self.mempool.candidates(MAX_BLOCK_TXS);
             produce::pos_block(spec, parent, key, &claim, &candidates).map(klero_chain::Block::seal)
-        })
+        });
+        match built {
+            Ok(block) => block.flatten(),
+            Err(error) => {
+                warn!(slot, %error, "could not read the parent to propose on");
+                None
+            }
+        }
+    }
+
+    /// The best score of the blocks seen for `slot` on `parent`: the index,
+    /// and the head (which may have come out of the orphan pool unrecorded).
+    fn best_seen(&self, parent: klero_chain::Hash, slot: u64) -> Option<klero_chain::draw::Score> {
+        let head = self.tree.head();
+        let head_score = (head.meta.slot == slot && head.header.parent == parent).then(|| head.meta.score());
+        match (self.slot_bests.best(parent, slot), head_score) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn beaten_in_slot(&self, id: &klero_chain::Hash, parent: klero_chain::Hash) -> bool {
+        let Some(meta) = self.tree.meta(id).filter(|_| self.is_pos()) else {
+            return false;
+        };
+        self.best_seen(parent, meta.slot)
+            .is_some_and(|best| best < meta.score())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use klero_chain::ChainSpec;
     use klero_chain::pow::{meets_target, pow_hash};
     use klero_chain::types::{TxBody, TxKind};
 
@@ -420,6 +545,90 @@ mod tests {
             .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
             .expect("nonce");
         template.complete(nonce, miner, &spec().chain_id).seal()
+    }
+
+    /// A chain task staking with `key` on a fresh PoS dev chain.
+    fn pos_task(key: &Keypair, dir: &std::path::Path) -> (ChainHandle, tokio::task::JoinHandle<BlockTree>) {
+        let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
+        let tree = BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("tree");
+        let (task, chain) = ChainTask::new(
+            tree,
+            Mempool::new(DEFAULT_CAPACITY),
+            Some(key.clone()),
+            lone_network(),
+            Arc::new(Metrics::default()),
+        );
+        (chain, tokio::spawn(task.run()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staker_is_silent_behind_a_better_block_of_its_slot_and_replaces_a_worse_one() {
+        let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
+        let (alice, bob) = (Keypair::dev("alice"), Keypair::dev("bob"));
+        let (genesis, state) = spec.genesis();
+        let meta = klero_chain::validate::genesis_meta();
+        let parent = klero_chain::validate::Parent {
+            id: genesis.id(),
+            header: genesis.header(),
+            meta: &meta,
+            state: &state,
+            recent_timestamps: &[genesis.header().timestamp_ms],
+        };
+        // A slot both win on genesis; `better` scores lower.
+        let (slot, better, worse) = (1..10_000)
+            .find_map(|slot| {
+                let a = produce::pos_claim(&spec, &parent, &alice, slot)?;
+                let b = produce::pos_claim(&spec, &parent, &bob, slot)?;
+                Some(if a.score < b.score {
+                    (slot, alice.clone(), bob.clone())
+                } else {
+                    (slot, bob.clone(), alice.clone())
+                })
+            })
+            .expect("a slot both win");
+        let block_of = |key: &Keypair| {
+            let claim = produce::pos_claim(&spec, &parent, key, slot).expect("claim");
+            produce::pos_block(&spec, &parent, key, &claim, &[])
+                .expect("block")
+                .seal()
+        };
+        let (best_block, worse_block) = (block_of(&better), block_of(&worse));
+
+        // Behind a better block of the slot, the worse staker stays silent.
+        let dir = tempfile::tempdir().expect("dir");
+        let (chain, task) = pos_task(&worse, dir.path());
+        assert!(chain.pos_ticket(slot).await.expect("task").is_some());
+        chain
+            .import(best_block.clone(), Origin::Gossip)
+            .await
+            .expect("best");
+        assert!(chain.propose_pos(slot).await.expect("task").is_none());
+        drop(chain);
+        task.await.expect("task");
+
+        // Ahead of a worse one, the better staker builds beside it and wins
+        // the slot; the worse block has lost its slot and is not relayed.
+        let dir = tempfile::tempdir().expect("dir");
+        let (chain, task) = pos_task(&better, dir.path());
+        chain
+            .import(worse_block.clone(), Origin::Gossip)
+            .await
+            .expect("worse");
+        let ours = chain.propose_pos(slot).await.expect("task").expect("our block");
+        assert_eq!(ours.header().parent, genesis.id());
+        assert_eq!(
+            chain.import(ours.clone(), Origin::Local).await.expect("ours"),
+            ImportOutcome::NewHead { rolled_back: 1 }
+        );
+        assert!(
+            chain
+                .beaten_in_slot(worse_block.id(), genesis.id())
+                .await
+                .expect("task")
+        );
+        assert!(!chain.beaten_in_slot(ours.id(), genesis.id()).await.expect("task"));
+        drop(chain);
+        task.await.expect("task");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

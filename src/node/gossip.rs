@@ -7,13 +7,17 @@
 //! bad signature, …) → reject, which lowers the sender's gossipsub score
 //! and is a strike ([`super::peers`]); duplicate, stale or not checkable yet
 //! (unknown parent, from the future) → ignore. A block with an unknown
-//! parent also starts a sync from the peer that sent it.
+//! parent also starts a sync from the peer that sent it. A valid PoS block
+//! that lost its slot to one we hold (same slot and parent, lower score) is
+//! stored but ignored, not forwarded: it cannot become the head by itself
+//! ([`super::slot_battle`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use klero_chain::codec::{self, CodecError};
+use klero_chain::ledger::TxError;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -108,8 +112,10 @@ impl GossipHandler {
                 return Verdict::Reject;
             }
         };
+        let (id, parent) = (block.id(), block.header().parent);
         match self.chain.import(block, Origin::Gossip).await {
-            Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => Verdict::Accept,
+            Ok(ImportOutcome::SideBranch) => self.relay_side_branch(id, parent).await,
+            Ok(ImportOutcome::NewHead { .. }) => Verdict::Accept,
             Ok(ImportOutcome::Known) => Verdict::Ignore,
             Ok(ImportOutcome::Orphan) => {
                 let _ = self.sync.try_send(from);
@@ -120,13 +126,26 @@ impl GossipHandler {
         }
     }
 
+    /// A side branch is forwarded unless it lost its slot (a head never
+    /// has: its slot's better sibling would be the head).
+    async fn relay_side_branch(&self, id: klero_chain::Hash, parent: klero_chain::Hash) -> Verdict {
+        match self.chain.beaten_in_slot(id, parent).await {
+            Ok(false) => Verdict::Accept,
+            Ok(true) | Err(_) => Verdict::Ignore,
+        }
+    }
+
     async fn on_tx(&self, bytes: &[u8]) -> Verdict {
         let Ok(tx) = codec::decode_tx(bytes) else {
             return Verdict::Reject;
         };
         match self.chain.submit_tx(tx, false).await {
             Ok(true) => Verdict::Accept,
-            Err(ChainError::Tx(MempoolError::Signature(_))) => Verdict::Reject,
+            // Provable without the state, so always the sender's fault.
+            Err(ChainError::Tx(
+                MempoolError::Signature(_)
+                | MempoolError::Invalid(TxError::InvalidVrfKey(_) | TxError::BadProofOfPossession),
+            )) => Verdict::Reject,
             // Duplicates, and nonce or balance races with blocks in flight,
             // are no one's fault.
             Ok(false) | Err(_) => Verdict::Ignore,

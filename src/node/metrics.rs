@@ -8,8 +8,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Gossip latency samples kept for the quantiles.
-const LATENCY_WINDOW: usize = 1024;
+/// Samples a summary keeps for its quantiles.
+const SUMMARY_WINDOW: usize = 1024;
 
 /// Everything `/metrics` reports.
 #[derive(Debug, Default)]
@@ -31,21 +31,48 @@ pub(crate) struct Metrics {
     /// Local hashes per second, as `f64` bits.
     hashrate_bits: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
-    latency: Mutex<Latency>,
+    latency: Mutex<Summary>,
+    publish_delay: Mutex<Summary>,
 }
 
+/// A Prometheus summary: quantiles over the last [`SUMMARY_WINDOW`]
+/// samples, sum and count over all.
 #[derive(Debug, Default)]
-struct Latency {
+struct Summary {
     recent: VecDeque<f64>,
     sum: f64,
     count: u64,
 }
 
+impl Summary {
+    fn record(&mut self, value: f64) {
+        if self.recent.len() == SUMMARY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(value);
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} summary");
+        for q in [0.5, 0.99] {
+            if let Some(v) = quantile(&sorted, q) {
+                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
 impl Metrics {
     /// Counts a refused block.
     pub(crate) fn reject(&self, reason: &'static str) {
-        let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        *rejected.entry(reason).or_default() += 1;
+        *lock(&self.rejected).entry(reason).or_default() += 1;
     }
 
     /// Records a reorg of `depth` blocks.
@@ -56,13 +83,12 @@ impl Metrics {
 
     /// Records the time from a gossiped block's timestamp to its import.
     pub(crate) fn gossip_latency(&self, seconds: f64) {
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        if latency.recent.len() == LATENCY_WINDOW {
-            latency.recent.pop_front();
-        }
-        latency.recent.push_back(seconds);
-        latency.sum += seconds;
-        latency.count += 1;
+        lock(&self.latency).record(seconds);
+    }
+
+    /// Records how long after its slot's start our PoS block was published.
+    pub(crate) fn publish_delay(&self, seconds: f64) {
+        lock(&self.publish_delay).record(seconds);
     }
 
     /// Sets the local hashrate.
@@ -93,7 +119,7 @@ impl Metrics {
             "# HELP klero_blocks_rejected_total Refused blocks by reason."
         );
         let _ = writeln!(out, "# TYPE klero_blocks_rejected_total counter");
-        for (reason, n) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (reason, n) in lock(&self.rejected).iter() {
             let _ = writeln!(out, "klero_blocks_rejected_total{{reason=\"{reason}\"}} {n}");
         }
         counter(
@@ -108,23 +134,16 @@ impl Metrics {
             "Deepest reorg seen.",
             get(&self.reorg_depth_max),
         );
-        {
-            let latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-            let mut sorted: Vec<f64> = latency.recent.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
-            let _ = writeln!(
-                out,
-                "# HELP klero_gossip_latency_seconds Gossiped block timestamp to local import."
-            );
-            let _ = writeln!(out, "# TYPE klero_gossip_latency_seconds summary");
-            for q in [0.5, 0.99] {
-                if let Some(v) = quantile(&sorted, q) {
-                    let _ = writeln!(out, "klero_gossip_latency_seconds{{quantile=\"{q}\"}} {v}");
-                }
-            }
-            let _ = writeln!(out, "klero_gossip_latency_seconds_sum {}", latency.sum);
-            let _ = writeln!(out, "klero_gossip_latency_seconds_count {}", latency.count);
-        }
+        lock(&self.latency).render(
+            &mut out,
+            "klero_gossip_latency_seconds",
+            "Gossiped block timestamp to local import.",
+        );
+        lock(&self.publish_delay).render(
+            &mut out,
+            "klero_publish_delay_seconds",
+            "Slot start to the publication of our own PoS block.",
+        );
         let _ = writeln!(out, "# HELP klero_hashrate Local hashes per second.");
         let _ = writeln!(out, "# TYPE klero_hashrate gauge");
         let _ = writeln!(out, "klero_hashrate {}", self.hashrate());
@@ -142,6 +161,10 @@ impl Metrics {
         );
         out
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The `q` quantile of sorted samples (nearest rank).
@@ -176,12 +199,15 @@ mod tests {
         m.reject("bad_signature");
         m.reject("bad_signature");
         m.gossip_latency(0.25);
+        m.publish_delay(0.5);
         m.reorg(3);
         let text = m.render();
         assert!(text.contains("klero_height 7\n"), "{text}");
         assert!(text.contains("klero_blocks_rejected_total{reason=\"bad_signature\"} 2\n"));
         assert!(text.contains("klero_gossip_latency_seconds{quantile=\"0.5\"} 0.25\n"));
         assert!(text.contains("klero_reorg_depth_max 3\n"));
+        assert!(text.contains("klero_publish_delay_seconds{quantile=\"0.99\"} 0.5\n"));
+        assert!(text.contains("klero_publish_delay_seconds_count 1\n"));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   strikes against bad peers ([`peers`]);
 //! - sync ([`sync`]): the client fetches missing blocks, the server answers
 //!   peers from the store;
-//! - the miner or the staker ([`producer`]);
+//! - the miner or the staker ([`producer`]), which times PoS blocks by the
+//!   slot-battle policy ([`slot_battle`]);
 //! - the HTTP API ([`http`]) with its types in [`crate::api`].
 //!
 //! # Shutdown
@@ -34,6 +35,7 @@ pub(crate) mod mempool;
 pub(crate) mod metrics;
 pub(crate) mod peers;
 pub(crate) mod producer;
+pub(crate) mod slot_battle;
 pub mod store;
 pub(crate) mod sync;
 

@@ -2,6 +2,11 @@
 //! asks the chain task for work and hands back the block it makes, until
 //! the node shuts down.
 //!
+//! The staker times its blocks by the slot-battle policy
+//! ([`super::slot_battle`]): in a slot it wins, it waits a delay that grows
+//! with its score, then builds on the head as it is then, unless a better
+//! block of the slot has arrived meanwhile.
+//!
 //! The miner's hashrate cap (`--hashrate-cap`, how one machine emulates
 //! miners of different power) is a [`Pacer`] between the chunks of the
 //! nonce search: `klero_chain::pow::search_paced` hands it every chunk's
@@ -20,6 +25,7 @@ use tracing::{debug, warn};
 
 use super::chain_task::{ChainError, ChainHandle, Origin, now_ms};
 use super::metrics::Metrics;
+use super::slot_battle::publish_delay;
 use super::stopped;
 
 /// A template is rebuilt this often even without a new head, so waiting
@@ -102,7 +108,8 @@ pub(crate) async fn mine(
     }
 }
 
-/// Proposes in every slot the node's key wins, until `shutdown` turns true.
+/// Proposes in every slot the node's key wins (after the slot-battle
+/// delay), until `shutdown` turns true.
 pub(crate) async fn stake(
     chain: ChainHandle,
     spec: Arc<ChainSpec>,
@@ -128,8 +135,22 @@ pub(crate) async fn stake(
             debug!(slot, "syncing: not proposing");
             continue;
         }
-        let proposed = match chain.propose_pos(slot).await {
-            Ok(Some(block)) => chain.import(block, Origin::Local).await.map(drop),
+        let proposed = match chain.pos_ticket(slot).await {
+            Ok(Some(ticket)) => {
+                let publish_at = start.saturating_add(millis(publish_delay(&params, &ticket)));
+                let now = now_ms();
+                if publish_at > now {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(publish_at - now)) => {}
+                        () = stopped(&mut shutdown) => return,
+                    }
+                }
+                match chain.propose_pos(slot).await {
+                    Ok(Some(block)) => chain.import(block, Origin::Local).await.map(drop),
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
             Ok(None) => Ok(()),
             Err(error) => Err(error),
         };
@@ -139,6 +160,10 @@ pub(crate) async fn stake(
             Err(error) => warn!(slot, %error, "our own block was refused"),
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Paces a search to at most `rate` tries per second: each chunk's tries

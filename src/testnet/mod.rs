@@ -16,6 +16,7 @@
 //! (a clean shutdown) and SIGKILL after a timeout.
 
 pub(crate) mod genesis;
+pub(crate) mod measure;
 pub(crate) mod process;
 
 use std::path::{Path, PathBuf};

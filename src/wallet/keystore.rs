@@ -4,7 +4,9 @@
 //! (random 96-bit nonce) over the seed`. The file is JSON, written and
 //! read as a secret file by [`crate::keyfile`] (mode 0600, never
 //! overwritten, refused if others may read it). The address is stored in
-//! clear so read-only commands need no passphrase. The derived key, the
+//! clear so read-only commands need no passphrase, and so is the chain the
+//! keystore signs for (`chain`, absent until it is named or first used;
+//! see [`super::ChainBinding`]). The derived key, the
 //! decrypted seed and the passphrase (the caller's `Zeroizing`) are zeroed
 //! after use.
 
@@ -17,7 +19,7 @@ use klero_chain::Keypair;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::WalletError;
+use super::{ChainBinding, WalletError};
 use crate::keyfile::{self, KeyFileError};
 
 /// The keystore format version.
@@ -63,6 +65,9 @@ pub(crate) struct Keystore {
     pub nonce: String,
     /// The encrypted seed and its tag, hex.
     pub ciphertext: String,
+    /// The chain it signs for; absent until named or first used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainBinding>,
 }
 
 fn derive_key(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, WalletError> {
@@ -108,6 +113,7 @@ impl Keystore {
             cipher: "chacha20poly1305".into(),
             nonce: hex::encode(nonce),
             ciphertext: hex::encode(ciphertext),
+            chain: None,
         })
     }
 
@@ -160,6 +166,21 @@ impl Keystore {
         let bytes = keyfile::read_private(path).map_err(|e| WalletError::Io(e.to_string()))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| WalletError::Keystore(format!("{} is not a keystore: {e}", path.display())))
+    }
+
+    /// Binds an unbound keystore to `chain` and rewrites its file at
+    /// `path` (the encrypted seed unchanged).
+    ///
+    /// # Errors
+    ///
+    /// [`WalletError::Keystore`] if it is bound already; I/O errors.
+    pub(crate) fn bind(&mut self, path: &Path, chain: ChainBinding) -> Result<(), WalletError> {
+        if let Some(bound) = &self.chain {
+            return Err(WalletError::Keystore(format!("already bound to chain {bound}")));
+        }
+        self.chain = Some(chain);
+        let text = serde_json::to_string_pretty(self).map_err(|e| WalletError::Keystore(e.to_string()))?;
+        keyfile::replace(path, text.as_bytes()).map_err(|e| WalletError::Io(e.to_string()))
     }
 
     /// Writes a new keystore file (mode 0600); never replaces one.
@@ -237,5 +258,29 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn binding_keeps_the_seed_and_happens_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.json");
+        let key = Keypair::dev("erin");
+        let mut store = Keystore::encrypt(&key, "pw", FAST).expect("encrypt");
+        store.save_new(&path).expect("save");
+        let chain = ChainBinding::new("c", &"ab".repeat(32)).expect("chain");
+        store.bind(&path, chain.clone()).expect("bind");
+        let loaded = Keystore::load(&path).expect("load");
+        assert_eq!(loaded.chain, Some(chain.clone()));
+        assert_eq!(loaded.ciphertext, store.ciphertext);
+        assert_eq!(loaded.decrypt("pw").expect("decrypt").seed(), key.seed());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let mut again = loaded;
+        assert!(again.bind(&path, chain).is_err(), "bound once only");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
     }
 }

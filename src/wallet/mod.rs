@@ -5,10 +5,18 @@
 //! Keys never leave the machine: the wallet decrypts the seed, derives the
 //! signing and VRF keys (`Keypair::from_seed`), builds and signs the
 //! transaction locally, and sends only the signed bytes.
+//!
+//! A keystore signs for one chain only ([`ChainBinding`]): the chain id and
+//! genesis named at `new`/`import`, or else those of the node it first
+//! signs through. A transaction's signature names the chain id alone, so a
+//! node that misreports its chain (or a testnet restarted under the same id)
+//! could otherwise collect a signature that is valid on another chain.
 
 pub(crate) mod keystore;
 
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State, TxError};
 use klero_chain::{Address, Tx};
@@ -59,6 +67,21 @@ pub(crate) enum WalletError {
     /// An address that does not parse (checksum, prefix, length).
     #[error("{0}")]
     BadAddress(String),
+    /// The node reports another chain than the one the keystore signs for.
+    #[error(
+        "the node at {node} reports chain {got}, but this wallet signs only for chain {expected}; nothing was signed (point --node at a node of that chain, or use another wallet)"
+    )]
+    WrongChain {
+        /// The node URL.
+        node: String,
+        /// The keystore's chain.
+        expected: ChainBinding,
+        /// The node's.
+        got: ChainBinding,
+    },
+    /// A chain id or genesis id given by the user that cannot be one.
+    #[error("{0}")]
+    BadChain(String),
     /// Waiting for inclusion timed out.
     #[error("transaction {0} was not included within the wait time; it may still be")]
     NotIncluded(String),
@@ -73,6 +96,71 @@ impl From<ClientError> for WalletError {
                 WalletError::Refused(error.to_string())
             }
         }
+    }
+}
+
+/// The chain a keystore signs for: its id and its genesis block's id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainBinding {
+    /// The chain id.
+    pub chain_id: String,
+    /// The genesis block id, 64 lower-case hex digits.
+    pub genesis: String,
+}
+
+impl ChainBinding {
+    /// A binding the user names.
+    ///
+    /// # Errors
+    ///
+    /// [`WalletError::BadChain`] for an empty chain id or a genesis that is
+    /// not 64 hex digits.
+    pub(crate) fn new(chain_id: &str, genesis: &str) -> Result<ChainBinding, WalletError> {
+        if chain_id.is_empty() {
+            return Err(WalletError::BadChain("the chain id is empty".into()));
+        }
+        let genesis = genesis.trim().to_ascii_lowercase();
+        if genesis.len() != 64 || !genesis.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(WalletError::BadChain(format!(
+                "the genesis id {genesis:?} is not 64 hex digits (`GET /status` shows a node's)"
+            )));
+        }
+        Ok(ChainBinding {
+            chain_id: chain_id.to_owned(),
+            genesis,
+        })
+    }
+
+    /// The chain a node reports.
+    pub(crate) fn of(status: &Status) -> ChainBinding {
+        ChainBinding {
+            chain_id: status.chain_id.clone(),
+            genesis: status.genesis.to_ascii_lowercase(),
+        }
+    }
+
+    /// Checks that the node at `node` reports this chain.
+    ///
+    /// # Errors
+    ///
+    /// [`WalletError::WrongChain`] naming both.
+    pub(crate) fn check(&self, status: &Status, node: &str) -> Result<(), WalletError> {
+        let got = ChainBinding::of(status);
+        if got == *self {
+            return Ok(());
+        }
+        Err(WalletError::WrongChain {
+            node: node.to_owned(),
+            expected: self.clone(),
+            got,
+        })
+    }
+}
+
+impl std::fmt::Display for ChainBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} (genesis {})", self.chain_id, self.genesis)
     }
 }
 
@@ -283,6 +371,31 @@ mod tests {
         ));
         assert!(check(stake(1000), 1, Some(&account(1001, 0))).is_ok());
         assert!(check(unstake(2000), 1, Some(&account(1, 2000))).is_ok());
+    }
+
+    #[test]
+    fn a_binding_accepts_its_own_chain_only() {
+        let mut s = status();
+        s.genesis = "ab".repeat(32);
+        let bound = ChainBinding::of(&s);
+        assert!(bound.check(&s, "n").is_ok());
+        let mut other = s.clone();
+        other.genesis = "cd".repeat(32);
+        assert!(matches!(
+            bound.check(&other, "n"),
+            Err(WalletError::WrongChain { .. })
+        ));
+        other = s.clone();
+        other.chain_id = "d".into();
+        let error = bound.check(&other, "n").expect_err("another chain id");
+        assert!(error.to_string().contains("nothing was signed"), "{error}");
+        assert_eq!(
+            ChainBinding::new("c", &"AB".repeat(32)).expect("named"),
+            bound,
+            "hex case does not matter"
+        );
+        assert!(ChainBinding::new("c", "abc").is_err());
+        assert!(ChainBinding::new("", &"ab".repeat(32)).is_err());
     }
 
     #[test]

@@ -225,6 +225,26 @@ impl Node {
         self.client().block_at(height).ok().flatten()
     }
 
+    /// GET /blocks/id/{id}, `None` if unreachable or not stored.
+    pub fn block_by_id(&self, id: &str) -> Option<BlockView> {
+        self.client().block_by_id(id).ok().flatten()
+    }
+
+    /// POST /txs: the transaction's id, or the node's reason for refusing it.
+    pub fn submit(&self, tx: &klero_chain::Tx) -> Result<String, String> {
+        self.client()
+            .submit(&klero_chain::codec::encode(tx))
+            .map_err(|e| e.to_string())
+    }
+
+    /// One series of GET /metrics (`name` or `name{labels}`), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// GET /accounts/{address}, `None` if unreachable or unknown.
     pub fn account(&self, address: &str) -> Option<Account> {
         self.client().account(address).ok().flatten()
