@@ -20,6 +20,7 @@
 //! - [`testnet`]: the local testnet launcher's spec and process control.
 //! - [`bench`]: the hashrate and fairness benchmarks and their statistics.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
+//! - `rng`: the seeded generator of the lab and of the link conditioner.
 
 pub mod api;
 pub(crate) mod bench;
@@ -28,5 +29,6 @@ pub mod keyfile;
 pub(crate) mod lab;
 pub mod node;
 pub mod p2p;
+pub(crate) mod rng;
 pub(crate) mod testnet;
 pub(crate) mod wallet;
