@@ -110,12 +110,14 @@ pub(super) struct LinkConditioner {
     counters: LinkCounters,
 }
 
-/// Refuses faults the conditioner cannot honour.
+/// Refuses faults the conditioner cannot honour (the node does so on
+/// [`ChaosChange::Link`](super::ChaosChange::Link); the testnet launcher
+/// asks first).
 ///
 /// # Errors
 ///
 /// [`P2pError::BadLink`] naming the field.
-pub(super) fn check(faults: &LinkFaults) -> Result<(), P2pError> {
+pub fn check_link(faults: &LinkFaults) -> Result<(), P2pError> {
     if faults.delay_ms.saturating_add(faults.jitter_ms) > MAX_LINK_DELAY_MS {
         return Err(P2pError::BadLink {
             field: "delay_ms + jitter_ms",
@@ -143,7 +145,7 @@ impl LinkConditioner {
         }
     }
 
-    /// Sets the faults (already [`check`]ed) and reseeds the generator.
+    /// Sets the faults (already checked by [`check_link`]) and reseeds the generator.
     /// Held messages keep their due times.
     pub(super) fn set(&mut self, faults: LinkFaults) {
         self.faults = faults;
@@ -313,16 +315,16 @@ mod tests {
 
     #[test]
     fn out_of_range_faults_are_refused_by_name() {
-        assert!(check(&faults(MAX_LINK_DELAY_MS, 0, MAX_LOSS_PPM, 0)).is_ok());
+        assert!(check_link(&faults(MAX_LINK_DELAY_MS, 0, MAX_LOSS_PPM, 0)).is_ok());
         assert!(matches!(
-            check(&faults(MAX_LINK_DELAY_MS, 1, 0, 0)),
+            check_link(&faults(MAX_LINK_DELAY_MS, 1, 0, 0)),
             Err(P2pError::BadLink {
                 field: "delay_ms + jitter_ms",
                 ..
             })
         ));
         assert!(matches!(
-            check(&faults(0, 0, MAX_LOSS_PPM + 1, 0)),
+            check_link(&faults(0, 0, MAX_LOSS_PPM + 1, 0)),
             Err(P2pError::BadLink {
                 field: "loss_ppm",
                 ..

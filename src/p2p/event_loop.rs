@@ -326,7 +326,7 @@ impl EventLoop {
         match change {
             ChaosChange::Show => {}
             ChaosChange::Link(faults) => {
-                chaos::check(&faults)?;
+                chaos::check_link(&faults)?;
                 info!(?faults, "link faults set");
                 link.set(faults);
             }

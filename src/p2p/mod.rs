@@ -46,7 +46,7 @@ use libp2p::{Multiaddr, PeerId, SwarmBuilder, TransportError, noise, tcp, yamux}
 use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::Behaviour;
-pub use self::chaos::{MAX_LINK_DELAY_MS, MAX_LOSS_PPM};
+pub use self::chaos::{MAX_LINK_DELAY_MS, MAX_LOSS_PPM, check_link};
 pub use self::event_loop::EventLoop;
 use self::event_loop::{Command, IDLE_CONNECTION_TIMEOUT};
 pub use self::sync_codec::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
