@@ -21,6 +21,7 @@
 //! - [`bench`]: the hashrate and fairness benchmarks, their statistics, the
 //!   SHA unit ceiling and the kernel calibration the miner runs at start.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
+//! - `rng`: the seeded generator of the lab and of the link conditioner.
 
 pub mod api;
 pub(crate) mod bench;
@@ -29,5 +30,6 @@ pub mod keyfile;
 pub(crate) mod lab;
 pub mod node;
 pub mod p2p;
+pub(crate) mod rng;
 pub(crate) mod testnet;
 pub(crate) mod wallet;

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::chaos::{ChaosStatus, LinkFaults, Partition};
 use super::{Account, BlockView, ErrorBody, Status, SubmitTx, TxAccepted};
 
 /// Why a call failed.
@@ -110,13 +112,58 @@ impl ApiClient {
         let body = SubmitTx {
             tx: hex::encode(encoded_tx),
         };
+        self.post::<_, TxAccepted>("/txs", &body).map(|a| a.id)
+    }
+
+    /// `GET /chaos` on the admin API of a node started with `--chaos`
+    /// (this client's URL is then the `admin` address of its `addresses.json`).
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node or an unexpected answer.
+    pub fn chaos(&self) -> Result<ChaosStatus, ClientError> {
+        self.get("/chaos")
+    }
+
+    /// `POST /chaos/partition` on the admin API: the whole block list.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node, or the node's reason for refusing the list.
+    pub fn set_partition(&self, blocked: Vec<String>) -> Result<ChaosStatus, ClientError> {
+        self.post("/chaos/partition", &Partition { blocked })
+    }
+
+    /// `POST /chaos/link` on the admin API: every link fault.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node, or the node's reason for refusing the faults.
+    pub fn set_link(&self, faults: &LinkFaults) -> Result<ChaosStatus, ClientError> {
+        self.post("/chaos/link", faults)
+    }
+
+    /// `POST /chaos/clear` on the admin API: no fault left.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node or an unexpected answer.
+    pub fn clear_chaos(&self) -> Result<ChaosStatus, ClientError> {
+        self.post("/chaos/clear", &())
+    }
+
+    fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let response = self
             .http
-            .post(format!("{}/txs", self.base))
-            .json(&body)
+            .post(format!("{}{path}", self.base))
+            .json(body)
             .send()
             .map_err(|e| self.unreachable(&e))?;
-        decode::<TxAccepted>(check(response)?, "/txs").map(|a| a.id)
+        decode(check(response)?, path)
     }
 
     /// `GET /metrics`: the Prometheus text.

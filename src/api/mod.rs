@@ -10,6 +10,7 @@
 //! Byte strings are lower-case hex, amounts JSON integers (u64), addresses
 //! bech32m (`klero1…`).
 
+pub mod chaos;
 pub mod client;
 
 use serde::{Deserialize, Serialize};

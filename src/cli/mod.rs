@@ -30,7 +30,7 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Keys, balances, transfers, staking and unstaking.
     Wallet(wallet::WalletArgs),
-    /// Start, watch and stop a local multi-node testnet.
+    /// Start, watch, break (partitions, delay, loss, pause) and stop a local multi-node testnet.
     Testnet(testnet::TestnetArgs),
     /// Hashrate and fairness benchmarks.
     #[command(subcommand)]

@@ -65,6 +65,15 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     mdns: bool,
+    /// Serve an admin API on 127.0.0.1 that sets network faults (partitions,
+    /// delay, jitter, loss) for testing; `klero testnet` uses it. Its
+    /// address is written to DATA_DIR/addresses.json as `admin`.
+    #[arg(long)]
+    #[serde(default)]
+    chaos: bool,
+    /// The admin API's port on 127.0.0.1 (with --chaos). Default: 0, any free port.
+    #[arg(long)]
+    chaos_port: Option<u16>,
     /// Read options from this TOML file.
     #[arg(long)]
     #[serde(skip)]
@@ -78,7 +87,7 @@ impl NodeArgs {
     ///
     /// Bad options, or whatever stops the node from starting.
     pub fn execute(self) -> Result<()> {
-        let (config, rpc) = self.resolve()?;
+        let (config, rpc, admin) = self.resolve()?;
         init_logging();
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -88,13 +97,22 @@ impl NodeArgs {
                 let api = tokio::net::TcpListener::bind(rpc)
                     .await
                     .with_context(|| format!("binding the HTTP API to {rpc}"))?;
-                node::run(Listeners { api }, shutdown_signal(), config).await
+                let admin = match admin {
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding the admin API to {addr}"))?,
+                    ),
+                    None => None,
+                };
+                node::run(Listeners { api, admin }, shutdown_signal(), config).await
             })
     }
 
     /// Merges the config file under the command line and checks everything;
-    /// the node's config and the API address to bind.
-    fn resolve(self) -> Result<(NodeConfig, SocketAddr)> {
+    /// the node's config, the API address to bind, and the admin API's
+    /// (always on 127.0.0.1) with `--chaos`.
+    fn resolve(self) -> Result<(NodeConfig, SocketAddr, Option<SocketAddr>)> {
         let args = match self.config.clone() {
             Some(path) => self.over(read_config(&path)?),
             None => self,
@@ -125,7 +143,13 @@ impl NodeArgs {
             stake: args.stake,
             mdns: args.mdns,
         };
-        Ok((config, rpc))
+        if args.chaos_port.is_some() && !args.chaos {
+            bail!("--chaos-port needs --chaos");
+        }
+        let admin = args
+            .chaos
+            .then(|| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, args.chaos_port.unwrap_or(0))));
+        Ok((config, rpc, admin))
     }
 
     /// `self` with every option it leaves unset taken from `file`.
@@ -150,6 +174,8 @@ impl NodeArgs {
             hashrate_cap: self.hashrate_cap.or(file.hashrate_cap),
             stake: self.stake || file.stake,
             mdns: self.mdns || file.mdns,
+            chaos: self.chaos || file.chaos,
+            chaos_port: self.chaos_port.or(file.chaos_port),
             config: self.config,
         }
     }

@@ -1,21 +1,23 @@
-//! `klero testnet`: start, watch and stop a local multi-node testnet.
+//! `klero testnet`: start, watch, break and stop a local multi-node testnet.
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use klero_chain::Keypair;
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
+use crate::api::chaos::LinkFaults;
 use crate::keyfile;
 use crate::node::{ADDRESSES_FILE, Addresses};
-use crate::testnet::genesis::{self, Consensus, Plan};
-use crate::testnet::{NodeEntry, State, ensure_stopped, process, render_table, view};
+use crate::testnet::chaos::{self, Pushed};
+use crate::testnet::genesis::{self, Consensus, Overrides};
+use crate::testnet::keys::KeySource;
+use crate::testnet::members::{self, Chain, GenesisTime, Request};
+use crate::testnet::{NodeEntry, State, ensure_stopped, ports, process, render_table, view};
 
 /// `klero testnet …`
 #[derive(Debug, Args)]
@@ -30,8 +32,8 @@ pub struct TestnetArgs {
 #[derive(Debug, Subcommand)]
 enum TestnetCommand {
     /// Write a spec and keys, start the nodes, and show a live table until Ctrl-C.
-    Up(UpArgs),
-    /// Each node's height, head and peers.
+    Up(Box<UpArgs>),
+    /// Each node's height, head, peers, blocks won and orphaned, and faults.
     Status {
         /// Print JSON.
         #[arg(long)]
@@ -50,7 +52,7 @@ enum TestnetCommand {
         /// The node.
         node: String,
     },
-    /// Stop a node cleanly and start it again.
+    /// Stop a node cleanly and start it again (its faults stay).
     Restart {
         /// The node.
         node: String,
@@ -75,6 +77,51 @@ enum TestnetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Split the nodes into groups that cannot reach each other.
+    ///
+    /// `partition node0,node1 node2,node3`: the nodes not named form one
+    /// more group. Replaces any partition before; `heal` ends it.
+    Partition {
+        /// Comma-separated node names, one group per argument.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// End the partition: every node may reach every other again.
+    Heal,
+    /// Delay everything NODE sends and receives over gossip and sync.
+    Delay {
+        /// The node.
+        node: String,
+        /// The delay in each direction: 200ms, 1.5s (0ms removes it).
+        delay: String,
+        /// Each message's delay is drawn from DELAY ± JITTER.
+        #[arg(long, default_value = "0ms")]
+        jitter: String,
+    },
+    /// Lose a share of what NODE sends and receives over gossip and sync.
+    Loss {
+        /// The node.
+        node: String,
+        /// The share lost in each direction: 10%, 0.5% (0% removes it).
+        percent: String,
+    },
+    /// Remove every fault of NODE, its place in the partition included.
+    ///
+    /// Its delay, jitter and loss go, and it reaches every node again.
+    Clear {
+        /// The node.
+        node: String,
+    },
+    /// Freeze a node (SIGSTOP): it keeps its connections and answers nothing.
+    Pause {
+        /// The node.
+        node: String,
+    },
+    /// Let a paused node run again (SIGCONT).
+    Resume {
+        /// The node.
+        node: String,
+    },
     /// Stop every node; the data stays unless --clean.
     Down {
         /// Also delete the directory.
@@ -85,22 +132,55 @@ enum TestnetCommand {
 
 #[derive(Debug, Args)]
 struct UpArgs {
-    /// How many nodes.
-    #[arg(long, default_value_t = 4)]
-    nodes: usize,
+    /// How many nodes. Default: 4; with --spec, one per staker whose key
+    /// the launcher holds (PoS).
+    #[arg(long)]
+    nodes: Option<usize>,
     /// Which lottery.
-    #[arg(long, value_enum, default_value_t = Consensus::Pos)]
+    #[arg(long, value_enum, default_value_t = Consensus::Pos, conflicts_with = "spec")]
     consensus: Consensus,
+    /// Run this chain spec instead of a generated one (its rules and
+    /// accounts; a fresh genesis time unless `--genesis-time spec`). Nodes
+    /// stake with the keys the launcher holds: development keys by account
+    /// name (testnet/pos.toml's alice…dave) or, with --seed, the seeded ones.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Derive every key (faucet, nodes, network identities) from this seed:
+    /// the same seed gives the same addresses and peer ids every time, and
+    /// with the same --genesis-time the same genesis.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Genesis time: Unix milliseconds, `now` (now + 2 s, the default) or
+    /// `spec` (the --spec file's own). `up` prints the one it used.
+    #[arg(long)]
+    genesis_time: Option<String>,
     /// First port: node i listens on BASE+i (p2p) and BASE+100+i (HTTP API);
-    /// 0 lets the OS choose every port (the table shows them).
-    #[arg(long, default_value_t = 30400)]
-    base_port: u16,
+    /// 0 lets the OS choose every port (the table shows them). Default:
+    /// 30400, or the next free range if that one is taken.
+    #[arg(long)]
+    base_port: Option<u16>,
     /// Stake (PoS) or hashrate (PoW) weight of each node, e.g. 1,1,2,4.
     #[arg(long, value_delimiter = ',')]
     weights: Vec<u64>,
     /// Slot length (PoS) or target block time (PoW), in seconds. Default 1 (PoS), 2 (PoW).
     #[arg(long)]
     block_time: Option<f64>,
+    /// Slots per epoch (PoS: pos.epoch_slots).
+    #[arg(long)]
+    epoch_slots: Option<u64>,
+    /// The leader threshold c (PoS: pos.leader_c_milli = c × 1000): a slot has
+    /// a leader with probability 1 - e^-c.
+    #[arg(long = "c")]
+    c: Option<f64>,
+    /// The deepest reorganisation a node accepts, in blocks (PoS: pos.max_rollback).
+    #[arg(long)]
+    rollback: Option<u64>,
+    /// The ASERT half-life in block intervals (PoW: pow.half_life_blocks).
+    #[arg(long)]
+    half_life: Option<u64>,
+    /// The first target, 64 hex digits big-endian (PoW: pow.initial_target).
+    #[arg(long)]
+    initial_target: Option<String>,
     /// Return once the nodes answer, leaving them running.
     #[arg(long)]
     detach: bool,
@@ -115,7 +195,7 @@ impl TestnetArgs {
     pub fn execute(self) -> Result<()> {
         let dir = self.dir;
         match self.command {
-            TestnetCommand::Up(args) => up(&dir, args),
+            TestnetCommand::Up(args) => up(&dir, *args),
             TestnetCommand::Status { json } => {
                 let state = State::load(&dir)?;
                 let views = view(&state);
@@ -151,6 +231,7 @@ impl TestnetArgs {
                 let started = start(entry);
                 state.save(&dir)?;
                 started?;
+                push(&state, &node)?;
                 println!("restarted {node}");
                 Ok(())
             }
@@ -164,6 +245,22 @@ impl TestnetArgs {
                 }
                 Ok(())
             }
+            TestnetCommand::Partition { groups } => partition(&dir, &groups),
+            TestnetCommand::Heal => heal(&dir),
+            TestnetCommand::Delay { node, delay, jitter } => {
+                let (delay_ms, jitter_ms) = (chaos::parse_ms(&delay)?, chaos::parse_ms(&jitter)?);
+                set_link(&dir, &node, |link| {
+                    link.delay_ms = delay_ms;
+                    link.jitter_ms = jitter_ms;
+                })
+            }
+            TestnetCommand::Loss { node, percent } => {
+                let loss_ppm = chaos::parse_percent(&percent)?;
+                set_link(&dir, &node, |link| link.loss_ppm = loss_ppm)
+            }
+            TestnetCommand::Clear { node } => clear(&dir, &node),
+            TestnetCommand::Pause { node } => pause(&dir, &node, true),
+            TestnetCommand::Resume { node } => pause(&dir, &node, false),
             TestnetCommand::Down { clean } => down(&dir, clean),
         }
     }
@@ -175,30 +272,62 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn port_free(port: u16) -> Result<()> {
-    TcpListener::bind(("127.0.0.1", port))
-        .map(drop)
-        .with_context(|| format!("port {port} on 127.0.0.1 is in use; choose another --base-port"))
+/// The command line's chain request.
+fn request(args: &UpArgs) -> Result<Request> {
+    let block_ms = match args.block_time {
+        Some(s) if (0.1..=600.0).contains(&s) => Some((s * 1000.0).round() as u64),
+        Some(_) => bail!("--block-time must be between 0.1 and 600 seconds"),
+        None => None,
+    };
+    let c_milli = match args.c {
+        Some(c) if (0.0..1e9).contains(&c) => Some((c * 1000.0).round() as u64),
+        Some(c) => bail!("--c {c} is not a number between 0.001 and 20"),
+        None => None,
+    };
+    let initial_target = match &args.initial_target {
+        Some(text) => {
+            let mut target = [0u8; 32];
+            hex::decode_to_slice(text, &mut target)
+                .with_context(|| format!("--initial-target {text:?} is not 64 hex digits"))?;
+            Some(target)
+        }
+        None => None,
+    };
+    let genesis_time =
+        match args.genesis_time.as_deref() {
+            None | Some("now") => GenesisTime::Now,
+            Some("spec") => GenesisTime::Spec,
+            Some(text) => GenesisTime::At(text.parse().with_context(|| {
+                format!("--genesis-time {text:?} is not Unix milliseconds, `now` or `spec`")
+            })?),
+        };
+    Ok(Request {
+        consensus: args.consensus,
+        spec: args.spec.as_deref().map(super::spec::load).transpose()?,
+        nodes: args.nodes,
+        weights: args.weights.clone(),
+        genesis_time,
+        overrides: Overrides {
+            block_ms,
+            epoch_slots: args.epoch_slots,
+            c_milli,
+            rollback: args.rollback,
+            half_life: args.half_life,
+            initial_target,
+        },
+    })
 }
 
 fn up(dir: &Path, args: UpArgs) -> Result<()> {
-    if args.nodes == 0 || args.nodes > 64 {
-        bail!("--nodes must be between 1 and 64");
-    }
-    let weights = if args.weights.is_empty() {
-        vec![1; args.nodes]
-    } else if args.weights.len() == args.nodes && args.weights.iter().all(|w| *w > 0) {
-        args.weights.clone()
-    } else {
-        bail!("--weights needs {} positive numbers, one per node", args.nodes);
+    let keys = KeySource {
+        seed: args.seed.clone(),
     };
-    let block_s = args.block_time.unwrap_or(match args.consensus {
-        Consensus::Pos => 1.0,
-        Consensus::Pow => 2.0,
-    });
-    if !(0.1..=600.0).contains(&block_s) {
-        bail!("--block-time must be between 0.1 and 600 seconds");
-    }
+    let Chain {
+        spec: chain_spec,
+        consensus,
+        faucet,
+        members,
+    } = members::build(request(&args)?, &keys, now_ms())?;
     ensure_stopped(dir)?;
     if dir.join(crate::testnet::STATE_FILE).exists() {
         bail!(
@@ -206,58 +335,62 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
             dir.display()
         );
     }
-    let ports: Vec<(u16, u16)> = (0..args.nodes as u16)
-        .map(|i| ports_of(args.base_port, i))
-        .collect::<Result<_>>()?;
+    let count = u16::try_from(members.len()).context("too many nodes")?;
+    let (base_port, port_note) = ports::choose(args.base_port, count)?;
+    if let Some(note) = &port_note {
+        println!("{note}");
+    }
 
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir).with_context(|| format!("creating {}", keys_dir.display()))?;
-    let faucet = keyfile::generate()?;
-    let faucet_key = keys_dir.join("faucet.key");
-    keyfile::write(&faucet_key, &faucet)?;
-    let node_keys: Vec<Keypair> = (0..args.nodes)
-        .map(|_| keyfile::generate())
-        .collect::<Result<_, _>>()?;
-    let plan = Plan {
-        consensus: args.consensus,
-        weights: weights.clone(),
-        block_ms: (block_s * 1000.0).round() as u64,
-        genesis_time_ms: now_ms() + 2_000,
+    let faucet_key = match &faucet {
+        Some(key) => {
+            let path = keys_dir.join("faucet.key");
+            keyfile::write(&path, key)?;
+            Some(path)
+        }
+        None => None,
     };
-    let chain_spec = genesis::chain_spec(&plan, &node_keys, &faucet);
     let toml = genesis::spec_toml(&chain_spec)?;
     genesis::check(&toml, &chain_spec).context("the generated spec is invalid (a bug)")?;
     let spec = dir.join("spec.toml");
     std::fs::write(&spec, toml).with_context(|| format!("writing {}", spec.display()))?;
 
     let mut state = State {
-        consensus: args.consensus,
+        consensus,
         spec: spec.clone(),
         faucet_key: faucet_key.clone(),
-        base_port: args.base_port,
+        base_port,
+        keys,
+        partition: Vec::new(),
         nodes: Vec::new(),
     };
     // One after the other: node0's address, read back, is everyone's bootnode.
-    for (i, (key, (p2p, rpc))) in node_keys.iter().zip(&ports).enumerate() {
-        let name = format!("node{i}");
-        let key_file = keys_dir.join(format!("{name}.key"));
-        keyfile::write(&key_file, key)?;
+    for (i, member) in members.iter().enumerate() {
+        let (p2p, rpc) = ports::of(base_port, i as u16)?;
+        let key_file = match &member.key {
+            Some((file, key)) => {
+                let path = keys_dir.join(format!("{file}.key"));
+                keyfile::write(&path, key)?;
+                Some(path)
+            }
+            None => None,
+        };
         let bootnode = state.nodes.first().map(|n| n.p2p.clone());
         let mut entry = node_entry(
             dir,
             &state,
-            &name,
-            *p2p,
-            *rpc,
-            Some(&key_file),
-            true,
+            &member.name,
+            (p2p, rpc),
+            key_file.as_deref(),
+            member.produce,
             bootnode.as_deref(),
         )?;
-        entry.weight = weights[i];
-        if args.consensus == Consensus::Pow {
+        entry.weight = member.weight;
+        if consensus == Consensus::Pow && member.produce {
             entry.args.extend([
                 "--hashrate-cap".to_owned(),
-                genesis::hashrate_cap(weights[i]).to_string(),
+                genesis::hashrate_cap(member.weight).to_string(),
             ]);
         }
         let started = start(&mut entry);
@@ -269,26 +402,36 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
     }
     state.save(dir)?;
 
+    println!("klero {} testnet in {}", consensus_name(consensus), dir.display());
     println!(
-        "klero {} testnet in {}",
-        consensus_name(args.consensus),
-        dir.display()
+        "  chain     {}  genesis {}  time {}",
+        chain_spec.chain_id,
+        chain_spec.genesis().0.id(),
+        chain_spec.genesis_time_ms
     );
     println!("  spec      {}", spec.display());
-    println!("  faucet    {}  key {}", faucet.address(), faucet_key.display());
-    for (entry, key) in state.nodes.iter().zip(&node_keys) {
+    if let Some(seed) = &state.keys.seed {
         println!(
-            "  {:<8}  {}  key {}  api {}",
-            entry.name,
-            key.address(),
-            entry
-                .key
-                .as_deref()
-                .map(Path::display)
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            entry.api
+            "  seed      {seed:?}: the same keys every time; the same genesis with --genesis-time {}",
+            chain_spec.genesis_time_ms
         );
+    }
+    match (&faucet, &faucet_key) {
+        (Some(key), Some(path)) => println!("  faucet    {}  key {}", key.address(), path.display()),
+        _ => {
+            println!("  faucet    none: the spec has no account named `faucet` whose key the launcher holds")
+        }
+    }
+    for (entry, member) in state.nodes.iter().zip(&members) {
+        let address = member.key.as_ref().map_or_else(
+            || "(follower, no key)".to_owned(),
+            |(_, k)| k.address().to_string(),
+        );
+        let peer = chaos::peer_id(entry).unwrap_or_default();
+        println!("  {:<8}  {address}  api {}  peer {peer}", entry.name, entry.api);
+        if let Some(key) = &entry.key {
+            println!("            key {}", key.display());
+        }
     }
     if args.detach {
         println!(
@@ -301,19 +444,25 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
 }
 
 /// The entry (and arguments) for a node; `produce` adds --stake or --mine.
-#[allow(clippy::too_many_arguments)]
+/// Every node runs with `--chaos`. With `--seed` its network identity is
+/// the seeded one.
 fn node_entry(
     dir: &Path,
     state: &State,
     name: &str,
-    p2p: u16,
-    rpc: u16,
+    (p2p, rpc): (u16, u16),
     key: Option<&Path>,
     produce: bool,
     bootnode: Option<&str>,
 ) -> Result<NodeEntry> {
     let data_dir = dir.join(name);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let identity_file = data_dir.join("p2p.key");
+    if let Some(seed) = state.keys.identity(name)
+        && !identity_file.exists()
+    {
+        keyfile::write_seed(&identity_file, &seed)?;
+    }
     let identity =
         crate::p2p::load_or_create_identity(&data_dir).context("creating the node's network identity")?;
     let peer_id = identity.public().to_peer_id();
@@ -327,6 +476,7 @@ fn node_entry(
         &format!("/ip4/127.0.0.1/tcp/{p2p}"),
         "--rpc",
         &format!("127.0.0.1:{rpc}"),
+        "--chaos",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -349,25 +499,17 @@ fn node_entry(
         name: name.to_owned(),
         pid: None,
         api: format!("http://127.0.0.1:{rpc}"),
+        admin: None,
         p2p: format!("/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer_id}"),
         key: key.map(Path::to_path_buf),
         data_dir,
         args,
         weight: 0,
+        link: LinkFaults {
+            seed: state.keys.link_seed(name),
+            ..LinkFaults::default()
+        },
     })
-}
-
-/// Node `index`'s p2p and API ports: `base + index` and `base + 100 +
-/// index`, checked free; with base 0, zeros for the OS to choose.
-fn ports_of(base: u16, index: u16) -> Result<(u16, u16)> {
-    if base == 0 {
-        return Ok((0, 0));
-    }
-    let p2p = base.checked_add(index).context("--base-port too high")?;
-    let rpc = base.checked_add(100 + index).context("--base-port too high")?;
-    port_free(p2p)?;
-    port_free(rpc)?;
-    Ok((p2p, rpc))
 }
 
 /// Starts a node and reads back where it listens (its `addresses.json`),
@@ -394,6 +536,7 @@ fn start(entry: &mut NodeEntry) -> Result<()> {
     set_flag(&mut entry.args, "--rpc", addresses.api.to_string());
     set_flag(&mut entry.args, "--listen", listen.to_string());
     entry.api = format!("http://{}", addresses.api);
+    entry.admin = addresses.admin.map(|a| format!("http://{a}"));
     entry.p2p = p2p.clone();
     Ok(())
 }
@@ -484,15 +627,125 @@ fn add(dir: &Path, key: &Path, produce: bool) -> Result<()> {
         .p2p
         .clone();
     let index = u16::try_from(index).context("too many nodes")?;
-    let (p2p, rpc) = ports_of(state.base_port, index)?;
+    let ports = ports::free(state.base_port, index)?;
     let key = std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf());
-    let mut entry = node_entry(dir, &state, &name, p2p, rpc, Some(&key), produce, Some(&bootnode))?;
+    let mut entry = node_entry(dir, &state, &name, ports, Some(&key), produce, Some(&bootnode))?;
     let started = start(&mut entry);
     let api = entry.api.clone();
     state.nodes.push(entry);
     state.save(dir)?;
     started?;
+    push(&state, &name)?;
     println!("started {name} for {} at {api}", keypair.address());
+    Ok(())
+}
+
+/// Tells one node the faults the state file asks of it, saying so when it
+/// cannot be told now.
+fn push(state: &State, name: &str) -> Result<()> {
+    let node = state
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .with_context(|| format!("no node {name:?}"))?;
+    match chaos::push(state, node)? {
+        Pushed::Applied => {}
+        Pushed::Stopped => println!("  {name} is not running: its faults apply when it starts"),
+        Pushed::Paused => println!("  {name} is paused: its faults apply when it resumes"),
+    }
+    Ok(())
+}
+
+/// [`push`] to every node; one that fails does not stop the others.
+fn push_all(state: &State) -> Result<()> {
+    let mut failed = Vec::new();
+    for node in &state.nodes {
+        if let Err(error) = push(state, &node.name) {
+            eprintln!("  {}: {error:#}", node.name);
+            failed.push(node.name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the faults could not be set on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn partition(dir: &Path, groups: &[String]) -> Result<()> {
+    let mut state = State::load(dir)?;
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    state.partition = chaos::groups(&names, groups)?;
+    state.save(dir)?;
+    push_all(&state)?;
+    let groups: Vec<String> = state.partition.iter().map(|g| g.join(",")).collect();
+    println!("partitioned: {}", groups.join(" | "));
+    Ok(())
+}
+
+fn heal(dir: &Path) -> Result<()> {
+    let mut state = State::load(dir)?;
+    state.partition.clear();
+    state.save(dir)?;
+    push_all(&state)?;
+    println!("healed: the nodes redial each other now; `klero testnet status` shows the heads agree");
+    Ok(())
+}
+
+/// Changes NODE's link faults with `change` and tells it.
+fn set_link(dir: &Path, name: &str, change: impl FnOnce(&mut LinkFaults)) -> Result<()> {
+    let mut state = State::load(dir)?;
+    let entry = state.node_mut(name)?;
+    let mut link = entry.link;
+    change(&mut link);
+    crate::p2p::check_link(&link)?;
+    entry.link = link;
+    state.save(dir)?;
+    push(&state, name)?;
+    let faults = chaos::describe(&link);
+    if faults.is_empty() {
+        println!("{name}: no link faults");
+    } else {
+        println!("{name}: {}", faults.join(", "));
+    }
+    Ok(())
+}
+
+fn clear(dir: &Path, name: &str) -> Result<()> {
+    let mut state = State::load(dir)?;
+    let entry = state.node_mut(name)?;
+    entry.link = LinkFaults {
+        seed: entry.link.seed,
+        ..LinkFaults::default()
+    };
+    chaos::leave(&mut state.partition, name);
+    state.save(dir)?;
+    // Every node's block list may name it.
+    push_all(&state)?;
+    println!("{name}: no faults left");
+    Ok(())
+}
+
+/// `pause` (SIGSTOP) or `resume` (SIGCONT, then the faults it may have
+/// missed while paused).
+fn pause(dir: &Path, name: &str, stop: bool) -> Result<()> {
+    let mut state = State::load(dir)?;
+    let entry = state.node_mut(name)?;
+    let Some(pid) = entry.pid.filter(|p| process::alive(*p)) else {
+        bail!("{name} is not running");
+    };
+    match (stop, process::paused(pid)) {
+        (true, true) => println!("{name} is already paused"),
+        (false, false) => println!("{name} is not paused"),
+        (true, false) => {
+            process::signal(pid, "STOP");
+            println!("paused {name} (SIGSTOP): it holds its connections and answers nothing");
+        }
+        (false, true) => {
+            process::signal(pid, "CONT");
+            push(&state, name)?;
+            println!("resumed {name} (SIGCONT)");
+        }
+    }
     Ok(())
 }
 

@@ -15,7 +15,9 @@
 //!   peers from the store;
 //! - the miner or the staker ([`producer`]), which times PoS blocks by the
 //!   slot-battle policy ([`slot_battle`]);
-//! - the HTTP API ([`http`]) with its types in [`crate::api`].
+//! - the HTTP API ([`http`]) with its types in [`crate::api`];
+//! - with `--chaos` only, the admin API ([`admin`]) on its own socket: the
+//!   network's partitions and link faults.
 //!
 //! # Shutdown
 //!
@@ -27,6 +29,7 @@
 //! committed import was already durable: one redb transaction each).
 //! Last the network stops, and the addresses file is removed.
 
+pub(crate) mod admin;
 pub mod block_tree;
 pub(crate) mod chain_task;
 pub(crate) mod gossip;
@@ -99,6 +102,9 @@ pub(crate) struct NodeConfig {
 pub(crate) struct Listeners {
     /// The HTTP API.
     pub api: TcpListener,
+    /// The admin API, bound to 127.0.0.1 by `--chaos`; `None` without it,
+    /// and then the network refuses every fault.
+    pub admin: Option<TcpListener>,
 }
 
 /// `DATA_DIR/addresses.json`: where a running node listens, written once
@@ -111,6 +117,9 @@ pub struct Addresses {
     pub api: SocketAddr,
     /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
     pub p2p: Vec<String>,
+    /// The admin API's socket address (`--chaos` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
 }
 
 impl Addresses {
@@ -180,6 +189,11 @@ pub(crate) async fn run(
         keypair: identity,
         mdns: config.mdns,
     })?;
+    let event_loop = if listeners.admin.is_some() {
+        event_loop.with_chaos()
+    } else {
+        event_loop
+    };
     let network = tokio::spawn(event_loop.run());
 
     let metrics = Arc::new(metrics::Metrics::default());
@@ -280,17 +294,19 @@ pub(crate) async fn run(
         syncing,
         proposer: config.key.as_ref().map(Keypair::address),
     });
-    let mut api_stop = stopping.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listeners.api, app)
-            .with_graceful_shutdown(async move {
-                stopped(&mut api_stop).await;
-            })
-            .await;
-        if let Err(error) = served {
-            warn!(%error, "the HTTP API stopped");
+    tasks.spawn(serve(listeners.api, app, stopping.clone()));
+
+    let admin_addr = match listeners.admin {
+        Some(admin) => {
+            let addr = admin
+                .local_addr()
+                .context("reading the admin API's bound address")?;
+            tasks.spawn(serve(admin, admin::router(net.clone()), stopping.clone()));
+            warn!(admin = %addr, "--chaos: network faults can be set through the admin API");
+            Some(addr)
         }
-    });
+        None => None,
+    };
 
     let p2p = bound_listen_addrs(&net, expected_listeners).await;
     let addresses = Addresses {
@@ -299,6 +315,7 @@ pub(crate) async fn run(
             .iter()
             .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
             .collect(),
+        admin: admin_addr,
     };
     addresses.write(&data_dir)?;
     info!(api = %api_addr, p2p = ?addresses.p2p, %peer_id, chain = spec.chain_id, "node started");
@@ -332,6 +349,17 @@ pub(crate) async fn run(
     let _ = std::fs::remove_file(data_dir.join(ADDRESSES_FILE));
     info!("stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` until the shutdown flag is set, finishing
+/// the requests in progress.
+async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stopped(&mut stop).await })
+        .await;
+    if let Err(error) = served {
+        warn!(%error, "an HTTP server stopped");
+    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

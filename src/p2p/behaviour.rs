@@ -1,5 +1,8 @@
 //! The composed `NetworkBehaviour` and the configuration of each part.
 //!
+//! - partition: a block list of peers whose connections are refused and
+//!   closed (libp2p's own connection gating); empty unless a `--chaos`
+//!   node is told to partition.
 //! - connection limits: bound what strangers can make us hold open.
 //! - gossipsub: blocks and transactions, validated by the node before
 //!   forwarding, with peer scoring so that rejected messages cost the sender.
@@ -20,7 +23,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{connection_limits, identify, kad, mdns};
+use libp2p::{allow_block_list, connection_limits, identify, kad, mdns};
 
 use super::MAX_GOSSIP_BYTES;
 use super::P2pError;
@@ -42,6 +45,7 @@ const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) partition: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
@@ -102,6 +106,7 @@ impl Behaviour {
         };
 
         Ok(Behaviour {
+            partition: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub,
             sync,

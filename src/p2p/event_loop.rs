@@ -1,11 +1,16 @@
 //! The task that owns the swarm.
 //!
 //! [`EventLoop::run`] selects, in this order of priority, over commands from
-//! [`NetworkHandle`](super::NetworkHandle)s (local work first), the redial
-//! timer, and swarm events. Handlers are synchronous: the loop never awaits
-//! another task, and talks to the node only with `try_send`, so a slow node
-//! costs dropped gossip (reported `Ignore`) and refused sync requests, never
-//! a stalled swarm.
+//! [`NetworkHandle`](super::NetworkHandle)s (local work first), messages
+//! the link conditioner held whose delay is over (`--chaos` only), the
+//! redial timer, and swarm events. Handlers are synchronous: the loop never
+//! awaits another task, and talks to the node only with `try_send`, so a
+//! slow node costs dropped gossip (reported `Ignore`) and refused sync
+//! requests, never a stalled swarm.
+//!
+//! Every message between the node and its peers, either way, is a
+//! [`Held`] passed through [`EventLoop::admit`]: without `--chaos` it is
+//! delivered at once; with it, the link conditioner may hold or lose it.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -24,9 +29,13 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, trace, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::chaos::{self, Admit, Held, LinkConditioner};
 use super::sync_codec::{SyncRequest, SyncResponse};
 use super::topics::{Names, TopicKind};
-use super::{MessageRef, NetworkEvent, P2pError, ResponseChannelRef, Verdict};
+use super::{
+    ChaosChange, ChaosState, MAX_BLOCKED, MessageRef, NetworkEvent, P2pError, ResponseChannelRef, Verdict,
+};
+use crate::api::chaos::LinkFaults;
 
 /// Quiet peers stay connected this long with no stream open; blocks may be
 /// minutes apart on a slow chain.
@@ -70,6 +79,10 @@ pub(crate) enum Command {
     Ban {
         peer: PeerId,
     },
+    Chaos {
+        change: ChaosChange,
+        reply: oneshot::Sender<Result<ChaosState, P2pError>>,
+    },
     Shutdown,
 }
 
@@ -97,6 +110,8 @@ pub struct EventLoop {
     /// Peers the node banned for sending invalid data: disconnected, and
     /// any new connection from them is closed at once.
     banned: HashSet<PeerId>,
+    /// The link conditioner, with `--chaos` only.
+    link: Option<LinkConditioner>,
 }
 
 impl EventLoop {
@@ -125,7 +140,16 @@ impl EventLoop {
             pending_requests: HashMap::new(),
             pending_responses: HashMap::new(),
             banned: HashSet::new(),
+            link: None,
         }
+    }
+
+    /// Accepts [`NetworkHandle::chaos`](super::NetworkHandle::chaos):
+    /// partitions and link faults, for a node started with `--chaos`.
+    /// Without this the network has no faults and refuses to be given any.
+    pub fn with_chaos(mut self) -> EventLoop {
+        self.link = Some(LinkConditioner::new());
+        self
     }
 
     /// Runs the network until [`NetworkHandle::shutdown`](super::NetworkHandle::shutdown)
@@ -136,8 +160,9 @@ impl EventLoop {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
         redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            // All three futures are cancel-safe: losing the race drops
-            // nothing (mpsc recv, interval tick, polling the swarm stream).
+            // All four futures are cancel-safe: losing the race drops
+            // nothing (mpsc recv, the delay queue, interval tick, polling
+            // the swarm stream).
             tokio::select! {
                 biased;
                 command = self.commands.recv() => {
@@ -147,6 +172,7 @@ impl EventLoop {
                         break;
                     }
                 }
+                Some(item) = next_due(&mut self.link) => self.deliver(item),
                 _ = redial.tick() => self.on_redial(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
             }
@@ -157,25 +183,23 @@ impl EventLoop {
     fn on_command(&mut self, command: Command) -> ControlFlow<()> {
         match command {
             Command::Publish { kind, bytes, reply } => {
-                let _ = reply.send(self.publish(kind, bytes));
+                let result =
+                    check_size(kind, &bytes).and_then(|()| match self.admit(Held::Publish { kind, bytes }) {
+                        Some(Held::Publish { kind, bytes }) => self.publish(kind, bytes),
+                        // Held or lost: as far as the node can tell, it went out.
+                        _ => Ok(()),
+                    });
+                let _ = reply.send(result);
             }
+            // Only an accepted message is forwarded: that is what crosses the link.
+            Command::Report {
+                msg,
+                verdict: Verdict::Accept,
+            } => self.pass(Held::Forward(msg)),
             Command::Report { msg, verdict } => self.report(&msg, verdict),
-            Command::Request { peer, req, reply } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
-                self.pending_requests.insert(id, reply);
-            }
+            Command::Request { peer, req, reply } => self.pass(Held::Request { peer, req, reply }),
             Command::Respond { channel, resp } => match self.pending_responses.remove(&channel.0) {
-                Some(channel) => {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, resp)
-                        .is_err()
-                    {
-                        debug!("sync response dropped: the requester is gone");
-                    }
-                }
+                Some(channel) => self.pass(Held::Respond { channel, resp }),
                 None => debug!("sync response dropped: the request timed out or failed"),
             },
             Command::Peers { reply } => {
@@ -189,20 +213,40 @@ impl EventLoop {
                 self.banned.insert(peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Chaos { change, reply } => {
+                let _ = reply.send(self.on_chaos(change));
+            }
             Command::Shutdown => return ControlFlow::Break(()),
         }
         ControlFlow::Continue(())
     }
 
-    fn publish(&mut self, kind: TopicKind, bytes: Vec<u8>) -> Result<(), P2pError> {
-        let max = kind.max_bytes();
-        if bytes.len() > max {
-            return Err(P2pError::TooLarge {
-                kind: kind.name(),
-                len: bytes.len(),
-                max,
-            });
+    /// Passes a message through the link conditioner: `Some` to deliver
+    /// now. Held ones come back from [`next_due`]; lost ones are dealt
+    /// with here.
+    fn admit(&mut self, item: Held) -> Option<Held> {
+        let Some(link) = self.link.as_mut() else {
+            return Some(item);
+        };
+        match link.admit(item) {
+            Admit::Now(item) => Some(item),
+            Admit::Later => None,
+            Admit::Lost(item) => {
+                self.lose(item);
+                None
+            }
         }
+    }
+
+    /// [`EventLoop::admit`], then [`EventLoop::deliver`].
+    fn pass(&mut self, item: Held) {
+        if let Some(item) = self.admit(item) {
+            self.deliver(item);
+        }
+    }
+
+    /// Publishes a payload [`check_size`] has passed.
+    fn publish(&mut self, kind: TopicKind, bytes: Vec<u8>) -> Result<(), P2pError> {
         let topic = self.names.topic(kind).hash();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(id) => debug!(message_id = %id, kind = kind.name(), "published"),
@@ -213,6 +257,123 @@ impl EventLoop {
             // Already seen on the network: there is nothing left to do.
             Err(PublishError::Duplicate) => debug!(kind = kind.name(), "not published: duplicate"),
             Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Does what a message that crossed the link does.
+    fn deliver(&mut self, item: Held) {
+        match item {
+            Held::Inbound(event) => self.hand_to_node(event),
+            Held::Response { id, response } => {
+                if let Some(reply) = self.pending_requests.remove(&id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Held::Publish { kind, bytes } => {
+                if let Err(error) = self.publish(kind, bytes) {
+                    warn!(%error, "delayed publish failed");
+                }
+            }
+            Held::Forward(msg) => self.report(&msg, Verdict::Accept),
+            Held::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                self.pending_requests.insert(id, reply);
+            }
+            Held::Respond { channel, resp } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, resp)
+                    .is_err()
+                {
+                    debug!("sync response dropped: the requester is gone");
+                }
+            }
+        }
+    }
+
+    /// Makes of a lost message what the network would have.
+    fn lose(&mut self, item: Held) {
+        trace!(?item, "lost by the link conditioner");
+        match item {
+            // Not forwarded, not blamed on anyone.
+            Held::Inbound(NetworkEvent::Block { msg, .. } | NetworkEvent::Tx { msg, .. })
+            | Held::Forward(msg) => {
+                self.report(&msg, Verdict::Ignore);
+            }
+            // Dropping libp2p's channel closes the peer's stream unanswered.
+            Held::Inbound(NetworkEvent::SyncRequest { channel, .. }) => {
+                self.pending_responses.remove(&channel.0);
+            }
+            Held::Request { reply, .. } => {
+                let _ = reply.send(Err(P2pError::Dropped));
+            }
+            Held::Response { id, .. } => {
+                if let Some(reply) = self.pending_requests.remove(&id) {
+                    let _ = reply.send(Err(P2pError::Dropped));
+                }
+            }
+            Held::Publish { .. } | Held::Respond { .. } | Held::Inbound(_) => {}
+        }
+    }
+
+    fn on_chaos(&mut self, change: ChaosChange) -> Result<ChaosState, P2pError> {
+        let Some(link) = self.link.as_mut() else {
+            return Err(P2pError::ChaosOff);
+        };
+        match change {
+            ChaosChange::Show => {}
+            ChaosChange::Link(faults) => {
+                chaos::check_link(&faults)?;
+                info!(?faults, "link faults set");
+                link.set(faults);
+            }
+            ChaosChange::Partition(peers) => self.set_partition(peers)?,
+            ChaosChange::Clear => {
+                link.set(LinkFaults::default());
+                self.set_partition(Vec::new())?;
+            }
+        }
+        let link = self.link.as_ref().map(|l| (l.faults(), l.counters()));
+        let (link, counters) = link.unwrap_or_default();
+        let mut blocked: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .partition
+            .blocked_peers()
+            .iter()
+            .copied()
+            .collect();
+        blocked.sort();
+        Ok(ChaosState {
+            blocked,
+            link,
+            counters,
+        })
+    }
+
+    /// Makes `peers` the block list: newly blocked peers are disconnected,
+    /// and if any peer was unblocked the bootnodes are redialled at once.
+    fn set_partition(&mut self, peers: Vec<PeerId>) -> Result<(), P2pError> {
+        if peers.len() > MAX_BLOCKED {
+            return Err(P2pError::TooManyBlocked { len: peers.len() });
+        }
+        let wanted: HashSet<PeerId> = peers.into_iter().collect();
+        let list = &mut self.swarm.behaviour_mut().partition;
+        let healed: Vec<PeerId> = list.blocked_peers().difference(&wanted).copied().collect();
+        for peer in &healed {
+            list.unblock_peer(*peer);
+        }
+        for peer in wanted {
+            if list.block_peer(peer) {
+                info!(%peer, "partitioned: connections refused");
+            }
+        }
+        if !healed.is_empty() {
+            info!(peers = healed.len(), "partition healed; redialling");
+            self.on_redial();
         }
         Ok(())
     }
@@ -354,19 +515,16 @@ impl EventLoop {
         let event = match kind {
             TopicKind::Block => NetworkEvent::Block {
                 from: propagation_source,
-                msg: msg.clone(),
+                msg,
                 bytes: message.data,
             },
             TopicKind::Tx => NetworkEvent::Tx {
                 from: propagation_source,
-                msg: msg.clone(),
+                msg,
                 bytes: message.data,
             },
         };
-        if let Err(error) = self.events.try_send(event) {
-            warn!(peer = %propagation_source, kind = kind.name(), %error, "gossip dropped: the node is not keeping up");
-            self.report(&msg, Verdict::Ignore);
-        }
+        self.pass(Held::Inbound(event));
     }
 
     fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
@@ -386,26 +544,19 @@ impl EventLoop {
                     return self.refuse(channel);
                 }
                 self.pending_responses.insert(request_id, channel);
-                let event = NetworkEvent::SyncRequest {
+                self.pass(Held::Inbound(NetworkEvent::SyncRequest {
                     from: peer,
                     req: request,
                     channel: ResponseChannelRef(request_id),
-                };
-                if let Err(error) = self.events.try_send(event) {
-                    warn!(%peer, %error, "sync request refused: the node is not keeping up");
-                    if let Some(channel) = self.pending_responses.remove(&request_id) {
-                        self.refuse(channel);
-                    }
-                }
+                }));
             }
             request_response::Event::Message {
                 message: request_response::Message::Response { request_id, response },
                 ..
-            } => {
-                if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
+            } => self.pass(Held::Response {
+                id: request_id,
+                response,
+            }),
             request_response::Event::OutboundFailure {
                 peer,
                 request_id,
@@ -456,12 +607,54 @@ impl EventLoop {
         }
     }
 
+    /// Hands gossip or a sync request to the node without waiting. If the
+    /// node is not keeping up, gossip is ignored (not forwarded) and the
+    /// request refused.
+    fn hand_to_node(&mut self, event: NetworkEvent) {
+        let Err(error) = self.events.try_send(event) else {
+            return;
+        };
+        match error.into_inner() {
+            NetworkEvent::Block { from, msg, .. } | NetworkEvent::Tx { from, msg, .. } => {
+                warn!(peer = %from, "gossip dropped: the node is not keeping up");
+                self.report(&msg, Verdict::Ignore);
+            }
+            NetworkEvent::SyncRequest { from, channel, .. } => {
+                warn!(peer = %from, "sync request refused: the node is not keeping up");
+                if let Some(channel) = self.pending_responses.remove(&channel.0) {
+                    self.refuse(channel);
+                }
+            }
+            event => warn!(?event, "network event dropped: the node is not keeping up"),
+        }
+    }
+
     /// Hands an event to the node without waiting; a full queue loses it.
     fn emit(&self, event: NetworkEvent) {
         if let Err(TrySendError::Full(event)) = self.events.try_send(event) {
             warn!(?event, "network event dropped: the node is not keeping up");
         }
     }
+}
+
+/// The next message the link conditioner held whose delay is over; `None`
+/// at once without `--chaos` or when nothing is held (the `select!` arm
+/// is then off until the next turn of the loop).
+async fn next_due(link: &mut Option<LinkConditioner>) -> Option<Held> {
+    link.as_mut()?.next_due().await
+}
+
+/// Refuses a payload over its topic's limit.
+fn check_size(kind: TopicKind, bytes: &[u8]) -> Result<(), P2pError> {
+    let max = kind.max_bytes();
+    if bytes.len() > max {
+        return Err(P2pError::TooLarge {
+            kind: kind.name(),
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 impl Bootnode {

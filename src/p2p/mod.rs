@@ -15,6 +15,9 @@
 //! - `behaviour`: the composed `NetworkBehaviour` and its configuration.
 //! - `sync_codec`: the bounded wire codec of the sync protocol.
 //! - `event_loop`: the task that owns the swarm.
+//! - `chaos`: the link conditioner of a node started with `--chaos` (delay,
+//!   jitter and loss on gossip and sync); partitions are the behaviour's
+//!   block list. Both are driven through [`NetworkHandle::chaos`].
 //!
 //! # Gossip validation
 //!
@@ -27,6 +30,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod behaviour;
+mod chaos;
 mod event_loop;
 mod sync_codec;
 mod topics;
@@ -42,10 +46,12 @@ use libp2p::{Multiaddr, PeerId, SwarmBuilder, TransportError, noise, tcp, yamux}
 use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::Behaviour;
+pub use self::chaos::{MAX_LINK_DELAY_MS, MAX_LOSS_PPM, check_link};
 pub use self::event_loop::EventLoop;
 use self::event_loop::{Command, IDLE_CONNECTION_TIMEOUT};
 pub use self::sync_codec::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
 pub use self::topics::TopicKind;
+use crate::api::chaos::{LinkCounters, LinkFaults};
 use crate::keyfile::{self, KeyFileError};
 
 /// Largest block payload published or accepted on the blocks topic: the
@@ -58,6 +64,8 @@ const COMMAND_BUFFER: usize = 256;
 /// Events waiting for the node. When full, the loop drops new gossip with
 /// [`Verdict::Ignore`] and refuses sync requests instead of blocking.
 const EVENT_BUFFER: usize = 1024;
+/// Most peers a partition's block list holds.
+pub const MAX_BLOCKED: usize = 1024;
 /// Name of the identity file inside the data directory.
 const IDENTITY_FILE: &str = "p2p.key";
 
@@ -126,6 +134,27 @@ pub enum P2pError {
     /// The event loop has stopped (shut down, or its task ended).
     #[error("the network event loop has stopped")]
     Stopped,
+    /// The link conditioner lost the message ([`LinkFaults::loss_ppm`]).
+    #[error("lost by the link conditioner (--chaos)")]
+    Dropped,
+    /// Faults asked of a network whose loop was not built
+    /// [`EventLoop::with_chaos`].
+    #[error("this node was started without --chaos")]
+    ChaosOff,
+    /// Link faults out of range.
+    #[error("{field} must be at most {max}")]
+    BadLink {
+        /// The field (or sum of fields) of [`LinkFaults`].
+        field: &'static str,
+        /// Its largest value.
+        max: u64,
+    },
+    /// A partition's block list is too long.
+    #[error("a block list of {len} peers exceeds the limit of {MAX_BLOCKED}")]
+    TooManyBlocked {
+        /// The list's length.
+        len: usize,
+    },
 }
 
 /// The node's judgement of a gossiped block or transaction.
@@ -213,6 +242,30 @@ pub enum NetworkEvent {
     PeerConnected(PeerId),
     /// The last connection to a peer has closed.
     PeerDisconnected(PeerId),
+}
+
+/// A change to the network's faults ([`NetworkHandle::chaos`]).
+#[derive(Debug, Clone)]
+pub enum ChaosChange {
+    /// None: just report them.
+    Show,
+    /// Refuse and close connections to exactly these peers (empty heals).
+    Partition(Vec<PeerId>),
+    /// Set the link faults.
+    Link(LinkFaults),
+    /// Remove every fault: no block list, no link faults.
+    Clear,
+}
+
+/// The network's active faults and what they have done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChaosState {
+    /// The partition's block list.
+    pub blocked: Vec<PeerId>,
+    /// The link faults.
+    pub link: LinkFaults,
+    /// The link conditioner's counters.
+    pub counters: LinkCounters,
 }
 
 /// The node's side of the network: cheap to clone, every method a round
@@ -309,6 +362,20 @@ impl NetworkHandle {
     /// Only [`P2pError::Stopped`].
     pub async fn ban(&self, peer: PeerId) -> Result<(), P2pError> {
         self.send(Command::Ban { peer }).await
+    }
+
+    /// Applies `change` to the network's faults and reports them. A
+    /// partition takes effect at once (connections to newly blocked peers
+    /// close; a healed one redials the bootnodes at once); link faults
+    /// apply to the messages that cross from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`P2pError::ChaosOff`] unless the loop runs [`EventLoop::with_chaos`];
+    /// [`P2pError::BadLink`] or [`P2pError::TooManyBlocked`] for faults out
+    /// of range.
+    pub async fn chaos(&self, change: ChaosChange) -> Result<ChaosState, P2pError> {
+        self.call(|reply| Command::Chaos { change, reply }).await?
     }
 
     /// Asks the event loop to stop; [`EventLoop::run`] returns soon after
@@ -448,7 +515,7 @@ mod tests {
             mdns: false,
         };
         let (handle, events, event_loop) = new(config).unwrap();
-        let task = tokio::spawn(event_loop.run());
+        let task = tokio::spawn(event_loop.with_chaos().run());
         let mut addr = None;
         while wants_addr && addr.is_none() {
             addr = handle.listen_addrs().await.unwrap().into_iter().next();
@@ -699,6 +766,114 @@ mod tests {
             let Node { handle, task, .. } = node;
             drop(handle);
             task.await.unwrap();
+        })
+        .await;
+    }
+
+    fn link(delay_ms: u64, loss_ppm: u32) -> ChaosChange {
+        ChaosChange::Link(LinkFaults {
+            delay_ms,
+            jitter_ms: 0,
+            loss_ppm,
+            seed: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_partition_closes_and_refuses_connections_until_healed() {
+        within(async {
+            let (a, _a_events) = start(Vec::new(), true).await;
+            // B redials A every 10 s, and at once on a heal.
+            let (b, _b_events) = start(vec![a.addr.clone().unwrap()], true).await;
+            wait_connected(&b, a.id).await;
+
+            let state = a.handle.chaos(ChaosChange::Partition(vec![b.id])).await.unwrap();
+            assert_eq!(state.blocked, vec![b.id]);
+            while a.handle.peers().await.unwrap().contains(&b.id) {
+                sleep(Duration::from_millis(50)).await;
+            }
+            // B's redials are refused by A for as long as the list holds.
+            sleep(Duration::from_secs(1)).await;
+            assert!(!a.handle.peers().await.unwrap().contains(&b.id));
+
+            // B blocks A too, so healing A alone does not reconnect them.
+            b.handle.chaos(ChaosChange::Partition(vec![a.id])).await.unwrap();
+            a.handle.chaos(ChaosChange::Partition(Vec::new())).await.unwrap();
+            let healed = b.handle.chaos(ChaosChange::Clear).await.unwrap();
+            assert_eq!(healed, ChaosState::default());
+            wait_connected(&b, a.id).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_node_with_full_loss_neither_hears_nor_is_heard() {
+        within(async {
+            let (a, mut a_events) = start(Vec::new(), true).await;
+            let (b, mut b_events) = start(vec![a.addr.clone().unwrap()], true).await;
+            wait_connected(&b, a.id).await;
+            // Gossip flows before the fault.
+            publish_until_received(&b.handle, &mut a_events).await;
+
+            a.handle.chaos(link(0, MAX_LOSS_PPM)).await.unwrap();
+            for i in 0..5 {
+                b.handle
+                    .publish_block(format!("to a {i}").into_bytes())
+                    .await
+                    .unwrap();
+                a.handle
+                    .publish_block(format!("to b {i}").into_bytes())
+                    .await
+                    .unwrap();
+            }
+            assert!(matches!(
+                a.handle.request(b.id, SyncRequest::Status).await,
+                Err(P2pError::Dropped)
+            ));
+            // A peer's request gets no answer: its stream closes.
+            assert!(matches!(
+                b.handle.request(a.id, SyncRequest::Status).await,
+                Err(P2pError::Request(_))
+            ));
+            sleep(Duration::from_secs(2)).await;
+            let quiet = |events: &mut mpsc::Receiver<NetworkEvent>| {
+                std::iter::from_fn(|| events.try_recv().ok())
+                    .all(|e| !matches!(e, NetworkEvent::Block { .. }))
+            };
+            assert!(quiet(&mut a_events), "A heard gossip through 100% loss");
+            assert!(quiet(&mut b_events), "B heard A through 100% loss");
+            let state = a.handle.chaos(ChaosChange::Show).await.unwrap();
+            assert!(state.counters.dropped_in >= 6, "{:?}", state.counters);
+            assert!(state.counters.dropped_out >= 6, "{:?}", state.counters);
+            assert!(
+                a.handle.peers().await.unwrap().contains(&b.id),
+                "loss must not disconnect"
+            );
+
+            // Delayed, not lost: it arrives, and the counter says it waited.
+            a.handle.chaos(link(300, 0)).await.unwrap();
+            publish_until_received(&b.handle, &mut a_events).await;
+            let state = a.handle.chaos(ChaosChange::Show).await.unwrap();
+            assert!(state.counters.delayed_in >= 1, "{:?}", state.counters);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn without_chaos_the_network_refuses_faults() {
+        within(async {
+            let config = P2pConfig {
+                chain_id: "klero-test".into(),
+                listen: Vec::new(),
+                bootnodes: Vec::new(),
+                keypair: Keypair::generate_ed25519(),
+                mdns: false,
+            };
+            let (handle, _events, event_loop) = new(config).unwrap();
+            tokio::spawn(event_loop.run());
+            for change in [ChaosChange::Show, ChaosChange::Clear, link(10, 0)] {
+                assert!(matches!(handle.chaos(change).await, Err(P2pError::ChaosOff)));
+            }
         })
         .await;
     }

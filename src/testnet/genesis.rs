@@ -7,8 +7,11 @@
 //! time. A `faucet` account holds most of the money for users to draw on.
 //!
 //! The spec is built as a [`ChainSpec`] value from the chain's development
-//! presets and written with the spec's own serializer, so it is exactly what
-//! the nodes will read back.
+//! presets (or read from `--spec FILE`), changed by the command line's
+//! [`Overrides`], and written with the spec's own serializer, so it is
+//! exactly what the nodes will read back. Every override is checked by the
+//! spec's own validation ([`ChainSpec::from_toml`]), so the rules have one
+//! home and the error names the field.
 
 use klero_chain::spec::{self, GenesisAccount, LedgerSection, PosParams, PowParams, SpecError};
 use klero_chain::{ChainSpec, Keypair};
@@ -96,6 +99,132 @@ pub(crate) fn chain_spec(plan: &Plan, nodes: &[Keypair], faucet: &Keypair) -> Ch
     }
 }
 
+/// Spec fields `testnet up` may set, each named after its flag.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    /// `--block-time`: `pos.slot_ms` or `pow.target_block_ms`.
+    pub block_ms: Option<u64>,
+    /// `--epoch-slots`: `pos.epoch_slots`.
+    pub epoch_slots: Option<u64>,
+    /// `--c`: `pos.leader_c_milli`, in thousandths.
+    pub c_milli: Option<u64>,
+    /// `--rollback`: `pos.max_rollback`.
+    pub rollback: Option<u64>,
+    /// `--half-life`: `pow.half_life_blocks`.
+    pub half_life: Option<u64>,
+    /// `--initial-target`: `pow.initial_target`.
+    pub initial_target: Option<[u8; 32]>,
+}
+
+/// Why an override was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OverrideError {
+    /// The flag sets a parameter of the other lottery.
+    #[error("{flag} sets a proof-of-{needs} parameter, but this chain is proof of {has}")]
+    WrongConsensus {
+        /// The flag.
+        flag: &'static str,
+        /// `stake` or `work`.
+        needs: &'static str,
+        /// `stake` or `work`.
+        has: &'static str,
+    },
+    /// The spec's validation refused the value.
+    #[error("{flag} {value} is out of range: {reason}")]
+    OutOfRange {
+        /// The flag.
+        flag: &'static str,
+        /// Its value as given.
+        value: String,
+        /// The spec's error, which names the field.
+        reason: SpecError,
+    },
+}
+
+/// Applies `overrides` to `spec` one at a time, validating after each, so
+/// the first bad one is named together with the spec field it broke.
+///
+/// # Errors
+///
+/// The first override of the wrong lottery or out of range.
+pub(crate) fn apply(spec: &mut ChainSpec, overrides: &Overrides) -> Result<(), OverrideError> {
+    use spec::Consensus::{Pos, Pow};
+    let o = overrides;
+    if let Some(ms) = o.block_ms {
+        edit(spec, "--block-time", format!("{ms}ms"), |c| {
+            match c {
+                Pos(p) => p.slot_ms = ms,
+                Pow(p) => p.target_block_ms = ms,
+            }
+            Some(())
+        })?;
+    }
+    if let Some(n) = o.epoch_slots {
+        edit(spec, "--epoch-slots", n, |c| pos(c).map(|p| p.epoch_slots = n))?;
+    }
+    if let Some(milli) = o.c_milli {
+        // Above u32 is out of range as surely as 20001 is: let the spec say so.
+        let value = u32::try_from(milli).unwrap_or(u32::MAX);
+        edit(spec, "--c", milli as f64 / 1000.0, |c| {
+            pos(c).map(|p| p.leader_c_milli = value)
+        })?;
+    }
+    if let Some(k) = o.rollback {
+        edit(spec, "--rollback", k, |c| pos(c).map(|p| p.max_rollback = k))?;
+    }
+    if let Some(n) = o.half_life {
+        edit(spec, "--half-life", n, |c| pow(c).map(|p| p.half_life_blocks = n))?;
+    }
+    if let Some(target) = o.initial_target {
+        edit(spec, "--initial-target", hex::encode(target), |c| {
+            pow(c).map(|p| p.initial_target = target)
+        })?;
+    }
+    Ok(())
+}
+
+fn pos(c: &mut spec::Consensus) -> Option<&mut PosParams> {
+    match c {
+        spec::Consensus::Pos(p) => Some(p),
+        spec::Consensus::Pow(_) => None,
+    }
+}
+
+fn pow(c: &mut spec::Consensus) -> Option<&mut PowParams> {
+    match c {
+        spec::Consensus::Pow(p) => Some(p),
+        spec::Consensus::Pos(_) => None,
+    }
+}
+
+/// One override: `set` returns `None` when the chain has no such field.
+fn edit(
+    spec: &mut ChainSpec,
+    flag: &'static str,
+    value: impl std::fmt::Display,
+    set: impl FnOnce(&mut spec::Consensus) -> Option<()>,
+) -> Result<(), OverrideError> {
+    let lottery = |c: &spec::Consensus| match c {
+        spec::Consensus::Pos(_) => "stake",
+        spec::Consensus::Pow(_) => "work",
+    };
+    let has = lottery(&spec.consensus);
+    if set(&mut spec.consensus).is_none() {
+        let needs = if has == "stake" { "work" } else { "stake" };
+        return Err(OverrideError::WrongConsensus { flag, needs, has });
+    }
+    validate(spec).map_err(|reason| OverrideError::OutOfRange {
+        flag,
+        value: value.to_string(),
+        reason,
+    })
+}
+
+/// The spec's own validation of a spec value: what a node reading it would say.
+fn validate(spec: &ChainSpec) -> Result<(), SpecError> {
+    ChainSpec::from_toml(&spec.to_toml()?).map(drop)
+}
+
 /// The spec file's text: a header comment, then [`ChainSpec::to_toml`].
 ///
 /// # Errors
@@ -163,6 +292,110 @@ mod tests {
         for (account, key) in spec.accounts[1..].iter().zip(&nodes) {
             assert_eq!(account.vrf_key, Some(key.vrf().public_key()));
         }
+    }
+
+    #[test]
+    fn overrides_set_their_fields_and_refuse_by_field_name() {
+        let plan = Plan {
+            consensus: Consensus::Pos,
+            weights: vec![1, 1],
+            block_ms: 500,
+            genesis_time_ms: 1_800_000_000_000,
+        };
+        let mut spec = built(&plan, &keys(2));
+        let good = Overrides {
+            epoch_slots: Some(20),
+            c_milli: Some(2_500),
+            rollback: Some(200),
+            ..Overrides::default()
+        };
+        apply(&mut spec, &good).expect("in range");
+        let spec::Consensus::Pos(pos) = &spec.consensus else {
+            panic!("pos")
+        };
+        assert_eq!(
+            (pos.epoch_slots, pos.leader_c_milli, pos.max_rollback),
+            (20, 2_500, 200)
+        );
+
+        let bad = |o: Overrides| apply(&mut spec.clone(), &o).expect_err("refused").to_string();
+        let err = bad(Overrides {
+            epoch_slots: Some(2),
+            ..Overrides::default()
+        });
+        assert!(
+            err.contains("--epoch-slots 2") && err.contains("pos.epoch_slots"),
+            "{err}"
+        );
+        let err = bad(Overrides {
+            c_milli: Some(0),
+            ..Overrides::default()
+        });
+        assert!(
+            err.contains("--c 0") && err.contains("pos.leader_c_milli"),
+            "{err}"
+        );
+        let err = bad(Overrides {
+            rollback: Some(0),
+            ..Overrides::default()
+        });
+        assert!(err.contains("pos.max_rollback"), "{err}");
+        let err = bad(Overrides {
+            half_life: Some(64),
+            ..Overrides::default()
+        });
+        assert!(
+            err.contains("--half-life") && err.contains("proof of stake"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pow_overrides_are_checked_against_the_rest_of_the_spec() {
+        let plan = Plan {
+            consensus: Consensus::Pow,
+            weights: vec![1],
+            block_ms: 2_000,
+            genesis_time_ms: 1_800_000_000_000,
+        };
+        let mut spec = built(&plan, &keys(1));
+        apply(
+            &mut spec,
+            &Overrides {
+                half_life: Some(64),
+                initial_target: Some([0x0f; 32]),
+                ..Overrides::default()
+            },
+        )
+        .expect("in range");
+        let spec::Consensus::Pow(pow) = &spec.consensus else {
+            panic!("pow")
+        };
+        assert_eq!((pow.half_life_blocks, pow.initial_target), (64, [0x0f; 32]));
+        // A 1-block half-life (2 s) is below the 4 s drift the spec allows.
+        let err = apply(
+            &mut spec,
+            &Overrides {
+                half_life: Some(1),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("--half-life 1") && err.contains("pow.max_future_drift_ms"),
+            "{err}"
+        );
+        let err = apply(
+            &mut spec,
+            &Overrides {
+                initial_target: Some([0; 32]),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("pow.initial_target"), "{err}");
     }
 
     #[test]

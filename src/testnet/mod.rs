@@ -5,18 +5,25 @@
 //! DIR/keys/faucet.key    the pre-funded account's key
 //! DIR/keys/nodeN.key     node N's proposer key (a genesis staker / a miner)
 //! DIR/nodeN/             node N's data dir (chain.redb, p2p.key) and node.log
-//! DIR/testnet.json       what is running: names, pids, ports, arguments
+//! DIR/testnet.json       what is running: names, pids, ports, arguments,
+//!                        and the faults asked for (partition, link faults)
 //! ```
 //!
 //! Each node's addresses are read back from its `addresses.json` once it
 //! has started (so `--base-port 0`, every port chosen by the OS, works).
+//! Every node runs with `--chaos`: its admin API (also in `addresses.json`)
+//! takes the partitions and link faults of [`chaos`].
 //!
 //! Node processes run in their own process group, so a Ctrl-C in the
 //! terminal reaches only the launcher, which then stops them with SIGTERM
 //! (a clean shutdown) and SIGKILL after a timeout.
 
+pub(crate) mod chaos;
 pub(crate) mod genesis;
 pub(crate) mod measure;
+pub(crate) mod keys;
+pub(crate) mod members;
+pub(crate) mod ports;
 pub(crate) mod process;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +33,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use self::genesis::Consensus;
+use self::keys::KeySource;
+use crate::api::chaos::{LinkCounters, LinkFaults};
 use crate::api::client::ApiClient;
 
 /// The state file's name.
@@ -40,6 +49,9 @@ pub(crate) struct NodeEntry {
     pub pid: Option<u32>,
     /// HTTP API URL.
     pub api: String,
+    /// Admin API URL (every node runs with `--chaos`).
+    #[serde(default)]
+    pub admin: Option<String>,
     /// libp2p address with peer id.
     pub p2p: String,
     /// The proposer key file.
@@ -50,6 +62,9 @@ pub(crate) struct NodeEntry {
     pub args: Vec<String>,
     /// Stake or hashrate weight (0 for nodes added later).
     pub weight: u64,
+    /// The link faults asked of it (`testnet delay`, `loss`).
+    #[serde(default)]
+    pub link: LinkFaults,
 }
 
 /// `DIR/testnet.json`.
@@ -59,8 +74,14 @@ pub(crate) struct State {
     pub consensus: Consensus,
     /// The spec file.
     pub spec: PathBuf,
-    /// The faucet's key file.
-    pub faucet_key: PathBuf,
+    /// The faucet's key file (`None` for a `--spec` without one).
+    pub faucet_key: Option<PathBuf>,
+    /// Where the keys came from (`--seed`).
+    #[serde(default)]
+    pub keys: KeySource,
+    /// The partition asked for: groups of node names (`testnet partition`).
+    #[serde(default)]
+    pub partition: Vec<Vec<String>>,
     /// `--base-port` (0: the OS chose the ports), for nodes added later.
     #[serde(default)]
     pub base_port: u16,
@@ -126,27 +147,64 @@ pub(crate) struct NodeView {
     pub head: Option<String>,
     /// Connected peers.
     pub peers: Option<u64>,
+    /// Whether it is paused (`testnet pause`).
+    pub paused: bool,
     /// Blocks its key proposed on the canonical chain.
     pub blocks_won: Option<u64>,
+    /// Blocks it produced since it started that are not on its canonical
+    /// chain: produced − won (a lower bound after a restart, whose earlier
+    /// blocks count as won but not as produced).
+    pub orphaned: Option<u64>,
     /// Bonded stake of its key (PoS).
     pub stake: Option<u64>,
     /// Its miner's hashes per second (PoW).
     pub hashrate: Option<f64>,
+    /// The nodes it refuses to talk to (its block list, by name).
+    pub split_from: Vec<String>,
+    /// Its link faults, as it reports them.
+    pub link: Option<LinkFaults>,
+    /// What they have done.
+    pub link_counters: Option<LinkCounters>,
 }
 
-/// Asks every node for its status (short timeouts: a dead node must not stall the table).
+/// Asks every node for its status and its faults (short timeouts: a dead
+/// node must not stall the table; a paused one is not asked).
 pub(crate) fn view(state: &State) -> Vec<NodeView> {
     state
         .nodes
         .iter()
         .map(|node| {
             let running = node.pid.is_some_and(process::alive);
-            let client = ApiClient::new(&node.api, Duration::from_millis(800)).ok();
-            let client = client.as_ref().filter(|_| running);
-            let status = client.and_then(|c| c.status().ok());
+            let paused = running && node.pid.is_some_and(process::paused);
+            let timeout = Duration::from_millis(800);
+            let answers = running && !paused;
+            let client = ApiClient::new(&node.api, timeout).ok().filter(|_| answers);
+            let status = client.as_ref().and_then(|c| c.status().ok());
             let account = client
+                .as_ref()
                 .zip(status.as_ref().and_then(|s| s.proposer.as_deref()))
                 .and_then(|(c, address)| c.account(address).ok().flatten());
+            let produced = client
+                .as_ref()
+                .and_then(|c| c.metrics().ok())
+                .and_then(|text| metric(&text, "klero_blocks_proposed_total"));
+            let chaos = node
+                .admin
+                .as_deref()
+                .filter(|_| answers)
+                .and_then(|url| ApiClient::new(url, timeout).ok())
+                .and_then(|c| c.chaos().ok());
+            let mut split_from: Vec<String> = chaos.as_ref().map_or_else(Vec::new, |c| {
+                c.blocked
+                    .iter()
+                    .map(|peer| {
+                        let named = state.nodes.iter().find(|n| n.p2p.ends_with(peer.as_str()));
+                        named.map_or_else(|| peer.clone(), |n| n.name.clone())
+                    })
+                    .collect()
+            });
+            split_from.sort();
+            let won = account.as_ref().map(|a| a.blocks_proposed);
             NodeView {
                 name: node.name.clone(),
                 api: node.api.clone(),
@@ -155,12 +213,38 @@ pub(crate) fn view(state: &State) -> Vec<NodeView> {
                 height: status.as_ref().map(|s| s.height),
                 head: status.as_ref().map(|s| s.head.clone()),
                 peers: status.as_ref().map(|s| s.peers),
-                blocks_won: account.as_ref().map(|a| a.blocks_proposed),
+                paused,
+                blocks_won: won,
+                orphaned: produced.zip(won).map(|(p, w)| p.saturating_sub(w)),
                 stake: account.as_ref().map(|a| a.bonded),
                 hashrate: status.as_ref().map(|s| s.hashrate),
+                split_from,
+                link: chaos.as_ref().map(|c| c.link),
+                link_counters: chaos.as_ref().map(|c| c.counters),
             }
         })
         .collect()
+}
+
+/// A counter's value in Prometheus text (`name value` on its own line).
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The faults column: `paused`, `split from node2,node3`, `delay 300ms`, `loss 10%`.
+fn faults(view: &NodeView) -> String {
+    let mut parts = Vec::new();
+    if view.paused {
+        parts.push("paused".to_owned());
+    }
+    if !view.split_from.is_empty() {
+        parts.push(format!("split from {}", view.split_from.join(",")));
+    }
+    if let Some(link) = &view.link {
+        parts.extend(chaos::describe(link));
+    }
+    parts.join(", ")
 }
 
 /// The table `up` and `status` print.
@@ -170,8 +254,8 @@ pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
         Consensus::Pow => "hashrate",
     };
     let mut out = format!(
-        "{:<8} {:>7} {:>8} {:<10} {:>5} {:>6} {:>12}  {}\n",
-        "node", "pid", "height", "head", "peers", "won", power, "api"
+        "{:<8} {:>7} {:>8} {:<10} {:>5} {:>6} {:>6} {:>12}  {:<22} {}\n",
+        "node", "pid", "height", "head", "peers", "won", "orph", power, "api", "faults"
     );
     let dash = || "-".to_owned();
     for v in views {
@@ -179,8 +263,13 @@ pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
             Consensus::Pos => v.stake.map_or_else(dash, |s| s.to_string()),
             Consensus::Pow => v.hashrate.map_or_else(dash, |h| format!("{:.0} H/s", h)),
         };
-        out.push_str(&format!(
-            "{:<8} {:>7} {:>8} {:<10} {:>5} {:>6} {:>12}  {}{}\n",
+        let state = if !v.running {
+            "(stopped)".to_owned()
+        } else {
+            faults(v)
+        };
+        let line = format!(
+            "{:<8} {:>7} {:>8} {:<10} {:>5} {:>6} {:>6} {:>12}  {:<22} {}",
             v.name,
             v.pid.map_or_else(dash, |p| p.to_string()),
             v.height.map_or_else(dash, |h| h.to_string()),
@@ -189,10 +278,13 @@ pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
                 .map_or_else(dash, |h| h.chars().take(8).collect()),
             v.peers.map_or_else(dash, |p| p.to_string()),
             v.blocks_won.map_or_else(dash, |w| w.to_string()),
+            v.orphaned.map_or_else(dash, |o| o.to_string()),
             power,
             v.api,
-            if v.running { "" } else { "  (stopped)" },
-        ));
+            state,
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

@@ -1,4 +1,4 @@
-//! Starting and stopping node processes.
+//! Starting, stopping, pausing and resuming node processes.
 //!
 //! Signals go through the `kill` utility rather than `libc` so that this
 //! crate stays free of `unsafe` outside the hash kernels.
@@ -27,7 +27,15 @@ pub(crate) fn alive(pid: u32) -> bool {
     }
 }
 
-/// Sends a signal (`TERM`, `KILL`).
+/// Whether the process is stopped by a signal (`testnet pause`): state
+/// `T` in `/proc/PID/stat`.
+pub(crate) fn paused(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+}
+
+/// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`).
 pub(crate) fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([format!("-{name}"), pid.to_string()])
@@ -42,6 +50,8 @@ pub(crate) fn stop(pid: u32) -> bool {
         return true;
     }
     signal(pid, "TERM");
+    // A paused node handles the TERM once it runs again.
+    signal(pid, "CONT");
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if !alive(pid) {

@@ -1,6 +1,7 @@
-//! The simulator's only source of randomness: xoshiro256** seeded through
-//! SplitMix64, written out here so a seed means the same stream on every
-//! build (no dependency whose algorithm could change under us).
+//! The seeded generator of the election lab's simulator and of the p2p
+//! link conditioner (`--chaos`): xoshiro256** seeded through SplitMix64,
+//! written out here so a seed means the same stream on every build (no
+//! dependency whose algorithm could change under us).
 
 /// SplitMix64: one step of the seed expander, also used to derive per-run seeds.
 pub(crate) fn splitmix64(state: &mut u64) -> u64 {
