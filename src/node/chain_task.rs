@@ -1,4 +1,5 @@
-//! The chain task: the one owner of the [`BlockTree`] and the [`Mempool`].
+//! The chain task: the one owner of the [`BlockTree`], the [`Orphans`] and
+//! the [`Mempool`].
 //!
 //! Everything that changes them (gossip, sync, the API, the miner and the
 //! staker) sends a command through a cloneable [`ChainHandle`] and awaits
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
+use super::orphans::Orphans;
 use super::store::StoreError;
 use crate::p2p::NetworkHandle;
 
@@ -199,6 +201,7 @@ impl ChainHandle {
 /// The chain task's state.
 pub(crate) struct ChainTask {
     tree: BlockTree,
+    orphans: Orphans,
     mempool: Mempool,
     key: Option<Keypair>,
     net: NetworkHandle,
@@ -221,6 +224,7 @@ impl ChainTask {
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
         let task = ChainTask {
             tree,
+            orphans: Orphans::default(),
             mempool,
             key,
             net,
@@ -270,7 +274,7 @@ impl ChainTask {
         let id = block.id();
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
-        let result = tokio::task::block_in_place(|| self.tree.import(block, now_ms()));
+        let result = tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, now_ms()));
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);

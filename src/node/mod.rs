@@ -7,8 +7,8 @@
 //!
 //! - the p2p event loop, the only owner of the libp2p swarm ([`crate::p2p`]);
 //! - the chain task ([`chain_task`]), the only owner of the block tree
-//!   ([`block_tree`]), the store's write side ([`store`]) and the mempool
-//!   ([`mempool`]);
+//!   ([`block_tree`]), the orphan pool ([`orphans`]), the store's write
+//!   side ([`store`]) and the mempool ([`mempool`]);
 //! - the gossip handler ([`gossip`]): network events in, verdicts out;
 //!   strikes against bad peers ([`peers`]);
 //! - sync ([`sync`]): the client fetches missing blocks, the server answers
@@ -32,6 +32,7 @@ pub(crate) mod gossip;
 pub(crate) mod http;
 pub(crate) mod mempool;
 pub(crate) mod metrics;
+pub(crate) mod orphans;
 pub(crate) mod peers;
 pub(crate) mod producer;
 pub mod store;
