@@ -30,7 +30,7 @@ pub mod block_tree;
 pub(crate) mod chain_task;
 pub(crate) mod gossip;
 pub(crate) mod http;
-pub(crate) mod mempool;
+pub mod mempool;
 pub(crate) mod metrics;
 pub(crate) mod orphans;
 pub(crate) mod peers;
