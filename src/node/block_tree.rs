@@ -437,14 +437,14 @@ pub(crate) mod tests {
         for block in branch[1..].iter().rev() {
             assert_eq!(
                 orphans
-                    .import(&mut a, block.clone(), u64::MAX / 2)
+                    .import(&mut a, block.clone(), None, u64::MAX / 2)
                     .expect("orphan"),
                 ImportOutcome::Orphan
             );
         }
         assert_eq!(orphans.len(), 10);
         orphans
-            .import(&mut a, branch[0].clone(), u64::MAX / 2)
+            .import(&mut a, branch[0].clone(), None, u64::MAX / 2)
             .expect("connects");
         assert_eq!(orphans.len(), 0);
 

@@ -24,6 +24,7 @@ use klero_chain::produce::{self, PowTemplate};
 use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
+use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -40,8 +41,9 @@ const COMMAND_BUFFER: usize = 256;
 /// Where a block came from, which decides what happens after import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// Gossip: gossipsub forwards it if we accept it.
-    Gossip,
+    /// Gossip from this peer: gossipsub forwards it if we accept it; an
+    /// orphan is charged to the peer's share of the orphan pool.
+    Gossip(PeerId),
     /// A sync response.
     Sync,
     /// Our own miner or staker: we publish it.
@@ -274,11 +276,22 @@ impl ChainTask {
         let id = block.id();
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
-        let result = tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, now_ms()));
+        let from = match origin {
+            Origin::Gossip(peer) => Some(peer),
+            Origin::Sync | Origin::Local => None,
+        };
+        let result =
+            tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, from, now_ms()));
+        self.metrics
+            .orphans
+            .store(self.orphans.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .orphan_bytes
+            .store(self.orphans.bytes() as u64, Ordering::Relaxed);
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                if origin == Origin::Gossip {
+                if let Origin::Gossip(_) = origin {
                     let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
                 }

@@ -10,9 +10,10 @@
 //!   ([`block_tree`]), the orphan pool ([`orphans`]), the store's write
 //!   side ([`store`]) and the mempool ([`mempool`]);
 //! - the gossip handler ([`gossip`]): network events in, verdicts out;
-//!   strikes against bad peers ([`peers`]);
-//! - sync ([`sync`]): the client fetches missing blocks, the server answers
-//!   peers from the store;
+//!   strikes and budgets for peers ([`peers`]);
+//! - sync ([`sync`]): the client fetches missing blocks, the server (a
+//!   task of its own, fed by the gossip handler) answers peers from the
+//!   store;
 //! - the miner or the staker ([`producer`]);
 //! - the HTTP API ([`http`]) with its types in [`crate::api`].
 //!
@@ -42,7 +43,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -66,6 +66,8 @@ pub const ADDRESSES_FILE: &str = "addresses.json";
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for libp2p to report its bound listen addresses.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// Sync requests waiting for the sync server; more are refused at once.
+const SYNC_SERVER_QUEUE: usize = 64;
 
 /// How a node runs (from the command line and the config file).
 #[derive(Clone, Debug)]
@@ -181,7 +183,7 @@ pub(crate) async fn run(
     let network = tokio::spawn(event_loop.run());
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let syncing = Arc::new(AtomicBool::new(false));
+    let sync_status = Arc::new(sync::SyncStatus::default());
     let (chain_task, chain) = chain_task::ChainTask::new(
         tree,
         mempool::Mempool::new(mempool::DEFAULT_CAPACITY),
@@ -193,18 +195,14 @@ pub(crate) async fn run(
 
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let strikes = peers::Strikes::new(net.clone());
+    let strikes = peers::Strikes::new(net.clone(), Arc::clone(&metrics));
     let (sync_tx, sync_rx) = mpsc::channel(64);
+    let (serve_tx, serve_rx) = mpsc::channel(SYNC_SERVER_QUEUE);
     tasks.spawn(
         gossip::GossipHandler {
             chain: chain.clone(),
             net: net.clone(),
-            sync_server: sync::SyncServer {
-                chain: chain.clone(),
-                net: net.clone(),
-                store: store.clone(),
-                genesis,
-            },
+            sync_server: serve_tx,
             strikes: strikes.clone(),
             metrics: Arc::clone(&metrics),
             sync: sync_tx,
@@ -212,13 +210,28 @@ pub(crate) async fn run(
         .run(events, stopping.clone()),
     );
     tasks.spawn(
+        sync::SyncServer {
+            chain: chain.clone(),
+            net: net.clone(),
+            store: store.clone(),
+            genesis,
+            metrics: Arc::clone(&metrics),
+        }
+        .run(serve_rx, stopping.clone()),
+    );
+    let max_rollback = match &spec.consensus {
+        Consensus::Pos(params) => params.max_rollback,
+        Consensus::Pow(_) => 0,
+    };
+    tasks.spawn(
         sync::Syncer {
             chain: chain.clone(),
             net: net.clone(),
             genesis,
-            syncing: Arc::clone(&syncing),
+            status: Arc::clone(&sync_status),
             strikes,
             metrics: Arc::clone(&metrics),
+            max_rollback,
         }
         .run(sync_rx, stopping.clone()),
     );
@@ -250,7 +263,7 @@ pub(crate) async fn run(
                     chain.clone(),
                     Arc::clone(&spec),
                     params.clone(),
-                    Arc::clone(&syncing),
+                    Arc::clone(&sync_status),
                     stopping.clone(),
                 ));
             }
@@ -270,7 +283,7 @@ pub(crate) async fn run(
         metrics,
         net: net.clone(),
         peer_id: peer_id.to_string(),
-        syncing,
+        sync: sync_status,
         proposer: config.key.as_ref().map(Keypair::address),
     });
     let mut api_stop = stopping.clone();

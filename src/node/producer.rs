@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::sync::SyncStatus;
 use std::time::{Duration, Instant};
 
 use klero_chain::pos;
@@ -107,7 +109,7 @@ pub(crate) async fn stake(
     chain: ChainHandle,
     spec: Arc<ChainSpec>,
     params: PosParams,
-    syncing: Arc<AtomicBool>,
+    sync: Arc<SyncStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut slot = pos::slot_at(&spec, &params, now_ms());
@@ -124,8 +126,8 @@ pub(crate) async fn stake(
             // We fell behind (a long import or a suspended machine): skip to now.
             slot = pos::slot_at(&spec, &params, now).max(slot);
         }
-        if syncing.load(Ordering::Relaxed) {
-            debug!(slot, "syncing: not proposing");
+        if sync.holds_production() {
+            debug!(slot, "catching up with a chain far ahead: not proposing");
             continue;
         }
         let proposed = match chain.propose_pos(slot).await {

@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
+pub mod peer;
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -233,6 +235,15 @@ impl Node {
     /// GET /metrics, empty if unreachable.
     pub fn metrics(&self) -> String {
         self.client().metrics().unwrap_or_default()
+    }
+
+    /// One sample of `/metrics` by its full name (labels included), if
+    /// the node reports it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
     }
 
     /// Head height, 0 if unreachable.
