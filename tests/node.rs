@@ -5,17 +5,17 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::peer::{connect_peer, flood_raw_gossip, forged_block_1};
 use common::{Kind, Net, agree, wait_for};
 use klero::node::block_tree::BlockTree;
 use klero::node::store::Store;
-use klero::p2p::{self, NetworkEvent, NetworkHandle, P2pConfig, SyncRequest, SyncResponse};
+use klero::p2p::{NetworkEvent, NetworkHandle, SyncRequest, SyncResponse};
 use klero_chain::keys::vrf_pop_input;
 use klero_chain::ledger::TxError;
 use klero_chain::spec::Consensus;
 use klero_chain::types::{TxBody, TxKind};
 use klero_chain::{ChainSpec, Keypair, Tx, codec, pos, produce};
 use libp2p::PeerId;
-use tokio::sync::mpsc;
 
 const BLOCKS: Duration = Duration::from_secs(60);
 
@@ -559,7 +559,7 @@ fn slot_battles_stay_quiet_on_four_nodes() {
         "the four nodes did not connect"
     );
     let counters = || {
-        let sum = |series| nodes.iter().map(|n| n.metric(series)).sum::<f64>();
+        let sum = |series| nodes.iter().map(|n| n.metric(series).unwrap_or(0.0)).sum::<f64>();
         (
             sum("klero_blocks_proposed_total"),
             sum("klero_reorgs_total"),
@@ -579,99 +579,4 @@ fn slot_battles_stay_quiet_on_four_nodes() {
     assert!(canonical >= 30.0, "the chain barely grew: {figures}");
     assert!(orphans < 0.15 * canonical, "too many orphans: {figures}");
     assert!(reorgs_per_100 < 15.0, "too many reorgs: {figures}");
-}
-
-/// A peer of klero's own network layer, connected to `node`.
-async fn connect_peer(node: &common::Node) -> (NetworkHandle, mpsc::Receiver<NetworkEvent>) {
-    let (handle, mut events, event_loop) = p2p::new(P2pConfig {
-        chain_id: "klero-pos-dev".to_owned(),
-        listen: vec![],
-        bootnodes: vec![node.multiaddr().parse().expect("addr")],
-        keypair: libp2p::identity::Keypair::generate_ed25519(),
-        mdns: false,
-    })
-    .expect("p2p");
-    tokio::spawn(event_loop.run());
-    let id = node.peer_id();
-    loop {
-        if let Some(NetworkEvent::PeerConnected(peer)) = events.recv().await
-            && peer == id
-        {
-            return (handle, events);
-        }
-    }
-}
-
-/// `node`'s block 1, fetched by sync, under a changed header: the
-/// proposer's signature no longer holds, a forgery.
-async fn forged_block_1(handle: &NetworkHandle, node: PeerId) -> Vec<u8> {
-    let request = SyncRequest::Blocks {
-        from_height: 1,
-        count: 1,
-    };
-    let SyncResponse::Blocks(blocks) = handle.request(node, request).await.expect("sync") else {
-        panic!("no blocks")
-    };
-    let mut forged = klero_chain::codec::decode_block(&blocks[0]).expect("block");
-    forged.signed.header.state_root.0[0] ^= 1;
-    klero_chain::codec::encode(&forged)
-}
-
-/// Connects a bare gossipsub peer to `node`, publishes `payloads` on `topic`
-/// once the node has subscribed to it, and reports whether the node then
-/// closed the connection (within 30 s).
-async fn flood_raw_gossip(
-    node: libp2p::Multiaddr,
-    node_id: PeerId,
-    topic: &str,
-    payloads: Vec<Vec<u8>>,
-) -> bool {
-    use futures::StreamExt;
-    use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{SwarmBuilder, noise, tcp, yamux};
-
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(4 << 20)
-        .build()
-        .expect("gossipsub config");
-    let behaviour: gossipsub::Behaviour =
-        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).expect("gossipsub");
-    let mut swarm = SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm.dial(node).expect("dial");
-    let topic = IdentTopic::new(topic);
-    let mut payloads = Some(payloads);
-    let run = async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic: t })
-                    if peer_id == node_id && t == topic.hash() =>
-                {
-                    for payload in payloads.take().unwrap_or_default() {
-                        swarm
-                            .behaviour_mut()
-                            .publish(topic.clone(), payload)
-                            .expect("publish");
-                    }
-                }
-                SwarmEvent::ConnectionClosed {
-                    peer_id,
-                    num_established: 0,
-                    ..
-                } if peer_id == node_id && payloads.is_none() => return true,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .unwrap_or(false)
 }

@@ -1,9 +1,9 @@
 //! The block tree: imports blocks, keeps the head, switches branches.
 //!
 //! [`BlockTree`] is the only writer of the store. It holds every block's header
-//! and metadata in memory (the fork tree), the head's state, and a bounded
-//! pool of orphans: blocks whose parent has not arrived yet, connected as
-//! soon as it does. Fork choice itself is `klero_chain::fork_choice`; this
+//! and metadata in memory (the fork tree) and the head's state; blocks whose
+//! parent has not arrived yet wait outside it, in the orphan pool
+//! ([`super::orphans`]). Fork choice itself is `klero_chain::fork_choice`; this
 //! module finds the fork point, enforces the PoS rollback limit, and turns a
 //! switch into one store transaction. It also notices PoS equivocation: two
 //! valid blocks signed by one proposer for one slot, the evidence the ledger
@@ -11,7 +11,7 @@
 //! chain so their transactions can go back to the mempool
 //! ([`BlockTree::take_reverted_txs`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use klero_chain::fork_choice;
@@ -24,8 +24,6 @@ use tracing::{debug, info, warn};
 
 use super::store::{HeadChange, Store, StoreError};
 
-/// Most blocks waiting for their parent.
-const MAX_ORPHANS: usize = 512;
 /// Slots behind the newest seen for which proposals are remembered to catch
 /// equivocation; older entries are dropped so the map stays bounded.
 const EQUIVOCATION_WINDOW_SLOTS: u64 = 4096;
@@ -35,7 +33,7 @@ const EQUIVOCATION_WINDOW_SLOTS: u64 = 4096;
 pub enum ImportOutcome {
     /// We already had it.
     Known,
-    /// Its parent is unknown: it waits in the orphan pool.
+    /// Its parent is unknown: not stored (the orphan pool may keep it).
     Orphan,
     /// Valid and stored, on a branch fork choice does not prefer.
     SideBranch,
@@ -87,7 +85,6 @@ pub struct BlockTree {
     store: Store,
     tree: HashMap<Hash, TreeNode>,
     head: Head,
-    orphans: Orphans,
     /// The signed PoS header seen first for each (proposer, slot), for the
     /// last [`EQUIVOCATION_WINDOW_SLOTS`] slots or so.
     proposals: HashMap<(Address, u64), SignedHeader>,
@@ -129,7 +126,6 @@ impl BlockTree {
             store,
             tree,
             head,
-            orphans: Orphans::default(),
             proposals: HashMap::new(),
             equivocations: Vec::new(),
             reverted: Vec::new(),
@@ -199,9 +195,9 @@ impl BlockTree {
         self.tree.get(id).map(|node| &node.meta)
     }
 
-    /// Validates and stores `block`, then any orphans that were waiting for
-    /// it. The outcome is the block's own; orphans connected after it are
-    /// logged.
+    /// Validates and stores `block`. A block whose parent is not stored is
+    /// not stored either ([`ImportOutcome::Orphan`]): keeping it until the
+    /// parent arrives is the orphan pool's job ([`super::orphans`]).
     ///
     /// # Errors
     ///
@@ -213,19 +209,9 @@ impl BlockTree {
         }
         if !self.tree.contains_key(&block.header().parent) {
             debug!(block = %id.short(), parent = %block.header().parent.short(), "orphan");
-            self.orphans.insert(block);
             return Ok(ImportOutcome::Orphan);
         }
-        let outcome = self.connect(&block, now_ms)?;
-        let mut ready = self.orphans.children_of(&id);
-        while let Some(child) = ready.pop() {
-            let child_id = child.id();
-            match self.connect(&child, now_ms) {
-                Ok(_) => ready.extend(self.orphans.children_of(&child_id)),
-                Err(error) => warn!(block = %child_id.short(), %error, "orphan rejected"),
-            }
-        }
-        Ok(outcome)
+        self.connect(&block, now_ms)
     }
 
     /// The equivocations found since the last call.
@@ -247,11 +233,6 @@ impl BlockTree {
             }
         }
         Ok(txs)
-    }
-
-    /// How many orphans wait.
-    pub fn orphan_count(&self) -> usize {
-        self.orphans.len()
     }
 
     fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
@@ -423,46 +404,6 @@ fn make_head(spec: &ChainSpec, id: Hash, node: &TreeNode, state: State) -> Head 
     }
 }
 
-/// Blocks waiting for their parent, oldest evicted first.
-#[derive(Debug, Default)]
-struct Orphans {
-    by_parent: HashMap<Hash, Vec<SealedBlock>>,
-    order: VecDeque<(Hash, Hash)>,
-}
-
-impl Orphans {
-    fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    fn insert(&mut self, block: SealedBlock) {
-        let (id, parent) = (block.id(), block.header().parent);
-        let siblings = self.by_parent.entry(parent).or_default();
-        if siblings.iter().any(|b| b.id() == id) {
-            return;
-        }
-        siblings.push(block);
-        self.order.push_back((parent, id));
-        while self.order.len() > MAX_ORPHANS {
-            let Some((parent, id)) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(siblings) = self.by_parent.get_mut(&parent) {
-                siblings.retain(|b| b.id() != id);
-                if siblings.is_empty() {
-                    self.by_parent.remove(&parent);
-                }
-            }
-        }
-    }
-
-    fn children_of(&mut self, parent: &Hash) -> Vec<SealedBlock> {
-        let children = self.by_parent.remove(parent).unwrap_or_default();
-        self.order.retain(|(p, _)| p != parent);
-        children
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use klero_chain::pow::{meets_target, pow_hash};
@@ -471,6 +412,7 @@ pub(crate) mod tests {
     use klero_chain::{Keypair, Tx};
 
     use super::*;
+    use crate::node::orphans::Orphans;
 
     /// The pow dev spec with a target easy enough to mine in a test.
     pub(crate) fn spec() -> ChainSpec {
@@ -527,15 +469,20 @@ pub(crate) mod tests {
         assert_eq!(rewards(&a, &alice), 10 * 1000);
 
         // Newest first: every block but the first waits as an orphan.
+        let mut orphans = Orphans::default();
         for block in branch[1..].iter().rev() {
             assert_eq!(
-                a.import(block.clone(), u64::MAX / 2).expect("orphan"),
+                orphans
+                    .import(&mut a, block.clone(), None, u64::MAX / 2)
+                    .expect("orphan"),
                 ImportOutcome::Orphan
             );
         }
-        assert_eq!(a.orphan_count(), 10);
-        a.import(branch[0].clone(), u64::MAX / 2).expect("connects");
-        assert_eq!(a.orphan_count(), 0);
+        assert_eq!(orphans.len(), 10);
+        orphans
+            .import(&mut a, branch[0].clone(), None, u64::MAX / 2)
+            .expect("connects");
+        assert_eq!(orphans.len(), 0);
 
         assert_eq!(a.head().id, b.head().id);
         assert_eq!(*a.head().state, *b.head().state);

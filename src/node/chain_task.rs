@@ -1,4 +1,5 @@
-//! The chain task: the one owner of the [`BlockTree`] and the [`Mempool`].
+//! The chain task: the one owner of the [`BlockTree`], the [`Orphans`] and
+//! the [`Mempool`].
 //!
 //! Everything that changes them (gossip, sync, the API, the miner and the
 //! staker) sends a command through a cloneable [`ChainHandle`] and awaits
@@ -30,12 +31,14 @@ use klero_chain::spec::Consensus;
 use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
+use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
+use super::orphans::Orphans;
 use super::slot_battle::{SlotBests, Ticket};
 use super::store::StoreError;
 use crate::p2p::NetworkHandle;
@@ -46,8 +49,9 @@ const COMMAND_BUFFER: usize = 256;
 /// Where a block came from, which decides what happens after import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// Gossip: gossipsub forwards it if we accept it.
-    Gossip,
+    /// Gossip from this peer: gossipsub forwards it if we accept it; an
+    /// orphan is charged to the peer's share of the orphan pool.
+    Gossip(PeerId),
     /// A sync response.
     Sync,
     /// Our own miner or staker: we publish it.
@@ -244,6 +248,7 @@ impl ChainHandle {
 /// The chain task's state.
 pub(crate) struct ChainTask {
     tree: BlockTree,
+    orphans: Orphans,
     mempool: Mempool,
     key: Option<Keypair>,
     net: NetworkHandle,
@@ -267,6 +272,7 @@ impl ChainTask {
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
         let task = ChainTask {
             tree,
+            orphans: Orphans::default(),
             mempool,
             key,
             net,
@@ -323,14 +329,25 @@ impl ChainTask {
         let (id, parent) = (block.id(), block.header().parent);
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
-        let result = tokio::task::block_in_place(|| self.tree.import(block, now_ms()));
+        let from = match origin {
+            Origin::Gossip(peer) => Some(peer),
+            Origin::Sync | Origin::Local => None,
+        };
+        let result =
+            tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, from, now_ms()));
+        self.metrics
+            .orphans
+            .store(self.orphans.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .orphan_bytes
+            .store(self.orphans.bytes() as u64, Ordering::Relaxed);
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
                 if let Some(meta) = self.tree.meta(&id).filter(|_| self.is_pos()) {
                     self.slot_bests.record(parent, meta.slot, meta.score());
                 }
-                if origin == Origin::Gossip {
+                if let Origin::Gossip(_) = origin {
                     let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
                 }
@@ -599,7 +616,7 @@ mod tests {
         let (chain, task) = pos_task(&worse, dir.path());
         assert!(chain.pos_ticket(slot).await.expect("task").is_some());
         chain
-            .import(best_block.clone(), Origin::Gossip)
+            .import(best_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
             .await
             .expect("best");
         assert!(chain.propose_pos(slot).await.expect("task").is_none());
@@ -611,7 +628,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (chain, task) = pos_task(&better, dir.path());
         chain
-            .import(worse_block.clone(), Origin::Gossip)
+            .import(worse_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
             .await
             .expect("worse");
         let ours = chain.propose_pos(slot).await.expect("task").expect("our block");

@@ -1,18 +1,23 @@
 //! Handles what the network delivers: gossiped blocks and transactions
 //! (validated before gossipsub may forward them), peers' sync requests
-//! (handed to the [`SyncServer`]), and peers coming and going.
+//! (handed to the sync server's task, [`super::sync::server`]), and peers
+//! coming and going.
 //!
 //! The verdicts follow the gossip rules in `docs/protocol.md`: valid →
 //! accept (forward); invalid by the sender's fault (undecodable, bad seal,
 //! bad signature, …) → reject, which lowers the sender's gossipsub score
 //! and is a strike ([`super::peers`]); duplicate, stale or not checkable yet
 //! (unknown parent, from the future) → ignore. A block with an unknown
-//! parent also starts a sync from the peer that sent it. A valid PoS block
-//! that lost its slot to one we hold (same slot and parent, lower score) is
-//! stored but ignored, not forwarded: it cannot become the head by itself
-//! ([`super::slot_battle`]).
+//! parent also starts a sync from the peer that sent it, at most once per
+//! [`POLL_INTERVAL`] and peer, however many such blocks it sends. A valid
+//! PoS block that lost its slot to one we hold (same slot and parent, lower
+//! score) is stored but ignored, not forwarded: it cannot become the head
+//! by itself ([`super::slot_battle`]). A transaction from a sender that
+//! cannot pay is ignored too, but each peer may relay only [`UNFUNDED`] of
+//! them: past that, its transactions are dropped unread until its
+//! allowance refills.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,16 +25,25 @@ use klero_chain::codec::{self, CodecError};
 use klero_chain::ledger::TxError;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
-use tracing::warn;
+use tokio::time::Instant;
+use tracing::{debug, warn};
 
 use super::block_tree::ImportOutcome;
 use super::chain_task::{ChainError, ChainHandle, Origin};
 use super::mempool::MempoolError;
 use super::metrics::Metrics;
-use super::peers::Strikes;
+use super::peers::{Rate, Strikes, TokenBucket};
 use super::stopped;
-use super::sync::SyncServer;
-use crate::p2p::{NetworkEvent, NetworkHandle, TopicKind, Verdict};
+use super::sync::client::POLL_INTERVAL;
+use super::sync::server::InboundRequest;
+use crate::p2p::{NetworkEvent, NetworkHandle, SyncResponse, TopicKind, Verdict};
+
+/// How many transactions from unfunded senders (unknown, or short of
+/// balance) one peer may relay: a burst, then a rate per second.
+const UNFUNDED: Rate = Rate {
+    burst: 50,
+    per_second: 10,
+};
 
 /// The network side of the node.
 pub(crate) struct GossipHandler {
@@ -37,14 +51,23 @@ pub(crate) struct GossipHandler {
     pub chain: ChainHandle,
     /// The network.
     pub net: NetworkHandle,
-    /// Answers sync requests.
-    pub sync_server: SyncServer,
+    /// The sync server's queue.
+    pub sync_server: mpsc::Sender<InboundRequest>,
     /// Strikes against peers that send invalid data.
     pub strikes: Strikes,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Peers to sync from.
     pub sync: mpsc::Sender<PeerId>,
+}
+
+/// What the handler remembers about each connected peer.
+#[derive(Debug, Default)]
+struct PeerLog {
+    /// When we last asked the syncer to sync from it for an orphan.
+    sync_asked: HashMap<PeerId, Instant>,
+    /// Its allowance of unfunded transactions.
+    unfunded: HashMap<PeerId, TokenBucket>,
 }
 
 impl GossipHandler {
@@ -55,6 +78,7 @@ impl GossipHandler {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut peers = HashSet::new();
+        let mut log = PeerLog::default();
         loop {
             let event = tokio::select! {
                 event = events.recv() => match event {
@@ -65,12 +89,12 @@ impl GossipHandler {
             };
             let (from, verdict) = match event {
                 NetworkEvent::Block { from, msg, bytes } => {
-                    let verdict = self.on_block(from, &bytes).await;
+                    let verdict = self.on_block(from, &bytes, &mut log).await;
                     let _ = self.net.report(msg, verdict).await;
                     (from, verdict)
                 }
                 NetworkEvent::Tx { from, msg, bytes } => {
-                    let verdict = self.on_tx(&bytes).await;
+                    let verdict = self.on_tx(from, &bytes, &mut log).await;
                     let _ = self.net.report(msg, verdict).await;
                     (from, verdict)
                 }
@@ -82,7 +106,12 @@ impl GossipHandler {
                     (from, Verdict::Reject)
                 }
                 NetworkEvent::SyncRequest { from, req, channel } => {
-                    self.sync_server.serve(from, req, channel).await;
+                    if let Err(mpsc::error::TrySendError::Full((_, _, channel))) =
+                        self.sync_server.try_send((from, req, channel))
+                    {
+                        self.metrics.sync_refused();
+                        let _ = self.net.respond(channel, SyncResponse::Refused).await;
+                    }
                     continue;
                 }
                 NetworkEvent::PeerConnected(peer) => {
@@ -93,6 +122,8 @@ impl GossipHandler {
                 }
                 NetworkEvent::PeerDisconnected(peer) => {
                     peers.remove(&peer);
+                    log.sync_asked.remove(&peer);
+                    log.unfunded.remove(&peer);
                     self.metrics.peers.store(peers.len() as u64, Ordering::Relaxed);
                     continue;
                 }
@@ -103,7 +134,7 @@ impl GossipHandler {
         }
     }
 
-    async fn on_block(&self, from: PeerId, bytes: &[u8]) -> Verdict {
+    async fn on_block(&self, from: PeerId, bytes: &[u8], log: &mut PeerLog) -> Verdict {
         let block = match codec::decode_block(bytes) {
             Ok(block) => block.seal(),
             Err(error) => {
@@ -113,12 +144,20 @@ impl GossipHandler {
             }
         };
         let (id, parent) = (block.id(), block.header().parent);
-        match self.chain.import(block, Origin::Gossip).await {
+        match self.chain.import(block, Origin::Gossip(from)).await {
             Ok(ImportOutcome::SideBranch) => self.relay_side_branch(id, parent).await,
             Ok(ImportOutcome::NewHead { .. }) => Verdict::Accept,
             Ok(ImportOutcome::Known) => Verdict::Ignore,
             Ok(ImportOutcome::Orphan) => {
-                let _ = self.sync.try_send(from);
+                let now = Instant::now();
+                let recently = log
+                    .sync_asked
+                    .get(&from)
+                    .is_some_and(|at| now.saturating_duration_since(*at) < POLL_INTERVAL);
+                if !recently {
+                    log.sync_asked.insert(from, now);
+                    let _ = self.sync.try_send(from);
+                }
                 Verdict::Ignore
             }
             Err(ChainError::Invalid(error)) if error.is_peer_fault() => Verdict::Reject,
@@ -135,7 +174,16 @@ impl GossipHandler {
         }
     }
 
-    async fn on_tx(&self, bytes: &[u8]) -> Verdict {
+    async fn on_tx(&self, from: PeerId, bytes: &[u8], log: &mut PeerLog) -> Verdict {
+        let now = Instant::now();
+        let allowance = log
+            .unfunded
+            .entry(from)
+            .or_insert_with(|| TokenBucket::full(UNFUNDED, now));
+        if !allowance.has_some(now) {
+            self.metrics.tx_rate_limited();
+            return Verdict::Ignore;
+        }
         let Ok(tx) = codec::decode_tx(bytes) else {
             return Verdict::Reject;
         };
@@ -146,6 +194,13 @@ impl GossipHandler {
                 MempoolError::Signature(_)
                 | MempoolError::Invalid(TxError::InvalidVrfKey(_) | TxError::BadProofOfPossession),
             )) => Verdict::Reject,
+            Err(ChainError::Tx(error)) if error.is_unfunded() => {
+                allowance.charge(1);
+                if !allowance.has_some(now) {
+                    debug!(%from, "peer relays transactions nobody can pay for: rate-limited");
+                }
+                Verdict::Ignore
+            }
             // Duplicates, and nonce or balance races with blocks in flight,
             // are no one's fault.
             Ok(false) | Err(_) => Verdict::Ignore,

@@ -8,7 +8,7 @@
 //! never block the writer); only `POST /txs` goes through the chain task.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, State};
@@ -32,6 +32,7 @@ use super::chain_task::{ChainError, ChainHandle};
 use super::mempool::MempoolError;
 use super::metrics::Metrics;
 use super::store::{Store, StoreError};
+use super::sync::SyncStatus;
 use crate::api::{
     Account, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx, SyncState,
     TxAccepted, TxKindView, TxView, Unbonding,
@@ -55,8 +56,8 @@ pub(crate) struct ApiState {
     pub net: NetworkHandle,
     /// Our libp2p peer id.
     pub peer_id: String,
-    /// Set while syncing.
-    pub syncing: Arc<AtomicBool>,
+    /// Whether the node is syncing.
+    pub sync: Arc<SyncStatus>,
     /// The address of the node's key, if it has one.
     pub proposer: Option<Address>,
 }
@@ -220,7 +221,7 @@ async fn status(State(s): State<ApiState>) -> Json<Status> {
         peers: s.metrics.peers.load(Ordering::Relaxed),
         peer_id: s.peer_id.clone(),
         listen,
-        sync_state: if s.syncing.load(Ordering::Relaxed) {
+        sync_state: if s.sync.is_syncing() {
             SyncState::Syncing
         } else {
             SyncState::Synced

@@ -1,173 +1,345 @@
 //! Transactions waiting for a block.
 //!
-//! Each is checked against the head state before it enters (signature and a
-//! stake's proof of possession, once; then the ledger's own rules on a
-//! scratch copy with the sender's earlier pending transactions applied), so
-//! the pool only holds transactions that would apply in nonce order. After
-//! every new head (or reorg) [`Mempool::revalidate`] replays the pool against
-//! the new state and drops what no longer applies. The pool is bounded:
-//! when full, a better-paying transaction evicts the cheapest one that no
-//! other pending transaction depends on.
+//! Admission costs O(1) in the size of the ledger: nothing copies the head
+//! state. Each sender with pending transactions has an *overlay*, a small
+//! [`State`] holding only the head entries its pending transactions touch
+//! (its account, the recipients', a stake's VRF key entry, …) with those
+//! transactions applied by the ledger's own [`State::apply_tx`], so the
+//! pool and blocks never disagree. A new transaction is checked in this
+//! order, cheapest first:
+//!
+//! 1. already pooled, or its sender already has [`MAX_PENDING_PER_SENDER`];
+//! 2. the pool is full and the fee cannot evict anything;
+//! 3. the ledger rules on the sender's overlay: unknown sender, nonce
+//!    (exactly the next one after the head's and the pool's), fee, balance
+//!    and the kind's own rules: an unfunded sender is refused here, before
+//!    any signature is checked;
+//! 4. the signature (and a stake's proof of possession).
+//!
+//! A rejected transaction leaves an overlay as it was (the ledger's
+//! contract), except after a bad signature, where the overlay is rebuilt
+//! from the head (a replay of the sender's pending transactions; the peer
+//! that relayed it gets a strike).
+//!
+//! After every new head (or reorg) [`Mempool::revalidate`] rebuilds each
+//! overlay from the new head's entries and keeps each sender's longest run
+//! of transactions that still applies: per transaction a few key lookups
+//! and one `apply_tx` on a handful of entries, never a state copy.
+//!
+//! The head state is read in one place only, [`load_touched`] (with its
+//! helper `load_account`), by key; unbonding entries, which an unstake or
+//! evidence touches and which are not keyed by owner, are the one scan.
+//! When the pool is full, a better-paying transaction evicts the cheapest
+//! one that no other pending transaction depends on (the last of its
+//! sender's).
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 
 use klero_chain::keys::KeyError;
-use klero_chain::ledger::{BlockCtx, State, TxError};
+use klero_chain::ledger::{BlockCtx, State, TxError, verify_tx};
+use klero_chain::types::TxKind;
 use klero_chain::{Address, Hash, Tx};
 
 /// Default most transactions held.
-pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Most transactions one sender may have waiting: one account cannot fill
+/// the pool, and replaying a sender's run stays short.
+pub const MAX_PENDING_PER_SENDER: usize = 64;
 
 /// Why a transaction was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum MempoolError {
+pub enum MempoolError {
     /// The signature does not verify.
     #[error("bad signature: {0}")]
-    Signature(#[from] KeyError),
+    Signature(KeyError),
     /// The ledger refuses it against the head state.
     #[error(transparent)]
     Invalid(#[from] TxError),
     /// The pool is full of transactions paying at least as much.
     #[error("mempool is full ({0} transactions) and the fee is too low to evict one")]
     Full(usize),
+    /// The sender already has as many transactions waiting as it may.
+    #[error("the sender already has {0} transactions waiting")]
+    TooManyPending(usize),
+}
+
+impl MempoolError {
+    /// Whether the sender cannot pay: unknown, or short of balance. Such a
+    /// transaction costs nothing to send and nothing to refuse; a peer that
+    /// relays many is rate-limited.
+    pub(crate) fn is_unfunded(&self) -> bool {
+        matches!(
+            self,
+            MempoolError::Invalid(TxError::UnknownAccount(_) | TxError::InsufficientBalance { .. })
+        )
+    }
+}
+
+/// One sender's waiting transactions.
+#[derive(Debug, Default)]
+struct Pending {
+    /// By nonce, consecutive from the head's.
+    txs: BTreeMap<u64, Tx>,
+    /// The head entries `txs` touch, with `txs` applied.
+    overlay: State,
+}
+
+impl Pending {
+    /// The overlay of `txs` on `head`, keeping the longest run from the
+    /// head's nonce that still applies; returns the ids of the rest, which
+    /// are dropped.
+    fn rebuild(&mut self, head: &State, ctx: &BlockCtx<'_>) -> Vec<Hash> {
+        let mut overlay = State::default();
+        let mut dropped = Vec::new();
+        let mut broken = false;
+        self.txs.retain(|nonce, tx| {
+            if !broken {
+                load_touched(head, tx, &mut overlay);
+                let included = overlay.account(&tx.body.from).map_or(0, |a| a.nonce);
+                broken = *nonce >= included && overlay.apply_tx(tx, ctx).is_err();
+                if *nonce >= included && !broken {
+                    return true;
+                }
+            }
+            dropped.push(tx.id());
+            false
+        });
+        self.overlay = overlay;
+        dropped
+    }
+
+    /// The fee and nonce of the last transaction, which nothing pending
+    /// depends on.
+    fn last(&self) -> Option<(u64, u64)> {
+        self.txs.last_key_value().map(|(nonce, tx)| (tx.body.fee, *nonce))
+    }
 }
 
 /// The pending transactions, by sender and nonce.
 #[derive(Debug)]
-pub(crate) struct Mempool {
-    by_sender: BTreeMap<Address, BTreeMap<u64, Tx>>,
+pub struct Mempool {
+    by_sender: BTreeMap<Address, Pending>,
     ids: HashSet<Hash>,
+    /// Each sender's last transaction as (fee, sender, nonce): the
+    /// eviction candidates, cheapest first.
+    last_in_line: BTreeSet<(u64, Address, u64)>,
     capacity: usize,
 }
 
 impl Mempool {
     /// An empty pool holding at most `capacity` transactions.
-    pub(crate) fn new(capacity: usize) -> Mempool {
+    pub fn new(capacity: usize) -> Mempool {
         Mempool {
             by_sender: BTreeMap::new(),
             ids: HashSet::new(),
+            last_in_line: BTreeSet::new(),
             capacity,
         }
     }
 
     /// How many transactions wait.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 
     /// The nonce `sender`'s next transaction needs: after the head state's
     /// and the pool's.
     pub(crate) fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
-        let pending = self.by_sender.get(sender).map_or(0, BTreeMap::len) as u64;
-        head.account(sender).map_or(0, |a| a.nonce) + pending
+        match self.by_sender.get(sender) {
+            Some(pending) => pending.overlay.account(sender).map_or(0, |a| a.nonce),
+            None => {
+                let mut view = State::default();
+                load_account(head, sender, &mut view);
+                view.account(sender).map_or(0, |a| a.nonce)
+            }
+        }
     }
 
     /// Adds `tx` if it applies after the sender's pending ones. Returns
-    /// false if it was already here.
+    /// false if it was already here. The checks run cheapest first (see
+    /// the module docs).
     ///
     /// # Errors
     ///
-    /// Why it does not apply, or that the pool is full.
-    pub(crate) fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
+    /// Why it does not apply, that its signature does not verify, or that
+    /// the pool (or the sender's share of it) is full.
+    pub fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
         let id = tx.id();
         if self.ids.contains(&id) {
             return Ok(false);
         }
-        tx.verify(ctx.chain_id())?;
-        klero_chain::ledger::verify_pop(&tx, ctx.chain_id())?;
-        let mut scratch = head.clone();
-        for pending in self
-            .by_sender
-            .get(&tx.body.from)
-            .into_iter()
-            .flat_map(|m| m.values())
-        {
-            scratch.apply_tx(pending, ctx)?;
+        let sender = tx.body.from;
+        let waiting = self.by_sender.get(&sender).map_or(0, |p| p.txs.len());
+        if waiting >= MAX_PENDING_PER_SENDER {
+            return Err(MempoolError::TooManyPending(waiting));
         }
-        scratch.apply_tx(&tx, ctx)?;
-        if self.ids.len() >= self.capacity {
-            self.evict_for(tx.body.fee)?;
+        let evict = if self.ids.len() >= self.capacity {
+            Some(self.eviction_for(tx.body.fee, &sender)?)
+        } else {
+            None
+        };
+        let pending = self.by_sender.entry(sender).or_default();
+        load_touched(head, &tx, &mut pending.overlay);
+        if let Err(error) = pending.overlay.apply_tx(&tx, ctx) {
+            // A rejected transaction changed nothing.
+            if pending.txs.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+            return Err(error.into());
         }
+        if let Err(error) = verify_tx(&tx, ctx.chain_id()) {
+            // Only `tx` had changed the overlay: the replay keeps the rest.
+            for id in pending.rebuild(head, ctx) {
+                self.ids.remove(&id);
+            }
+            if pending.txs.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+            return Err(match error {
+                TxError::BadSignature(error) => MempoolError::Signature(error),
+                error => MempoolError::Invalid(error),
+            });
+        }
+        if let Some((fee, nonce)) = pending.last() {
+            self.last_in_line.remove(&(fee, sender, nonce));
+        }
+        self.last_in_line.insert((tx.body.fee, sender, tx.body.nonce));
+        pending.txs.insert(tx.body.nonce, tx);
         self.ids.insert(id);
-        self.by_sender
-            .entry(tx.body.from)
-            .or_default()
-            .insert(tx.body.nonce, tx);
+        if let Some((other, nonce)) = evict {
+            self.evict(other, nonce, head, ctx);
+        }
         Ok(true)
     }
 
-    /// Drops the cheapest last-in-line transaction if it pays less than `fee`.
-    fn evict_for(&mut self, fee: u64) -> Result<(), MempoolError> {
-        let cheapest = self
-            .by_sender
+    /// The cheapest last-in-line transaction of another sender, if it pays
+    /// less than `fee`.
+    fn eviction_for(&self, fee: u64, sender: &Address) -> Result<(Address, u64), MempoolError> {
+        self.last_in_line
             .iter()
-            .filter_map(|(sender, txs)| {
-                txs.last_key_value()
-                    .map(|(nonce, tx)| (tx.body.fee, *sender, *nonce))
-            })
-            .min();
-        match cheapest {
-            Some((cheapest_fee, sender, nonce)) if cheapest_fee < fee => {
-                self.remove(&sender, nonce);
-                Ok(())
-            }
-            _ => Err(MempoolError::Full(self.ids.len())),
-        }
+            .take_while(|(cheapest, _, _)| *cheapest < fee)
+            .find(|(_, other, _)| other != sender)
+            .map(|(_, other, nonce)| (*other, *nonce))
+            .ok_or(MempoolError::Full(self.ids.len()))
     }
 
-    fn remove(&mut self, sender: &Address, nonce: u64) {
-        if let Some(txs) = self.by_sender.get_mut(sender) {
-            if let Some(tx) = txs.remove(&nonce) {
-                self.ids.remove(&tx.id());
+    /// Drops `sender`'s last transaction, which nothing depends on.
+    fn evict(&mut self, sender: Address, nonce: u64, head: &State, ctx: &BlockCtx<'_>) {
+        let Some(pending) = self.by_sender.get_mut(&sender) else {
+            return;
+        };
+        if let Some(tx) = pending.txs.remove(&nonce) {
+            self.ids.remove(&tx.id());
+            self.last_in_line.remove(&(tx.body.fee, sender, nonce));
+        }
+        // The overlay had it applied: replay the rest, which still applies.
+        for id in pending.rebuild(head, ctx) {
+            self.ids.remove(&id);
+        }
+        match pending.last() {
+            Some((fee, last)) => {
+                self.last_in_line.insert((fee, sender, last));
             }
-            if txs.is_empty() {
-                self.by_sender.remove(sender);
+            None => {
+                self.by_sender.remove(&sender);
             }
         }
     }
 
     /// Replays the pool against a new head state: drops what the chain now
     /// includes, then keeps for each sender the longest run of transactions
-    /// that still applies.
-    pub(crate) fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
-        let senders = std::mem::take(&mut self.by_sender);
-        self.ids.clear();
-        for (sender, txs) in senders {
-            let mut scratch = head.clone();
-            let included = head.account(&sender).map_or(0, |a| a.nonce);
-            let kept: BTreeMap<u64, Tx> = txs
-                .into_iter()
-                .filter(|(nonce, _)| *nonce >= included)
-                .map_while(|(nonce, tx)| scratch.apply_tx(&tx, ctx).is_ok().then_some((nonce, tx)))
-                .collect();
-            if !kept.is_empty() {
-                self.ids.extend(kept.values().map(Tx::id));
-                self.by_sender.insert(sender, kept);
+    /// that still applies. Signatures are not checked again.
+    pub fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
+        self.by_sender.retain(|sender, pending| {
+            let before = pending.last();
+            for id in pending.rebuild(head, ctx) {
+                self.ids.remove(&id);
             }
-        }
+            let after = pending.last();
+            if before != after {
+                if let Some((fee, nonce)) = before {
+                    self.last_in_line.remove(&(fee, *sender, nonce));
+                }
+                if let Some((fee, nonce)) = after {
+                    self.last_in_line.insert((fee, *sender, nonce));
+                }
+            }
+            !pending.txs.is_empty()
+        });
     }
 
     /// Up to `max` transactions for a block: each sender's in nonce order,
-    /// senders interleaved by the fee of their next transaction.
+    /// senders interleaved by the fee of their next transaction (ties go to
+    /// the lower address).
     pub(crate) fn candidates(&self, max: usize) -> Vec<Tx> {
         let mut queues: Vec<_> = self
             .by_sender
             .values()
-            .map(|txs| txs.values().peekable())
+            .map(|pending| pending.txs.values().peekable())
+            .collect();
+        let mut best: BinaryHeap<(u64, Reverse<usize>)> = queues
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, q)| q.peek().map(|tx| (tx.body.fee, Reverse(i))))
             .collect();
         let mut out = Vec::new();
         while out.len() < max {
-            let best = queues
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, q)| q.peek().map(|tx| (tx.body.fee, std::cmp::Reverse(i))))
-                .max();
-            let Some((_, std::cmp::Reverse(i))) = best else {
-                break;
-            };
+            let Some((_, Reverse(i))) = best.pop() else { break };
             out.extend(queues[i].next().cloned());
+            if let Some(tx) = queues[i].peek() {
+                best.push((tx.body.fee, Reverse(i)));
+            }
         }
         out
+    }
+}
+
+/// Copies into `overlay` the head entries that applying `tx` reads, those
+/// it does not hold yet (an entry it holds carries the effects of the
+/// sender's earlier pending transactions). Key lookups only.
+///
+/// This (with `load_account`) is the only code that reads the head state.
+fn load_touched(head: &State, tx: &Tx, overlay: &mut State) {
+    let from = tx.body.from;
+    load_account(head, &from, overlay);
+    match &tx.body.kind {
+        TxKind::Transfer { to, .. } => load_account(head, to, overlay),
+        TxKind::Stake { vrf_key, .. } => {
+            if let Some(owner) = head.vrf_keys.get(vrf_key) {
+                overlay.vrf_keys.entry(*vrf_key).or_insert(*owner);
+            }
+        }
+        TxKind::Unstake { .. } => {
+            for (key, amount) in head.unbonding.iter().filter(|((_, o), _)| *o == from) {
+                overlay.unbonding.entry(*key).or_insert(*amount);
+            }
+        }
+        TxKind::Evidence(evidence) => {
+            let offender = evidence.a.header.proposer;
+            load_account(head, &offender, overlay);
+            if let Some(slot) = evidence.a.header.slot()
+                && head.slashed.contains(&(offender, slot))
+            {
+                overlay.slashed.insert((offender, slot));
+            }
+            for (key, amount) in head.unbonding.iter().filter(|((_, o), _)| *o == offender) {
+                overlay.unbonding.entry(*key).or_insert(*amount);
+            }
+        }
+    }
+}
+
+fn load_account(head: &State, address: &Address, overlay: &mut State) {
+    if let Some(account) = head.account(address)
+        && !overlay.accounts.contains_key(address)
+    {
+        overlay.accounts.insert(*address, account.clone());
     }
 }
 
@@ -191,13 +363,17 @@ mod tests {
     }
 
     fn transfer(from: &str, nonce: u64, fee: u64, amount: u64) -> Tx {
+        transfer_to(from, "zed", nonce, fee, amount)
+    }
+
+    fn transfer_to(from: &str, to: &str, nonce: u64, fee: u64, amount: u64) -> Tx {
         let key = Keypair::dev(from);
         let body = TxBody {
             from: key.address(),
             nonce,
             fee,
             kind: TxKind::Transfer {
-                to: Keypair::dev("zed").address(),
+                to: Keypair::dev(to).address(),
                 amount,
             },
         };
@@ -228,15 +404,62 @@ mod tests {
         let broke = pool.insert(transfer("alice", 2, 1, u64::MAX / 2), &state, &ctx(&params));
         assert!(matches!(broke, Err(MempoolError::Invalid(_))), "{broke:?}");
         assert_eq!(pool.len(), 2);
+        assert_eq!(pool.next_nonce(&Keypair::dev("alice").address(), &state), 2);
     }
 
     #[test]
-    fn refuses_a_forged_signature() {
+    fn refuses_a_forged_signature_and_keeps_the_senders_run() {
         let (state, params) = setup();
-        let mut tx = transfer("alice", 0, 1, 5);
-        tx.body.fee = 2;
-        let err = Mempool::new(10).insert(tx, &state, &ctx(&params));
+        let mut pool = Mempool::new(10);
+        pool.insert(transfer("alice", 0, 1, 5), &state, &ctx(&params))
+            .expect("a0");
+        let mut forged = transfer("alice", 1, 1, 5);
+        forged.body.fee = 2;
+        let err = pool.insert(forged, &state, &ctx(&params));
         assert!(matches!(err, Err(MempoolError::Signature(_))), "{err:?}");
+        // The forgery's effects were undone: nonce 1 is still free.
+        assert_eq!(
+            pool.insert(transfer("alice", 1, 1, 5), &state, &ctx(&params)),
+            Ok(true)
+        );
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn an_unfunded_sender_is_refused_before_its_signature_is_checked() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(10);
+        // A forged signature from an account the chain has never seen: the
+        // account check answers first.
+        let mut tx = transfer("nobody", 0, 1, 5);
+        tx.body.fee = 2;
+        let err = pool.insert(tx, &state, &ctx(&params)).expect_err("unfunded");
+        assert!(
+            matches!(err, MempoolError::Invalid(TxError::UnknownAccount(_))),
+            "{err:?}"
+        );
+        assert!(err.is_unfunded());
+        let broke = pool
+            .insert(transfer("alice", 0, 1, u64::MAX - 1), &state, &ctx(&params))
+            .expect_err("broke");
+        assert!(broke.is_unfunded(), "{broke:?}");
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn a_sender_may_not_fill_the_pool() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(1_000);
+        for nonce in 0..MAX_PENDING_PER_SENDER as u64 {
+            pool.insert(transfer("alice", nonce, 1, 1), &state, &ctx(&params))
+                .expect("within the share");
+        }
+        let over = pool.insert(
+            transfer("alice", MAX_PENDING_PER_SENDER as u64, 1, 1),
+            &state,
+            &ctx(&params),
+        );
+        assert_eq!(over, Err(MempoolError::TooManyPending(MAX_PENDING_PER_SENDER)));
     }
 
     #[test]
@@ -255,6 +478,22 @@ mod tests {
         );
         let fees: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.fee).collect();
         assert_eq!(fees, vec![5, 4]);
+        // Bob's overlay went with his transaction: his nonce 0 is free again.
+        assert_eq!(pool.next_nonce(&Keypair::dev("bob").address(), &state), 0);
+    }
+
+    #[test]
+    fn a_sender_never_evicts_its_own_predecessor() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(2);
+        pool.insert(transfer("alice", 0, 1, 1), &state, &ctx(&params))
+            .expect("a0");
+        pool.insert(transfer("bob", 0, 9, 1), &state, &ctx(&params))
+            .expect("b0");
+        // Alice's nonce 0 is the only cheaper one, and nonce 1 needs it.
+        let own = pool.insert(transfer("alice", 1, 9, 1), &state, &ctx(&params));
+        assert_eq!(own, Err(MempoolError::Full(2)));
+        assert_eq!(pool.len(), 2);
     }
 
     #[test]
@@ -287,5 +526,38 @@ mod tests {
         pool.revalidate(&state, &ctx(&params));
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.candidates(10)[0].body.nonce, 1);
+    }
+
+    #[test]
+    fn revalidate_cuts_a_run_at_the_first_transaction_that_no_longer_applies() {
+        let (mut state, params) = setup();
+        let alice = Keypair::dev("alice").address();
+        let balance = state.account(&alice).expect("alice").balance;
+        let mut pool = Mempool::new(10);
+        for nonce in 0..3 {
+            pool.insert(transfer("alice", nonce, 1, balance / 4), &state, &ctx(&params))
+                .expect("run");
+        }
+        // The new head has alice spend most of her balance elsewhere.
+        let elsewhere = transfer_to("alice", "bob", 0, 1, balance / 2);
+        state.apply_tx(&elsewhere, &ctx(&params)).expect("apply");
+        pool.revalidate(&state, &ctx(&params));
+        // Her nonce 0 is taken; 1 still applies (a quarter), 2 does not.
+        let left: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.nonce).collect();
+        assert_eq!(left, vec![1]);
+        assert_eq!(pool.next_nonce(&alice, &state), 2);
+    }
+
+    #[test]
+    fn a_transfer_into_an_account_counts_only_once_it_is_on_chain() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(10);
+        // zed has nothing; alice's pending gift does not fund him yet.
+        pool.insert(transfer_to("alice", "zed", 0, 1, 100), &state, &ctx(&params))
+            .expect("gift");
+        let err = pool
+            .insert(transfer_to("zed", "bob", 0, 1, 5), &state, &ctx(&params))
+            .expect_err("zed is not funded on chain");
+        assert!(err.is_unfunded(), "{err:?}");
     }
 }

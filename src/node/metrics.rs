@@ -28,6 +28,19 @@ pub(crate) struct Metrics {
     pub mempool: AtomicU64,
     /// Blocks this node produced.
     pub blocks_proposed: AtomicU64,
+    /// Blocks waiting in the orphan pool.
+    pub orphans: AtomicU64,
+    /// Their encoded bytes.
+    pub orphan_bytes: AtomicU64,
+    /// Strikes against peers.
+    strikes: AtomicU64,
+    /// Peers banned for their strikes.
+    bans: AtomicU64,
+    /// Sync requests answered `Refused` (over a peer's budget, or busy).
+    sync_refused: AtomicU64,
+    /// Gossiped transactions dropped unread: their peer relayed too many
+    /// from senders that cannot pay.
+    txs_rate_limited: AtomicU64,
     /// Local hashes per second, as `f64` bits.
     hashrate_bits: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -89,6 +102,24 @@ impl Metrics {
     /// Records how long after its slot's start our PoS block was published.
     pub(crate) fn publish_delay(&self, seconds: f64) {
         lock(&self.publish_delay).record(seconds);
+    }
+
+    /// Counts a strike, and whether it banned the peer.
+    pub(crate) fn strike(&self, banned: bool) {
+        self.strikes.fetch_add(1, Ordering::Relaxed);
+        if banned {
+            self.bans.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a sync request refused.
+    pub(crate) fn sync_refused(&self) {
+        self.sync_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a gossiped transaction dropped by a peer's rate limit.
+    pub(crate) fn tx_rate_limited(&self) {
+        self.txs_rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the local hashrate.
@@ -158,6 +189,42 @@ impl Metrics {
             "klero_blocks_proposed_total",
             "Blocks this node produced.",
             get(&self.blocks_proposed),
+        );
+        gauge(
+            &mut out,
+            "klero_orphans",
+            "Blocks waiting for their parent.",
+            get(&self.orphans),
+        );
+        gauge(
+            &mut out,
+            "klero_orphan_bytes",
+            "Encoded bytes of the blocks waiting for their parent.",
+            get(&self.orphan_bytes),
+        );
+        counter(
+            &mut out,
+            "klero_peer_strikes_total",
+            "Strikes against peers that sent invalid data.",
+            get(&self.strikes),
+        );
+        counter(
+            &mut out,
+            "klero_peers_banned_total",
+            "Peers banned for their strikes.",
+            get(&self.bans),
+        );
+        counter(
+            &mut out,
+            "klero_sync_requests_refused_total",
+            "Sync requests refused: over the peer's budget, or the server busy.",
+            get(&self.sync_refused),
+        );
+        counter(
+            &mut out,
+            "klero_txs_rate_limited_total",
+            "Gossiped transactions dropped unread: their peer relayed too many from unfunded senders.",
+            get(&self.txs_rate_limited),
         );
         out
     }

@@ -7,12 +7,13 @@
 //!
 //! - the p2p event loop, the only owner of the libp2p swarm ([`crate::p2p`]);
 //! - the chain task ([`chain_task`]), the only owner of the block tree
-//!   ([`block_tree`]), the store's write side ([`store`]) and the mempool
-//!   ([`mempool`]);
+//!   ([`block_tree`]), the orphan pool ([`orphans`]), the store's write
+//!   side ([`store`]) and the mempool ([`mempool`]);
 //! - the gossip handler ([`gossip`]): network events in, verdicts out;
-//!   strikes against bad peers ([`peers`]);
-//! - sync ([`sync`]): the client fetches missing blocks, the server answers
-//!   peers from the store;
+//!   strikes and budgets for peers ([`peers`]);
+//! - sync ([`sync`]): the client fetches missing blocks, the server (a
+//!   task of its own, fed by the gossip handler) answers peers from the
+//!   store;
 //! - the miner or the staker ([`producer`]), which times PoS blocks by the
 //!   slot-battle policy ([`slot_battle`]);
 //! - the HTTP API ([`http`]) with its types in [`crate::api`];
@@ -34,8 +35,9 @@ pub mod block_tree;
 pub(crate) mod chain_task;
 pub(crate) mod gossip;
 pub(crate) mod http;
-pub(crate) mod mempool;
+pub mod mempool;
 pub(crate) mod metrics;
+pub(crate) mod orphans;
 pub(crate) mod peers;
 pub(crate) mod producer;
 pub(crate) mod slot_battle;
@@ -46,7 +48,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -71,6 +72,8 @@ pub const ADDRESSES_FILE: &str = "addresses.json";
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for libp2p to report its bound listen addresses.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// Sync requests waiting for the sync server; more are refused at once.
+const SYNC_SERVER_QUEUE: usize = 64;
 
 /// How a node runs (from the command line and the config file).
 #[derive(Clone, Debug)]
@@ -197,7 +200,7 @@ pub(crate) async fn run(
     let network = tokio::spawn(event_loop.run());
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let syncing = Arc::new(AtomicBool::new(false));
+    let sync_status = Arc::new(sync::SyncStatus::default());
     let (chain_task, chain) = chain_task::ChainTask::new(
         tree,
         mempool::Mempool::new(mempool::DEFAULT_CAPACITY),
@@ -209,18 +212,14 @@ pub(crate) async fn run(
 
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let strikes = peers::Strikes::new(net.clone());
+    let strikes = peers::Strikes::new(net.clone(), Arc::clone(&metrics));
     let (sync_tx, sync_rx) = mpsc::channel(64);
+    let (serve_tx, serve_rx) = mpsc::channel(SYNC_SERVER_QUEUE);
     tasks.spawn(
         gossip::GossipHandler {
             chain: chain.clone(),
             net: net.clone(),
-            sync_server: sync::SyncServer {
-                chain: chain.clone(),
-                net: net.clone(),
-                store: store.clone(),
-                genesis,
-            },
+            sync_server: serve_tx,
             strikes: strikes.clone(),
             metrics: Arc::clone(&metrics),
             sync: sync_tx,
@@ -228,13 +227,28 @@ pub(crate) async fn run(
         .run(events, stopping.clone()),
     );
     tasks.spawn(
+        sync::SyncServer {
+            chain: chain.clone(),
+            net: net.clone(),
+            store: store.clone(),
+            genesis,
+            metrics: Arc::clone(&metrics),
+        }
+        .run(serve_rx, stopping.clone()),
+    );
+    let max_rollback = match &spec.consensus {
+        Consensus::Pos(params) => params.max_rollback,
+        Consensus::Pow(_) => 0,
+    };
+    tasks.spawn(
         sync::Syncer {
             chain: chain.clone(),
             net: net.clone(),
             genesis,
-            syncing: Arc::clone(&syncing),
+            status: Arc::clone(&sync_status),
             strikes,
             metrics: Arc::clone(&metrics),
+            max_rollback,
         }
         .run(sync_rx, stopping.clone()),
     );
@@ -271,7 +285,7 @@ pub(crate) async fn run(
                     chain.clone(),
                     Arc::clone(&spec),
                     params.clone(),
-                    Arc::clone(&syncing),
+                    Arc::clone(&sync_status),
                     stopping.clone(),
                 ));
             }
@@ -291,7 +305,7 @@ pub(crate) async fn run(
         metrics,
         net: net.clone(),
         peer_id: peer_id.to_string(),
-        syncing,
+        sync: sync_status,
         proposer: config.key.as_ref().map(Keypair::address),
     });
     tasks.spawn(serve(listeners.api, app, stopping.clone()));

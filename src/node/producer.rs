@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::sync::SyncStatus;
 use std::time::{Duration, Instant};
 
 use klero_chain::pos;
@@ -114,7 +116,7 @@ pub(crate) async fn stake(
     chain: ChainHandle,
     spec: Arc<ChainSpec>,
     params: PosParams,
-    syncing: Arc<AtomicBool>,
+    sync: Arc<SyncStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut slot = pos::slot_at(&spec, &params, now_ms());
@@ -131,8 +133,8 @@ pub(crate) async fn stake(
             // We fell behind (a long import or a suspended machine): skip to now.
             slot = pos::slot_at(&spec, &params, now).max(slot);
         }
-        if syncing.load(Ordering::Relaxed) {
-            debug!(slot, "syncing: not proposing");
+        if sync.holds_production() {
+            debug!(slot, "catching up with a chain far ahead: not proposing");
             continue;
         }
         let proposed = match chain.pos_ticket(slot).await {

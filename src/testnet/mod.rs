@@ -20,8 +20,8 @@
 
 pub(crate) mod chaos;
 pub(crate) mod genesis;
-pub(crate) mod measure;
 pub(crate) mod keys;
+pub(crate) mod measure;
 pub(crate) mod members;
 pub(crate) mod ports;
 pub(crate) mod process;

@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
+pub mod peer;
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -237,14 +239,6 @@ impl Node {
             .map_err(|e| e.to_string())
     }
 
-    /// One series of GET /metrics (`name` or `name{labels}`), 0 if absent.
-    pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
     /// GET /accounts/{address}, `None` if unreachable or unknown.
     pub fn account(&self, address: &str) -> Option<Account> {
         self.client().account(address).ok().flatten()
@@ -253,6 +247,15 @@ impl Node {
     /// GET /metrics, empty if unreachable.
     pub fn metrics(&self) -> String {
         self.client().metrics().unwrap_or_default()
+    }
+
+    /// One sample of `/metrics` by its full name (labels included), if
+    /// the node reports it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
     }
 
     /// Head height, 0 if unreachable.

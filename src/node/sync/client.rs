@@ -3,25 +3,47 @@
 //! A peer is synced from when it connects, when it gossips a block whose
 //! parent we lack, and every [`POLL_INTERVAL`] (which is how two halves of a
 //! healed partition find each other's forks even when nobody is producing).
-//! The sync asks the peer's status; if its head is unknown to us it fetches
-//! the peer's canonical blocks in batches of [`MAX_SYNC_BLOCKS`] from just
-//! above our height, stepping back (doubling the step) while the first block
-//! of a batch does not attach to anything we have: that finds the fork
-//! point of a competing branch in O(log depth) round trips. Imports go
-//! through the chain task like any other block; fork choice decides. A
-//! block that does not decode, or breaks a rule, is a strike against the
-//! peer that sent it (the gossip path's strikes: three and it is banned).
+//! Each peer is synced in its own task, at most [`MAX_SYNCS`] at once and
+//! one per peer, so a slow or lying peer delays nobody but itself.
+//!
+//! A sync asks the peer's status; if its head is unknown to us it fetches
+//! the peer's canonical blocks in batches of [`MAX_SYNC_BLOCKS`] from our
+//! height. When the peer's block there is not ours, the fork point is found
+//! with one-block probes: back off from our height by doubling steps, then
+//! bisect, O(log depth) round trips. Imports go through the chain task like
+//! any other block; fork choice decides.
+//!
+//! A peer cannot keep the syncer busy for nothing:
+//!
+//! - every response must answer the request: blocks from the requested
+//!   height, each the child of the one before, the first the child of the
+//!   last block imported; anything else (the same 64 blocks again, blocks
+//!   of another height) is a strike;
+//! - a block that does not decode or breaks a rule is a strike;
+//! - [`MAX_IDLE_ROUNDS`] batches in a row that bring nothing new end the
+//!   sync with a strike;
+//! - a sync that fails (those reasons, a timeout, a refusal, a head it
+//!   claimed and never delivered) is not tried again from that peer for a
+//!   back-off that doubles with each failure, up to [`MAX_BACKOFF`].
+//!
+//! Three strikes ban the peer (the gossip path's strikes). A claimed height
+//! is never trusted on its own: the staker holds back only while a peer
+//! keeps delivering valid blocks of a chain more than the rollback limit
+//! ahead ([`super::SyncStatus`]).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use klero_chain::codec::{self, CodecError};
 use klero_chain::{Block, Hash, SealedBlock};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::{Fetching, SyncStatus};
 use crate::node::block_tree::ImportOutcome;
 use crate::node::chain_task::{ChainError, ChainHandle, Origin};
 use crate::node::gossip::decode_reason;
@@ -32,6 +54,12 @@ use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, P2pError, SyncRequest, SyncResp
 
 /// How often connected peers are asked for their status unprompted.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Most peers synced from at once.
+const MAX_SYNCS: usize = 4;
+/// Batches in a row that bring no new block before a sync gives up.
+const MAX_IDLE_ROUNDS: u32 = 2;
+/// Longest wait before a peer whose syncs keep failing is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(120);
 
 /// Why a sync from one peer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +74,21 @@ enum SyncError {
     Import(ChainError),
     #[error("peer refused the request")]
     Refused,
-    #[error("peer's blocks do not connect to our chain")]
-    NoForkPoint,
+    #[error("peer's response does not answer the request: {0}")]
+    Unanswered(&'static str),
+    #[error("{MAX_IDLE_ROUNDS} batches in a row brought nothing new")]
+    NoProgress,
+    #[error("peer claimed head {0} and did not deliver it")]
+    Unproven(Hash),
     #[error("the chain task has stopped")]
     Stopped,
 }
 
 impl SyncError {
-    /// Whether the peer sent data that is invalid by its own fault.
+    /// Whether the peer did something no honest peer does.
     fn is_peer_fault(&self) -> bool {
         match self {
-            SyncError::Decode(_) => true,
+            SyncError::Decode(_) | SyncError::Unanswered(_) | SyncError::NoProgress => true,
             SyncError::Import(ChainError::Invalid(error)) => error.is_peer_fault(),
             _ => false,
         }
@@ -80,52 +112,85 @@ pub(crate) struct Syncer {
     pub net: NetworkHandle,
     /// Our genesis id.
     pub genesis: Hash,
-    /// Set while blocks are being fetched; read by `/status` and the staker.
-    pub syncing: Arc<AtomicBool>,
+    /// What `/status` and the staker read.
+    pub status: Arc<SyncStatus>,
     /// Strikes against peers that send invalid blocks.
     pub strikes: Strikes,
     /// Counters (refused blocks by reason).
     pub metrics: Arc<Metrics>,
+    /// How far behind a proven chain the staker may be and still produce:
+    /// the PoS rollback limit.
+    pub max_rollback: u64,
+}
+
+/// When a peer whose last sync failed may be tried again.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    failures: u32,
+    until: Instant,
 }
 
 impl Syncer {
     /// Syncs from peers named on `requests`, and polls every peer
-    /// regularly, until `shutdown` turns true (a sync in progress is
-    /// dropped; the import it had sent still completes in the chain task).
+    /// regularly, until `shutdown` turns true (the syncs in progress are
+    /// dropped; an import they had sent still completes in the chain task).
     pub(crate) async fn run(self, mut requests: mpsc::Receiver<PeerId>, mut shutdown: watch::Receiver<bool>) {
-        tokio::select! {
-            () = self.serve(&mut requests) => {}
-            () = stopped(&mut shutdown) => {}
-        }
-        self.syncing.store(false, Ordering::Relaxed);
-    }
-
-    async fn serve(&self, requests: &mut mpsc::Receiver<PeerId>) {
+        let this = Arc::new(self);
+        let mut running: JoinSet<(PeerId, Result<u64, SyncError>)> = JoinSet::new();
+        let mut busy: HashSet<PeerId> = HashSet::new();
+        let mut backoff: HashMap<PeerId, Backoff> = HashMap::new();
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         loop {
             let peers = tokio::select! {
+                () = stopped(&mut shutdown) => break,
                 peer = requests.recv() => match peer {
                     Some(peer) => vec![peer],
-                    None => return,
+                    None => break,
                 },
-                _ = poll.tick() => self.net.peers().await.unwrap_or_default(),
-            };
-            for peer in peers {
-                if let Err(error) = self.sync_from(peer).await {
-                    if matches!(error, SyncError::Stopped) {
-                        return;
-                    }
-                    if error.is_peer_fault() {
-                        self.strikes.strike(peer, "sync").await;
-                    }
-                    warn!(%peer, %error, "sync stopped");
+                _ = poll.tick() => {
+                    let now = Instant::now();
+                    backoff.retain(|_, b| b.until > now);
+                    this.net.peers().await.unwrap_or_default()
                 }
+                Some(done) = running.join_next() => {
+                    let Ok((peer, result)) = done else { continue };
+                    busy.remove(&peer);
+                    match result {
+                        Ok(_) => {
+                            backoff.remove(&peer);
+                        }
+                        Err(SyncError::Stopped) => break,
+                        Err(error) => {
+                            if error.is_peer_fault() {
+                                this.strikes.strike(peer, "sync").await;
+                            }
+                            let failures = backoff.get(&peer).map_or(0, |b| b.failures) + 1;
+                            let wait = POLL_INTERVAL
+                                .saturating_mul(1 << failures.min(8))
+                                .min(MAX_BACKOFF);
+                            warn!(%peer, %error, retry_in = ?wait, "sync stopped");
+                            backoff.insert(peer, Backoff { failures, until: Instant::now() + wait });
+                        }
+                    }
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            for peer in peers {
+                let waiting = backoff.get(&peer).is_some_and(|b| b.until > now);
+                if waiting || busy.contains(&peer) || busy.len() >= MAX_SYNCS {
+                    continue;
+                }
+                busy.insert(peer);
+                let this = Arc::clone(&this);
+                running.spawn(async move { (peer, this.sync_from(peer).await) });
             }
-            self.syncing.store(false, Ordering::Relaxed);
         }
+        running.shutdown().await;
     }
 
-    async fn sync_from(&self, peer: PeerId) -> Result<(), SyncError> {
+    /// Syncs from one peer; the number of blocks it imported.
+    async fn sync_from(&self, peer: PeerId) -> Result<u64, SyncError> {
         let SyncResponse::Status {
             height,
             head,
@@ -137,58 +202,125 @@ impl Syncer {
         if Hash(genesis) != self.genesis {
             return Err(SyncError::OtherChain(Hash(genesis)));
         }
-        if self.chain.contains(Hash(head)).await? {
-            return Ok(());
+        let claimed = Hash(head);
+        if self.chain.contains(claimed).await? {
+            return Ok(0);
         }
         let ours = self.chain.head().meta.height;
         debug!(%peer, height, ours, "syncing");
-        self.syncing.store(true, Ordering::Relaxed);
-        let mut start = ours.min(height).max(1);
-        let mut step = u64::from(MAX_SYNC_BLOCKS);
-        let mut imported = 0u64;
+        let mut fetching = Fetching::new(&self.status);
+        let top = ours.min(height);
+        // The first batch starts at our height: when the peer extends our
+        // chain its first block is one we have, and no probe is needed.
+        let mut from = top.max(1);
+        let mut anchor: Option<Hash> = None;
+        let (mut imported, mut idle) = (0u64, 0u32);
         loop {
-            let request = SyncRequest::Blocks {
-                from_height: start,
-                count: MAX_SYNC_BLOCKS,
-            };
-            let SyncResponse::Blocks(encoded) = self.net.request(peer, request).await? else {
-                return Err(SyncError::Refused);
-            };
-            let blocks = self.decode_blocks(&encoded)?;
+            let blocks = self.fetch(peer, from, MAX_SYNC_BLOCKS).await?;
             let Some(first) = blocks.first() else { break };
-            if !self.chain.contains(first.header().parent).await? {
-                if start <= 1 {
-                    return Err(SyncError::NoForkPoint);
+            match anchor {
+                Some(anchor) if first.header().parent != anchor => {
+                    return Err(SyncError::Unanswered("the batch does not extend the last one"));
                 }
-                start = start.saturating_sub(step).max(1);
-                step = step.saturating_mul(2);
-                continue;
+                Some(_) => {}
+                None if self.chain.contains(first.header().parent).await? => {}
+                None => {
+                    let (fork_height, fork_id) = self.fork_point(peer, from).await?;
+                    anchor = Some(fork_id);
+                    from = fork_height + 1;
+                    continue;
+                }
             }
             let batch = blocks.len() as u64;
+            let mut new = 0;
             for block in blocks {
+                anchor = Some(block.id());
                 match self.chain.import(block, Origin::Sync).await? {
-                    ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => imported += 1,
+                    ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => new += 1,
                     ImportOutcome::Known | ImportOutcome::Orphan => {}
                 }
             }
-            if batch < u64::from(MAX_SYNC_BLOCKS) {
+            imported += new;
+            idle = if new == 0 { idle + 1 } else { 0 };
+            if idle >= MAX_IDLE_ROUNDS {
+                return Err(SyncError::NoProgress);
+            }
+            let ours = self.chain.head().meta.height;
+            fetching.hold(new > 0 && height > ours.saturating_add(self.max_rollback));
+            if self.chain.contains(claimed).await? {
                 break;
             }
-            start += batch;
+            from += batch;
         }
+        drop(fetching);
+        let head = self.chain.head();
         if imported > 0 {
-            let head = self.chain.head();
             info!(%peer, imported, height = head.meta.height, head = %head.id.short(), "synced");
+        } else if !self.chain.contains(claimed).await? {
+            return Err(SyncError::Unproven(claimed));
         }
-        Ok(())
+        Ok(imported)
     }
 
-    /// Decodes a response's blocks, refusing the batch at the first bad one.
-    fn decode_blocks(&self, encoded: &[Vec<u8>]) -> Result<Vec<SealedBlock>, CodecError> {
-        encoded
+    /// The highest height below `unknown` (a height where the peer's
+    /// block is not one we have) where it is, and that block's id: one-block
+    /// probes at doubling distances below `unknown`, then bisection. The
+    /// peer's genesis is ours (checked), so height 0 always qualifies.
+    async fn fork_point(&self, peer: PeerId, mut unknown: u64) -> Result<(u64, Hash), SyncError> {
+        let mut known = (0, self.genesis);
+        let mut distance = 1u64;
+        while let Some(height) = unknown.checked_sub(distance).filter(|h| *h > 0) {
+            match self.probe(peer, height).await? {
+                Some(id) if self.chain.contains(id).await? => {
+                    known = (height, id);
+                    break;
+                }
+                _ => unknown = height,
+            }
+            distance = distance.saturating_mul(2);
+        }
+        while unknown > known.0 + 1 {
+            let mid = known.0 + (unknown - known.0) / 2;
+            match self.probe(peer, mid).await? {
+                Some(id) if self.chain.contains(id).await? => known = (mid, id),
+                _ => unknown = mid,
+            }
+        }
+        Ok(known)
+    }
+
+    /// The id of the peer's block at `height`, if it has one.
+    async fn probe(&self, peer: PeerId, height: u64) -> Result<Option<Hash>, SyncError> {
+        Ok(self.fetch(peer, height, 1).await?.first().map(SealedBlock::id))
+    }
+
+    /// Up to `count` of the peer's blocks from `from`, checked to be what
+    /// was asked for: heights `from, from + 1, …`, each the child of the
+    /// one before.
+    async fn fetch(&self, peer: PeerId, from: u64, count: u32) -> Result<Vec<SealedBlock>, SyncError> {
+        let request = SyncRequest::Blocks {
+            from_height: from,
+            count,
+        };
+        let SyncResponse::Blocks(encoded) = self.net.request(peer, request).await? else {
+            return Err(SyncError::Refused);
+        };
+        if encoded.len() > count as usize {
+            return Err(SyncError::Unanswered("more blocks than asked for"));
+        }
+        let blocks = encoded
             .iter()
             .map(|bytes| codec::decode_block(bytes).map(Block::seal))
-            .collect::<Result<_, _>>()
-            .inspect_err(|error| self.metrics.reject(decode_reason(error)))
+            .collect::<Result<Vec<_>, _>>()
+            .inspect_err(|error| self.metrics.reject(decode_reason(error)))?;
+        for (i, block) in blocks.iter().enumerate() {
+            if block.header().height != from.saturating_add(i as u64) {
+                return Err(SyncError::Unanswered("a block is not at the height asked for"));
+            }
+            if i > 0 && block.header().parent != blocks[i - 1].id() {
+                return Err(SyncError::Unanswered("the blocks do not connect"));
+            }
+        }
+        Ok(blocks)
     }
 }
