@@ -9,6 +9,8 @@
 //! - [`fairness`]: both lotteries run for real, round after round;
 //!   [`stats`]: the goodness-of-fit tests; [`fairness_report`]: the
 //!   command that runs them and reports (table, JSON, SVG).
+//! - [`store`]: a chain of real transfers imported through the node's
+//!   block tree: store bytes per block, import rate, RSS, restart, reorg.
 
 pub(crate) mod calibrate;
 pub(crate) mod ceiling;
@@ -16,3 +18,4 @@ pub(crate) mod fairness;
 pub(crate) mod fairness_report;
 pub(crate) mod hashrate;
 pub(crate) mod stats;
+pub(crate) mod store;

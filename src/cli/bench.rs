@@ -1,11 +1,12 @@
-//! `klero bench`: the hashrate and fairness benchmarks (their code is in
-//! [`crate::bench`]).
+//! `klero bench`: the hashrate, fairness and store benchmarks (their code
+//! is in [`crate::bench`]).
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use crate::bench::fairness_report::FairnessArgs;
 use crate::bench::hashrate::{self, HashrateArgs};
+use crate::bench::store::StoreArgs;
 
 /// `klero bench …`
 #[derive(Debug, Subcommand)]
@@ -14,6 +15,8 @@ pub enum BenchCommand {
     Hashrate(HashrateArgs),
     /// Does each staker or miner win in proportion to its weight?
     Fairness(FairnessArgs),
+    /// Store bytes per block, import rate, peak RSS, restart and reorg time.
+    Store(StoreArgs),
 }
 
 impl BenchCommand {
@@ -26,6 +29,7 @@ impl BenchCommand {
         match self {
             BenchCommand::Hashrate(args) => hashrate::run(args),
             BenchCommand::Fairness(args) => args.execute(),
+            BenchCommand::Store(args) => args.execute(),
         }
     }
 }

@@ -1,0 +1,513 @@
+//! `klero bench store`: what the node's store costs as a chain grows.
+//!
+//! The command builds a PoW chain of `--blocks` blocks of
+//! `--txs-per-block` real signed transfers over `--accounts` funded
+//! genesis accounts (a share `--fresh-share` of the transfers pays an
+//! address the chain has never seen, so the state grows), plus a competing
+//! branch of 11 empty blocks from 10 below the tip. Building happens in
+//! memory with the chain crate's own production code and is not measured.
+//! Then a child process (so that its peak RSS is the importer's alone)
+//! imports the blocks into a fresh data dir through the node's
+//! `BlockTree`, exactly as gossip or sync would, and reports:
+//!
+//! - store bytes per block: the growth of `chain.redb` from genesis;
+//! - the import rate in blocks/s and transactions/s;
+//! - the importer's peak RSS (`VmHWM`);
+//! - restart time: closing the store, then `Store::open` + `BlockTree::load`;
+//! - the time of the import that switches to the competing branch (a
+//!   depth-10 reorg).
+//!
+//! `--max-store-mib` stops the import early when the store outgrows it (a
+//! design that copies the state per block fills a disk at 100,000
+//! accounts); the report then says how far it got.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use klero_chain::codec;
+use klero_chain::ledger::State;
+use klero_chain::pow::{meets_target, pow_hash};
+use klero_chain::spec::{Consensus, GenesisAccount, PowParams};
+use klero_chain::types::{TxBody, TxKind};
+use klero_chain::validate::{BlockMeta, MEDIAN_TIME_SPAN, Parent, genesis_meta};
+use klero_chain::{Address, Block, ChainSpec, Hash, Keypair, SealedBlock, Tx, produce};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::node::block_tree::{BlockTree, ImportOutcome};
+use crate::node::store::{DB_FILE, Store};
+
+/// How far below the tip the competing branch forks.
+const REORG_DEPTH: u64 = 10;
+/// Milliseconds between blocks (the spec's target block time).
+const BLOCK_MS: u64 = 2_000;
+/// What every genesis account holds: enough for any run.
+const GENESIS_BALANCE: u64 = 1 << 40;
+
+/// `klero bench store`
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Funded genesis accounts (the senders).
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// Blocks to build and import.
+    #[arg(long, default_value_t = 1_000)]
+    blocks: u64,
+    /// Transfers per block.
+    #[arg(long, default_value_t = 100)]
+    txs_per_block: usize,
+    /// Share of transfers that pay a fresh address (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    fresh_share: f64,
+    /// Stop importing once the store is larger than this (MiB).
+    #[arg(long, default_value_t = 4_096)]
+    max_store_mib: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Internal: import the chain prepared in this dir and print the
+    /// measurements as JSON (the parent runs this in a child process).
+    #[arg(long, hide = true)]
+    import_dir: Option<PathBuf>,
+}
+
+/// What the importing child measured.
+#[derive(Debug, Serialize, Deserialize)]
+struct Measured {
+    /// Blocks imported (fewer than asked if the store limit stopped it).
+    blocks: u64,
+    /// Transactions in them.
+    txs: u64,
+    /// `chain.redb` right after genesis.
+    genesis_bytes: u64,
+    /// `chain.redb` after the import.
+    store_bytes: u64,
+    /// Seconds the import took.
+    import_secs: f64,
+    /// The importer's peak resident set (kB).
+    peak_rss_kb: u64,
+    /// Closing and reopening the store (s).
+    restart_secs: f64,
+    /// The import that switched to the competing branch (s), if it ran.
+    reorg_secs: Option<f64>,
+    /// Whether the store limit stopped the import.
+    stopped_by_store_limit: bool,
+}
+
+/// The report.
+#[derive(Debug, Serialize)]
+struct Report {
+    accounts: usize,
+    txs_per_block: usize,
+    fresh_share: f64,
+    blocks_asked: u64,
+    #[serde(flatten)]
+    measured: Measured,
+    bytes_per_block: f64,
+    blocks_per_sec: f64,
+    txs_per_sec: f64,
+}
+
+impl StoreArgs {
+    /// Runs the benchmark (or, with `--import-dir`, its importing half).
+    ///
+    /// # Errors
+    ///
+    /// Bad arguments, or a failure while building or importing.
+    pub(crate) fn execute(self) -> Result<()> {
+        if let Some(dir) = &self.import_dir {
+            let measured = import(dir, self.max_store_mib)?;
+            println!("{}", serde_json::to_string(&measured)?);
+            return Ok(());
+        }
+        ensure!(
+            self.accounts >= 1 && self.blocks > REORG_DEPTH && self.txs_per_block >= 1,
+            "--accounts ≥ 1, --blocks > {REORG_DEPTH} and --txs-per-block ≥ 1"
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.fresh_share),
+            "--fresh-share is a share: 0 to 1"
+        );
+        let dir = TempDir::new()?;
+        build(&self, dir.path())?;
+        eprintln!("importing in a child process…");
+        let output = Command::new(std::env::current_exe().context("finding the klero binary")?)
+            .args(["bench", "store", "--max-store-mib"])
+            .arg(self.max_store_mib.to_string())
+            .arg("--import-dir")
+            .arg(dir.path())
+            .output()
+            .context("running the importer")?;
+        if !output.status.success() {
+            bail!(
+                "the importer failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let measured: Measured =
+            serde_json::from_slice(&output.stdout).context("reading the importer's measurements")?;
+        let secs = measured.import_secs.max(f64::MIN_POSITIVE);
+        let report = Report {
+            accounts: self.accounts,
+            txs_per_block: self.txs_per_block,
+            fresh_share: self.fresh_share,
+            blocks_asked: self.blocks,
+            bytes_per_block: measured.store_bytes.saturating_sub(measured.genesis_bytes) as f64
+                / measured.blocks.max(1) as f64,
+            blocks_per_sec: measured.blocks as f64 / secs,
+            txs_per_sec: measured.txs as f64 / secs,
+            measured,
+        };
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(())
+    }
+}
+
+fn print_report(r: &Report) {
+    let m = &r.measured;
+    println!(
+        "store bench: {} accounts, {} blocks of {} transfers ({:.0}% to fresh addresses)",
+        r.accounts,
+        r.blocks_asked,
+        r.txs_per_block,
+        r.fresh_share * 100.0
+    );
+    if m.stopped_by_store_limit {
+        println!(
+            "stopped after {} blocks: the store passed --max-store-mib",
+            m.blocks
+        );
+    }
+    println!("store at genesis     {:>12} bytes", m.genesis_bytes);
+    println!("store after import   {:>12} bytes", m.store_bytes);
+    println!("bytes per block      {:>12.0}", r.bytes_per_block);
+    println!(
+        "import               {:>12.1} blocks/s  {:.0} tx/s  ({:.1} s)",
+        r.blocks_per_sec, r.txs_per_sec, m.import_secs
+    );
+    println!("peak RSS             {:>12} kB", m.peak_rss_kb);
+    println!("restart              {:>12.3} s", m.restart_secs);
+    match m.reorg_secs {
+        Some(s) => println!("depth-{REORG_DEPTH} reorg       {s:>12.3} s"),
+        None => println!("depth-{REORG_DEPTH} reorg       {:>12}", "not run"),
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("klero-bench-store-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spec_path(dir: &Path) -> PathBuf {
+    dir.join("spec.toml")
+}
+
+fn blocks_path(dir: &Path) -> PathBuf {
+    dir.join("blocks.bin")
+}
+
+fn fork_path(dir: &Path) -> PathBuf {
+    dir.join("fork.bin")
+}
+
+/// The bench chain: the PoW dev rules with a target met in a few tries and
+/// `accounts` funded senders.
+fn bench_spec(senders: &[Keypair]) -> ChainSpec {
+    let mut easy = [0xff; 32];
+    easy[0] = 0x0f;
+    let mut spec = ChainSpec::from_toml(include_str!("../../testnet/pow.toml"))
+        .unwrap_or_else(|e| unreachable!("the bundled spec is valid: {e}"));
+    spec.chain_id = "klero-bench-store".to_owned();
+    spec.consensus = Consensus::Pow(PowParams::dev(BLOCK_MS, easy));
+    spec.accounts = senders
+        .iter()
+        .map(|k| GenesisAccount {
+            name: None,
+            address: k.address(),
+            balance: GENESIS_BALANCE,
+            stake: 0,
+            vrf_key: None,
+        })
+        .collect();
+    spec
+}
+
+/// A deterministic 64-bit value for `(tag, i)`.
+fn mix(tag: &[u8], i: u64) -> u64 {
+    let h = Hash::of_parts(&[tag, &i.to_le_bytes()]);
+    u64::from_le_bytes(h.0[..8].try_into().unwrap_or_default())
+}
+
+/// The `T` transfers of block `height` (1-based): senders round-robin over
+/// the genesis accounts, each with its next nonce; recipients a fresh
+/// address with probability `fresh_share`, else a genesis account.
+fn block_txs(args: &StoreArgs, spec: &ChainSpec, senders: &[Keypair], height: u64) -> Vec<Tx> {
+    let n = senders.len() as u64;
+    let t = args.txs_per_block as u64;
+    let threshold = (args.fresh_share * u64::MAX as f64) as u64;
+    (0..t)
+        .into_par_iter()
+        .map(|j| {
+            let k = (height - 1) * t + j;
+            let sender = &senders[(k % n) as usize];
+            let to = if mix(b"fresh", k) < threshold {
+                Address(Hash::of_parts(&[b"klero/bench/fresh", &k.to_le_bytes()]).0)
+            } else {
+                senders[(mix(b"to", k) % n) as usize].address()
+            };
+            let body = TxBody {
+                from: sender.address(),
+                nonce: k / n,
+                fee: 1,
+                kind: TxKind::Transfer { to, amount: 1 },
+            };
+            Tx::sign(body, sender, &spec.chain_id)
+        })
+        .collect()
+}
+
+/// A chain held in memory while it is built: the tip's state and the last
+/// timestamps.
+struct Builder<'a> {
+    spec: &'a ChainSpec,
+    miner: Keypair,
+    id: Hash,
+    header: klero_chain::Header,
+    meta: BlockMeta,
+    state: State,
+    timestamps: Vec<u64>,
+}
+
+impl<'a> Builder<'a> {
+    /// Mines a block of `txs` on the tip and makes it the tip.
+    fn extend(&mut self, txs: &[Tx]) -> Result<SealedBlock> {
+        let n = self.timestamps.len();
+        let parent = Parent {
+            id: self.id,
+            header: &self.header,
+            meta: &self.meta,
+            state: &self.state,
+            recent_timestamps: &self.timestamps[n.saturating_sub(MEDIAN_TIME_SPAN)..],
+        };
+        let ts = self.header.timestamp_ms + BLOCK_MS;
+        let template =
+            produce::pow_template(self.spec, &parent, txs, &self.miner, ts).context("building a template")?;
+        ensure!(
+            template.txs.len() == txs.len(),
+            "a bench transaction does not apply"
+        );
+        let nonce = (0..)
+            .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
+            .context("no nonce")?;
+        let block = template.complete(nonce, &self.miner, &self.spec.chain_id).seal();
+        let header = block.header();
+        let ctx = self.spec.block_ctx(self.spec.epoch_of(header), header.proposer);
+        self.state
+            .apply_block_body(&block.block().txs, &ctx)
+            .map_err(|e| anyhow::anyhow!("applying a bench block: {e}"))?;
+        self.id = block.id();
+        self.header = header.clone();
+        self.meta.height = header.height;
+        self.timestamps.push(header.timestamp_ms);
+        Ok(block)
+    }
+
+    fn fork(&self, miner: Keypair) -> Builder<'a> {
+        Builder {
+            spec: self.spec,
+            miner,
+            id: self.id,
+            header: self.header.clone(),
+            meta: self.meta.clone(),
+            state: self.state.clone(),
+            timestamps: self.timestamps.clone(),
+        }
+    }
+}
+
+/// Builds the chain and the competing branch into `dir`.
+fn build(args: &StoreArgs, dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    let senders: Vec<Keypair> = (0..args.accounts)
+        .into_par_iter()
+        .map(|i| Keypair::dev(&format!("bench-{i}")))
+        .collect();
+    let spec = bench_spec(&senders);
+    std::fs::write(spec_path(dir), spec.to_toml()?).context("writing the spec")?;
+    let (genesis, state) = spec.genesis();
+    let mut builder = Builder {
+        spec: &spec,
+        miner: Keypair::dev("bench-miner"),
+        id: genesis.id(),
+        header: genesis.header().clone(),
+        meta: genesis_meta(),
+        state,
+        timestamps: vec![genesis.header().timestamp_ms],
+    };
+    let bar = ProgressBar::new(args.blocks);
+    bar.set_style(
+        ProgressStyle::with_template("building {bar:40} {pos}/{len} blocks (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut out = BufWriter::new(File::create(blocks_path(dir))?);
+    let mut fork_base = None;
+    for height in 1..=args.blocks {
+        let txs = block_txs(args, &spec, &senders, height);
+        write_block(&mut out, builder.extend(&txs)?.block())?;
+        if height == args.blocks - REORG_DEPTH {
+            fork_base = Some(builder.fork(Keypair::dev("bench-rival")));
+        }
+        bar.inc(1);
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    let mut rival = fork_base.context("the chain is longer than the reorg depth")?;
+    let mut out = BufWriter::new(File::create(fork_path(dir))?);
+    for _ in 0..=REORG_DEPTH {
+        write_block(&mut out, rival.extend(&[])?.block())?;
+    }
+    out.flush()?;
+    eprintln!("built in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn write_block(out: &mut impl Write, block: &Block) -> Result<()> {
+    let bytes = codec::encode(block);
+    out.write_all(&u32::try_from(bytes.len())?.to_le_bytes())?;
+    out.write_all(&bytes)?;
+    Ok(())
+}
+
+/// Reads the blocks written by [`write_block`].
+fn read_blocks(path: &Path) -> Result<impl Iterator<Item = Result<SealedBlock>>> {
+    let mut input = BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    Ok(std::iter::from_fn(move || {
+        let mut len = [0u8; 4];
+        match input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => return Some(Err(e.into())),
+        }
+        let mut bytes = vec![0; u32::from_le_bytes(len) as usize];
+        Some(
+            input
+                .read_exact(&mut bytes)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| Ok(codec::decode_block(&bytes)?.seal())),
+        )
+    }))
+}
+
+/// The importing half: a fresh data dir, every block through
+/// `BlockTree::import`, then restart and reorg.
+fn import(dir: &Path, max_store_mib: u64) -> Result<Measured> {
+    let text = std::fs::read_to_string(spec_path(dir)).context("reading the bench spec")?;
+    let spec = ChainSpec::from_toml(&text)?;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let db_file = data.join(DB_FILE);
+    let open = || -> Result<BlockTree> { Ok(BlockTree::load(spec.clone(), Store::open(&data, &spec)?)?) };
+    let mut tree = open()?;
+    let genesis_bytes = file_size(&db_file)?;
+    let now = u64::MAX / 2;
+    let (mut blocks, mut txs) = (0u64, 0u64);
+    let mut stopped_by_store_limit = false;
+    let started = Instant::now();
+    for block in read_blocks(&blocks_path(dir))? {
+        let block = block?;
+        txs += block.block().txs.len() as u64;
+        let outcome = tree.import(block, now)?;
+        ensure!(
+            matches!(outcome, ImportOutcome::NewHead { rolled_back: 0 }),
+            "block {} did not extend the chain: {outcome:?}",
+            blocks + 1
+        );
+        blocks += 1;
+        if blocks % 50 == 0 && file_size(&db_file)? > max_store_mib << 20 {
+            stopped_by_store_limit = true;
+            break;
+        }
+    }
+    let import_secs = started.elapsed().as_secs_f64();
+    let store_bytes = file_size(&db_file)?;
+    drop(tree);
+    let started = Instant::now();
+    let mut tree = open()?;
+    let restart_secs = started.elapsed().as_secs_f64();
+    let reorg_secs = if stopped_by_store_limit {
+        None
+    } else {
+        let mut last = Duration::ZERO;
+        let mut outcome = ImportOutcome::Known;
+        for block in read_blocks(&fork_path(dir))? {
+            let block = block?;
+            let started = Instant::now();
+            outcome = tree.import(block, now)?;
+            last = started.elapsed();
+        }
+        ensure!(
+            outcome
+                == ImportOutcome::NewHead {
+                    rolled_back: REORG_DEPTH
+                },
+            "the competing branch did not take over: {outcome:?}"
+        );
+        Some(last.as_secs_f64())
+    };
+    Ok(Measured {
+        blocks,
+        txs,
+        genesis_bytes,
+        store_bytes,
+        import_secs,
+        peak_rss_kb: peak_rss_kb()?,
+        restart_secs,
+        reorg_secs,
+        stopped_by_store_limit,
+    })
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("reading the size of {}", path.display()))?
+        .len())
+}
+
+/// `VmHWM` of this process, from `/proc/self/status` (Linux).
+fn peak_rss_kb() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
