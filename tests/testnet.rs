@@ -57,6 +57,30 @@ impl Testnet {
         testnet
     }
 
+    /// `nodes` PoS nodes on half-second slots with a rollback limit well
+    /// above what a partitioned or lossy node builds apart, once they share
+    /// a chain.
+    fn up_for_chaos(nodes: &str, extra: &[&str]) -> Testnet {
+        let mut args = vec![
+            "--nodes",
+            nodes,
+            "--block-time",
+            "0.5",
+            "--base-port",
+            "0",
+            "--rollback",
+            "500",
+        ];
+        args.extend(extra);
+        let net = Testnet::up_with(&args);
+        let all: Vec<usize> = (0..net.status().as_array().expect("nodes").len()).collect();
+        assert!(
+            wait_for(Duration::from_secs(30), || net.agree(&all, 2)),
+            "no common chain to start from"
+        );
+        net
+    }
+
     /// `klero testnet ARGS…`, which must succeed.
     fn testnet(&self, args: &[&str]) -> String {
         let mut all = vec!["testnet"];
@@ -324,21 +348,7 @@ fn view(net: &Testnet, i: usize) -> Value {
 
 #[test]
 fn a_partition_splits_the_chain_and_heal_joins_it_again() {
-    // A rollback limit well above what the halves can build apart.
-    let net = Testnet::up_with(&[
-        "--nodes",
-        "4",
-        "--block-time",
-        "0.5",
-        "--base-port",
-        "0",
-        "--rollback",
-        "500",
-    ]);
-    assert!(
-        wait_for(Duration::from_secs(30), || net.agree(&[0, 1, 2, 3], 2)),
-        "no common chain to start from"
-    );
+    let net = Testnet::up_for_chaos("4", &[]);
     let start = net.head(0).expect("node0").0;
 
     let out = net.testnet(&["partition", "node0,node1", "node2,node3"]);
@@ -419,22 +429,7 @@ fn a_partition_splits_the_chain_and_heal_joins_it_again() {
 #[test]
 fn a_node_with_full_loss_falls_behind_and_a_paused_one_resumes() {
     // node2 holds a ninth of the stake: alone it builds slower than the rest.
-    let net = Testnet::up_with(&[
-        "--nodes",
-        "3",
-        "--weights",
-        "4,4,1",
-        "--block-time",
-        "0.5",
-        "--base-port",
-        "0",
-        "--rollback",
-        "500",
-    ]);
-    assert!(
-        wait_for(Duration::from_secs(30), || net.agree(&[0, 1, 2], 2)),
-        "no common chain to start from"
-    );
+    let net = Testnet::up_for_chaos("3", &["--weights", "4,4,1"]);
 
     assert!(net.testnet(&["loss", "node2", "100%"]).contains("loss 100%"));
     assert!(
