@@ -95,6 +95,9 @@ pub struct BlockTree {
     equivocations: Vec<Equivocation>,
     /// Blocks a reorg took off the canonical chain, not yet taken.
     reverted: Vec<Hash>,
+    /// The depths of the reorgs done (by a block or an orphan it
+    /// connected), not yet taken.
+    reorgs: Vec<u64>,
 }
 
 impl BlockTree {
@@ -132,6 +135,7 @@ impl BlockTree {
             orphans: Orphans::default(),
             proposals: HashMap::new(),
             equivocations: Vec::new(),
+            reorgs: Vec::new(),
             reverted: Vec::new(),
         })
     }
@@ -228,6 +232,12 @@ impl BlockTree {
         Ok(outcome)
     }
 
+    /// The depths of the reorgs done since the last call, those of
+    /// connected orphans included (an import's outcome is its block's own).
+    pub fn take_reorgs(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.reorgs)
+    }
+
     /// The equivocations found since the last call.
     pub fn take_equivocations(&mut self) -> Vec<Equivocation> {
         std::mem::take(&mut self.equivocations)
@@ -301,6 +311,7 @@ impl BlockTree {
                 self.reverted.extend(old_branch);
                 self.head = make_head(&self.spec, id, &node, imported.state);
                 if rolled_back > 0 {
+                    self.reorgs.push(rolled_back);
                     info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
                 }
                 ImportOutcome::NewHead { rolled_back }
@@ -534,8 +545,14 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(a.orphan_count(), 10);
-        a.import(branch[0].clone(), u64::MAX / 2).expect("connects");
+        assert_eq!(
+            a.import(branch[0].clone(), u64::MAX / 2).expect("connects"),
+            ImportOutcome::SideBranch
+        );
         assert_eq!(a.orphan_count(), 0);
+        // The reorg was an orphan's doing, and is reported all the same.
+        assert_eq!(a.take_reorgs(), vec![10]);
+        assert!(a.take_reorgs().is_empty());
 
         assert_eq!(a.head().id, b.head().id);
         assert_eq!(*a.head().state, *b.head().state);

@@ -342,10 +342,8 @@ impl ChainTask {
             }
             Err(ImportError::Store(error)) => warn!(block = %id.short(), %error, "store failed"),
         }
-        if let Ok(ImportOutcome::NewHead { rolled_back }) = result
-            && rolled_back > 0
-        {
-            self.metrics.reorg(rolled_back);
+        for depth in self.tree.take_reorgs() {
+            self.metrics.reorg(depth);
         }
         if self.tree.head().id != before {
             self.on_new_head();
