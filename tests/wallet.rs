@@ -256,7 +256,8 @@ fn a_live_node_refuses_what_the_ledger_would() {
 #[test]
 fn a_wallet_signs_for_one_chain_only() {
     let mut first = Net::new(Kind::Pos);
-    first.start("a", None, &[]);
+    // A staker, so the first transfer lands and the next takes nonce 1.
+    first.start("a", Some("bob"), &[]);
     // Same spec but a later genesis time: the same chain id, another chain.
     std::thread::sleep(std::time::Duration::from_millis(5));
     let mut second = Net::new(Kind::Pos);
@@ -283,7 +284,11 @@ fn a_wallet_signs_for_one_chain_only() {
             .expect("keystore")
             .contains("chain_id")
     );
-    let sent = wallet(dir.path(), &url_a, &["transfer", &bob, "5", "--name", "alice"]);
+    let sent = wallet(
+        dir.path(),
+        &url_a,
+        &["transfer", &bob, "5", "--name", "alice", "--wait"],
+    );
     ok(&sent);
     assert!(String::from_utf8_lossy(&sent.stderr).contains("now signs only for chain"));
     let bound = fs::read(&keystore).expect("keystore");

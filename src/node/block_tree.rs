@@ -92,6 +92,9 @@ pub struct BlockTree {
     equivocations: Vec<Equivocation>,
     /// Blocks a reorg took off the canonical chain, not yet taken.
     reverted: Vec<Hash>,
+    /// The depths of the reorgs done (by a block or an orphan it
+    /// connected), not yet taken.
+    reorgs: Vec<u64>,
 }
 
 impl BlockTree {
@@ -128,6 +131,7 @@ impl BlockTree {
             head,
             proposals: HashMap::new(),
             equivocations: Vec::new(),
+            reorgs: Vec::new(),
             reverted: Vec::new(),
         })
     }
@@ -214,6 +218,12 @@ impl BlockTree {
         self.connect(&block, now_ms)
     }
 
+    /// The depths of the reorgs done since the last call, those of
+    /// connected orphans included (an import's outcome is its block's own).
+    pub fn take_reorgs(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.reorgs)
+    }
+
     /// The equivocations found since the last call.
     pub fn take_equivocations(&mut self) -> Vec<Equivocation> {
         std::mem::take(&mut self.equivocations)
@@ -282,6 +292,7 @@ impl BlockTree {
                 self.reverted.extend(old_branch);
                 self.head = make_head(&self.spec, id, &node, imported.state);
                 if rolled_back > 0 {
+                    self.reorgs.push(rolled_back);
                     info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
                 }
                 ImportOutcome::NewHead { rolled_back }
@@ -483,6 +494,9 @@ pub(crate) mod tests {
             .import(&mut a, branch[0].clone(), None, u64::MAX / 2)
             .expect("connects");
         assert_eq!(orphans.len(), 0);
+        // The reorg was an orphan's doing, and is reported all the same.
+        assert_eq!(a.take_reorgs(), vec![10]);
+        assert!(a.take_reorgs().is_empty());
 
         assert_eq!(a.head().id, b.head().id);
         assert_eq!(*a.head().state, *b.head().state);

@@ -359,10 +359,8 @@ impl ChainTask {
             }
             Err(ImportError::Store(error)) => warn!(block = %id.short(), %error, "store failed"),
         }
-        if let Ok(ImportOutcome::NewHead { rolled_back }) = result
-            && rolled_back > 0
-        {
-            self.metrics.reorg(rolled_back);
+        for depth in self.tree.take_reorgs() {
+            self.metrics.reorg(depth);
         }
         if self.tree.head().id != before {
             self.on_new_head();
@@ -564,10 +562,13 @@ mod tests {
         template.complete(nonce, miner, &spec().chain_id).seal()
     }
 
-    /// A chain task staking with `key` on a fresh PoS dev chain.
-    fn pos_task(key: &Keypair, dir: &std::path::Path) -> (ChainHandle, tokio::task::JoinHandle<BlockTree>) {
-        let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
-        let tree = BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("tree");
+    /// A running chain task producing with `key` on a fresh chain of `spec`.
+    fn task_on(
+        spec: &ChainSpec,
+        key: &Keypair,
+        dir: &std::path::Path,
+    ) -> (ChainHandle, tokio::task::JoinHandle<BlockTree>) {
+        let tree = BlockTree::load(spec.clone(), Store::open(dir, spec).expect("store")).expect("tree");
         let (task, chain) = ChainTask::new(
             tree,
             Mempool::new(DEFAULT_CAPACITY),
@@ -613,7 +614,7 @@ mod tests {
 
         // Behind a better block of the slot, the worse staker stays silent.
         let dir = tempfile::tempdir().expect("dir");
-        let (chain, task) = pos_task(&worse, dir.path());
+        let (chain, task) = task_on(&spec, &worse, dir.path());
         assert!(chain.pos_ticket(slot).await.expect("task").is_some());
         chain
             .import(best_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
@@ -626,7 +627,7 @@ mod tests {
         // Ahead of a worse one, the better staker builds beside it and wins
         // the slot; the worse block has lost its slot and is not relayed.
         let dir = tempfile::tempdir().expect("dir");
-        let (chain, task) = pos_task(&better, dir.path());
+        let (chain, task) = task_on(&spec, &better, dir.path());
         chain
             .import(worse_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
             .await
@@ -655,17 +656,8 @@ mod tests {
             tempfile::tempdir().expect("dir"),
             tempfile::tempdir().expect("dir"),
         );
-        let tree =
-            BlockTree::load(spec.clone(), Store::open(dir.path(), &spec).expect("store")).expect("tree");
         let alice = Keypair::dev("alice");
-        let (task, chain) = ChainTask::new(
-            tree,
-            Mempool::new(DEFAULT_CAPACITY),
-            Some(alice.clone()),
-            lone_network(),
-            Arc::new(Metrics::default()),
-        );
-        let task = tokio::spawn(task.run());
+        let (chain, task) = task_on(&spec, &alice, dir.path());
 
         // T: alice pays erin; our own block 1 includes it.
         let erin = Keypair::dev("erin").address();
