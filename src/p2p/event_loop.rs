@@ -39,6 +39,9 @@ const REDIAL_INTERVAL: Duration = Duration::from_secs(10);
 const TARGET_PEERS: usize = 8;
 /// Inbound sync requests the node may hold unanswered; more are refused.
 const MAX_PENDING_RESPONSES: usize = 64;
+/// Of those, how many one peer may have: a flood from one peer is refused
+/// here and never fills the queue for the others.
+const MAX_PENDING_RESPONSES_PER_PEER: usize = 4;
 
 /// What a [`NetworkHandle`](super::NetworkHandle) asks of the loop.
 #[derive(Debug)]
@@ -93,7 +96,8 @@ pub struct EventLoop {
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, P2pError>>>,
     /// Peers' sync requests the node has not answered yet. libp2p's
     /// channels cannot leave the loop; [`ResponseChannelRef`] names them.
-    pending_responses: HashMap<InboundRequestId, ResponseChannel<SyncResponse>>,
+    /// Each kept with the peer that asked.
+    pending_responses: HashMap<InboundRequestId, (PeerId, ResponseChannel<SyncResponse>)>,
     /// Peers the node banned for sending invalid data: disconnected, and
     /// any new connection from them is closed at once.
     banned: HashSet<PeerId>,
@@ -165,7 +169,7 @@ impl EventLoop {
                 self.pending_requests.insert(id, reply);
             }
             Command::Respond { channel, resp } => match self.pending_responses.remove(&channel.0) {
-                Some(channel) => {
+                Some((_, channel)) => {
                     if self
                         .swarm
                         .behaviour_mut()
@@ -381,11 +385,14 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if self.pending_responses.len() >= MAX_PENDING_RESPONSES {
-                    warn!(%peer, "sync request refused: too many unanswered");
+                let of_peer = self.pending_responses.values().filter(|(p, _)| *p == peer).count();
+                if self.pending_responses.len() >= MAX_PENDING_RESPONSES
+                    || of_peer >= MAX_PENDING_RESPONSES_PER_PEER
+                {
+                    debug!(%peer, of_peer, "sync request refused: too many unanswered");
                     return self.refuse(channel);
                 }
-                self.pending_responses.insert(request_id, channel);
+                self.pending_responses.insert(request_id, (peer, channel));
                 let event = NetworkEvent::SyncRequest {
                     from: peer,
                     req: request,
@@ -393,7 +400,7 @@ impl EventLoop {
                 };
                 if let Err(error) = self.events.try_send(event) {
                     warn!(%peer, %error, "sync request refused: the node is not keeping up");
-                    if let Some(channel) = self.pending_responses.remove(&request_id) {
+                    if let Some((_, channel)) = self.pending_responses.remove(&request_id) {
                         self.refuse(channel);
                     }
                 }
