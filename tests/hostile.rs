@@ -111,7 +111,10 @@ fn a_peer_that_stalls_sync_is_struck_and_the_staker_keeps_producing() {
         "still syncing"
     );
     let height = net.nodes[0].height();
-    assert!(wait_for(BLOCKS, || agree(&nodes, height + 2)), "honest nodes stalled");
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 2)),
+        "honest nodes stalled"
+    );
     liar.abort();
     rt.block_on(handle.shutdown()).ok();
 }
@@ -220,7 +223,10 @@ fn an_orphan_flood_costs_its_sender_not_the_node() {
     assert!(asked <= polls, "{asked} syncs from the flooder in {polls} polls");
     let height = net.nodes[0].height();
     let nodes: Vec<&Node> = net.nodes.iter().collect();
-    assert!(wait_for(BLOCKS, || agree(&nodes, height + 3)), "honest nodes stalled");
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 3)),
+        "honest nodes stalled"
+    );
     server.abort();
     rt.block_on(handle.shutdown()).ok();
 }
@@ -270,7 +276,10 @@ fn a_sync_request_flood_does_not_lock_out_another_peer() {
     );
     let height = net.nodes[0].height();
     let nodes: Vec<&Node> = net.nodes.iter().collect();
-    assert!(wait_for(BLOCKS, || agree(&nodes, height + 2)), "honest nodes stalled");
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 2)),
+        "honest nodes stalled"
+    );
     for task in flood {
         task.abort();
     }
@@ -345,4 +354,72 @@ fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
     assert_eq!(net.nodes[0].metric("klero_mempool_size"), Some(0.0));
     flooding.abort();
     rt.block_on(handle.shutdown()).ok();
+}
+
+/// A client of the HTTP API sends a 1 MiB transaction, then opens 200
+/// requests whose bodies never come. The big body is refused (413), the
+/// requests beyond the in-flight limit are refused at once (503) instead
+/// of queueing, every stalled one is answered 408 after the timeout, and
+/// then the API answers again; the node produces throughout.
+#[test]
+fn an_api_client_that_floods_or_stalls_is_bounded() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+    let url = net.nodes[0].api_url();
+    let addr = url.trim_start_matches("http://").to_string();
+    let client = reqwest::blocking::Client::new();
+
+    let huge = format!("{{\"tx\": \"{}\"}}", "ab".repeat(512 * 1024));
+    let answer = client
+        .post(format!("{url}/txs"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send();
+    assert_eq!(answer.expect("answer").status().as_u16(), 413);
+
+    let height = net.nodes[0].height();
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            stream
+                .write_all(b"POST /txs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+                .expect("write");
+            stream
+        })
+        .collect();
+    let busy = || {
+        client
+            .get(format!("{url}/status"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || busy().ok() == Some(503)),
+        "the API was never busy with 200 requests in flight: {:?}",
+        busy()
+    );
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .expect("an answer to a stalled request");
+        let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+        assert!(
+            status == "408" || status == "503",
+            "a stalled request was answered {status}"
+        );
+    }
+    assert_eq!(busy().ok(), Some(200));
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= height + 3),
+        "the node stopped producing"
+    );
 }

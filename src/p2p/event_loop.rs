@@ -385,7 +385,11 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let of_peer = self.pending_responses.values().filter(|(p, _)| *p == peer).count();
+                let of_peer = self
+                    .pending_responses
+                    .values()
+                    .filter(|(p, _)| *p == peer)
+                    .count();
                 if self.pending_responses.len() >= MAX_PENDING_RESPONSES
                     || of_peer >= MAX_PENDING_RESPONSES_PER_PEER
                 {
