@@ -478,8 +478,7 @@ async fn submit_tx(
         ),
         _ => bad_request(format!("body must be {{\"tx\": \"<hex>\"}}: {e}")),
     })?;
-    let bytes = hex::decode(body.tx.trim()).map_err(|e| bad_request(format!("tx is not hex: {e}")))?;
-    let tx = codec::decode_tx(&bytes).map_err(|e| bad_request(e.to_string()))?;
+    let tx = codec::decode_tx_hex(&body.tx).map_err(|e| bad_request(e.to_string()))?;
     let id = tx.id();
     match s.chain.submit_tx(tx, true).await {
         Ok(_) => Ok(Json(TxAccepted { id: id.to_hex() })),
