@@ -118,3 +118,308 @@ fn a_peer_that_stalls_sync_is_struck_and_the_staker_keeps_producing() {
     liar.abort();
     rt.block_on(handle.shutdown()).ok();
 }
+
+/// A decodable block whose parent nobody has, about `txs` × 160 bytes
+/// (one signed transfer repeated): an orphan, never validated.
+fn orphan(tag: u64, txs: usize) -> Vec<u8> {
+    use klero_chain::types::{Block, Header, PowSeal, Seal, SignedHeader, TxBody, TxKind};
+    use klero_chain::{Hash, Keypair, Tx};
+    let key = Keypair::dev("orphan-maker");
+    let tx = Tx::sign(
+        TxBody {
+            from: key.address(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Transfer {
+                to: key.address(),
+                amount: 1,
+            },
+        },
+        &key,
+        "klero-pos-dev",
+    );
+    let header = Header {
+        height: 5,
+        parent: Hash::of(&tag.to_le_bytes()),
+        timestamp_ms: 0,
+        tx_root: Hash::ZERO,
+        state_root: Hash::ZERO,
+        proposer: key.address(),
+        seal: Seal::Pow(PowSeal {
+            target: [0xff; 32],
+            nonce: tag,
+        }),
+    };
+    codec::encode(&Block {
+        signed: SignedHeader::sign(header, &key, "klero-pos-dev"),
+        txs: vec![tx; txs],
+    })
+}
+
+/// A peer gossips 150 orphans of about 650 KB each (about 100 MB), each
+/// with a parent nobody has. They wait in its own share of the orphan
+/// pool (8 MiB) and push out only each other; they do not each start a
+/// sync from it; the node's memory does not follow the flood.
+#[test]
+fn an_orphan_flood_costs_its_sender_not_the_node() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", None, &[0]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+    let genesis = genesis_of(&net.nodes[0]);
+    let rss_before = net.nodes[0].rss_kib().expect("rss");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, mut events) = rt.block_on(connect_peer(&net.nodes[0]));
+    let syncs = Arc::new(AtomicU64::new(0));
+    let server = {
+        let (handle, syncs) = (handle.clone(), Arc::clone(&syncs));
+        rt.spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let NetworkEvent::SyncRequest { req, channel, .. } = event {
+                    let resp = match req {
+                        SyncRequest::Status => {
+                            syncs.fetch_add(1, Ordering::Relaxed);
+                            SyncResponse::Status {
+                                height: 1_000,
+                                head: [9; 32],
+                                genesis,
+                            }
+                        }
+                        SyncRequest::Blocks { .. } => SyncResponse::Blocks(Vec::new()),
+                    };
+                    let _ = handle.respond(channel, resp).await;
+                }
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        // Let gossipsub exchange subscriptions before publishing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for tag in 0..150 {
+            handle.publish_block(orphan(tag, 4_000)).await.expect("publish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let orphans = || net.nodes[0].metric("klero_orphans").unwrap_or(0.0);
+    assert!(
+        wait_for(Duration::from_secs(30), || orphans() >= 10.0),
+        "the orphans did not arrive: {}",
+        net.nodes[0].metrics()
+    );
+    // Let the node take in whatever is still queued.
+    std::thread::sleep(Duration::from_secs(3));
+    let bytes = net.nodes[0].metric("klero_orphan_bytes").expect("orphan bytes");
+    assert!(bytes <= f64::from(8u32 << 20), "{bytes} orphan bytes");
+    let rss_after = net.nodes[0].rss_kib().expect("rss");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // One sync when it connected, then at most one per poll interval.
+    let polls = started.elapsed().as_secs() / 5 + 2;
+    let asked = syncs.load(Ordering::Relaxed);
+    assert!(asked <= polls, "{asked} syncs from the flooder in {polls} polls");
+    let height = net.nodes[0].height();
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 3)),
+        "honest nodes stalled"
+    );
+    server.abort();
+    rt.block_on(handle.shutdown()).ok();
+}
+
+/// A peer floods the node with requests for 64 blocks, 64 at a time. Its
+/// requests beyond its budget are refused at once, and a node that joins
+/// meanwhile still syncs from the same node.
+#[test]
+fn a_sync_request_flood_does_not_lock_out_another_peer() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 8));
+    let n0 = net.nodes[0].peer_id();
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, _events) = rt.block_on(connect_peer(&net.nodes[0]));
+    let answered = Arc::new(AtomicU64::new(0));
+    let flood: Vec<_> = (0..64)
+        .map(|_| {
+            let (handle, answered) = (handle.clone(), Arc::clone(&answered));
+            rt.spawn(async move {
+                let request = SyncRequest::Blocks {
+                    from_height: 1,
+                    count: 64,
+                };
+                loop {
+                    if let Ok(SyncResponse::Blocks(_)) = handle.request(n0, request.clone()).await {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+
+    let late = net.start("late", None, &[0]);
+    let target = net.nodes[0].height();
+    assert!(
+        wait_for(Duration::from_secs(30), || net.nodes[late].height() >= target),
+        "the late node could not sync during the flood: {} of {target}; {}",
+        net.nodes[late].height(),
+        net.nodes[0].metrics()
+    );
+    assert!(
+        net.nodes[0].metric("klero_sync_requests_refused_total") > Some(0.0),
+        "nothing was refused"
+    );
+    let height = net.nodes[0].height();
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 2)),
+        "honest nodes stalled"
+    );
+    for task in flood {
+        task.abort();
+    }
+    rt.block_on(handle.shutdown()).ok();
+}
+
+/// A peer gossips thousands of validly signed transfers from accounts the
+/// chain has never seen, on a chain of 20,000 accounts. Each is refused
+/// from the sender's (missing) account alone, before its signature is
+/// checked and without copying the ledger, and past the peer's allowance
+/// they are dropped unread; the node keeps producing and agreeing.
+#[test]
+fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
+    use klero_chain::spec::GenesisAccount;
+    use klero_chain::types::{TxBody, TxKind};
+    use klero_chain::{Address, Keypair, Tx};
+
+    let mut spec = common::test_spec(Kind::Pos);
+    spec.accounts.extend((0..20_000u64).map(|i| GenesisAccount {
+        name: None,
+        address: Address(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+        balance: 1_000,
+        stake: 0,
+        vrf_key: None,
+    }));
+    let mut net = Net::with_spec(Kind::Pos, &spec);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", None, &[0]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+
+    let flood: Vec<Vec<u8>> = (0..20_000u64)
+        .map(|i| {
+            let key = Keypair::dev(&format!("unfunded-{i}"));
+            let body = TxBody {
+                from: key.address(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Transfer {
+                    to: spec.accounts[0].address,
+                    amount: 1,
+                },
+            };
+            codec::encode(&Tx::sign(body, &key, &spec.chain_id))
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, _events) = rt.block_on(connect_peer(&net.nodes[0]));
+    let height = net.nodes[0].height();
+    let flooding = {
+        let handle = handle.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for tx in flood.into_iter().cycle() {
+                if handle.publish_tx(tx).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 5)),
+        "the flood stalled the node: heights {:?}; {}",
+        nodes.iter().map(|n| n.height()).collect::<Vec<_>>(),
+        net.nodes[0].metrics()
+    );
+    assert!(
+        net.nodes[0].metric("klero_txs_rate_limited_total") > Some(0.0),
+        "the flooder was never rate-limited: {}",
+        net.nodes[0].metrics()
+    );
+    assert_eq!(net.nodes[0].metric("klero_mempool_size"), Some(0.0));
+    flooding.abort();
+    rt.block_on(handle.shutdown()).ok();
+}
+
+/// A client of the HTTP API sends a 1 MiB transaction, then opens 200
+/// requests whose bodies never come. The big body is refused (413), the
+/// requests beyond the in-flight limit are refused at once (503) instead
+/// of queueing, every stalled one is answered 408 after the timeout, and
+/// then the API answers again; the node produces throughout.
+#[test]
+fn an_api_client_that_floods_or_stalls_is_bounded() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+    let url = net.nodes[0].api_url();
+    let addr = url.trim_start_matches("http://").to_string();
+    let client = reqwest::blocking::Client::new();
+
+    let huge = format!("{{\"tx\": \"{}\"}}", "ab".repeat(512 * 1024));
+    let answer = client
+        .post(format!("{url}/txs"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send();
+    assert_eq!(answer.expect("answer").status().as_u16(), 413);
+
+    let height = net.nodes[0].height();
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            stream
+                .write_all(b"POST /txs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+                .expect("write");
+            stream
+        })
+        .collect();
+    let busy = || {
+        client
+            .get(format!("{url}/status"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || busy().ok() == Some(503)),
+        "the API was never busy with 200 requests in flight: {:?}",
+        busy()
+    );
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .expect("an answer to a stalled request");
+        let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+        assert!(
+            status == "408" || status == "503",
+            "a stalled request was answered {status}"
+        );
+    }
+    assert_eq!(busy().ok(), Some(200));
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= height + 3),
+        "the node stopped producing"
+    );
+}

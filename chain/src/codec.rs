@@ -119,3 +119,27 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
 pub fn decode_tx(bytes: &[u8]) -> Result<Tx, CodecError> {
     decode::<_, MAX_TX_BYTES>(bytes, "transaction")
 }
+
+/// Decodes a transaction from lower- or upper-case hex (`POST /txs`),
+/// whitespace around it ignored; text longer than any transaction's hex is
+/// refused before it is decoded.
+///
+/// # Errors
+///
+/// [`CodecError`] if the text is too long, not hex, or not a transaction.
+pub fn decode_tx_hex(text: &str) -> Result<Tx, CodecError> {
+    const KIND: &str = "transaction hex";
+    let text = text.trim();
+    if text.len() > 2 * MAX_TX_BYTES {
+        return Err(CodecError::TooLarge {
+            kind: KIND,
+            len: text.len(),
+            max: 2 * MAX_TX_BYTES,
+        });
+    }
+    let bytes = hex::decode(text).map_err(|e| CodecError::Malformed {
+        kind: KIND,
+        reason: e.to_string(),
+    })?;
+    decode_tx(&bytes)
+}

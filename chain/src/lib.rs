@@ -48,6 +48,7 @@ pub mod pow;
 pub mod produce;
 pub mod spec;
 pub mod state_tree;
+pub mod sync_wire;
 pub mod types;
 pub mod u256;
 pub mod validate;

@@ -55,6 +55,8 @@
 //! for them. They must still be valid keys and distinct, and they are
 //! registered to their accounts like keys staked later.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
@@ -544,13 +546,17 @@ fn validate_pow(pow: PowParams) -> Result<PowParams, SpecError> {
 
 fn validate_accounts(raw: Vec<RawAccount>, ledger: &LedgerSection) -> Result<Vec<GenesisAccount>, SpecError> {
     let mut accounts: Vec<GenesisAccount> = Vec::with_capacity(raw.len());
+    // Seen addresses, and VRF keys with the account that has each: a spec
+    // of many accounts is checked in O(n log n).
+    let mut addresses = BTreeSet::new();
+    let mut vrf_keys = BTreeMap::new();
     let mut supply: u64 = 0;
     for (i, a) in raw.into_iter().enumerate() {
         let address: Address = a
             .address
             .parse()
             .map_err(|e| field_err(format!("accounts[{i}].address"), format!("{e}")))?;
-        if accounts.iter().any(|other| other.address == address) {
+        if !addresses.insert(address) {
             return Err(field_err(format!("accounts[{i}].address"), "appears twice"));
         }
         let vrf_key = match a.vrf_key {
@@ -565,7 +571,7 @@ fn validate_accounts(raw: Vec<RawAccount>, ledger: &LedgerSection) -> Result<Vec
                 let key = VrfPublicKey(key);
                 key.validate()
                     .map_err(|e| field_err(format!("accounts[{i}].vrf_key"), format!("{e}")))?;
-                if let Some(j) = accounts.iter().position(|other| other.vrf_key == Some(key)) {
+                if let Some(j) = vrf_keys.insert(key, i) {
                     return Err(field_err(
                         format!("accounts[{i}].vrf_key"),
                         format!("is also the vrf_key of accounts[{j}]; every account needs its own"),

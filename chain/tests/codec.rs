@@ -228,3 +228,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn tx_hex_decodes_either_case_and_refuses_long_text_before_decoding() {
+    for (_, tx) in txs() {
+        let text = hex::encode(codec::encode(&tx));
+        assert_eq!(codec::decode_tx_hex(&format!(" {text}\n")), Ok(tx.clone()));
+        assert_eq!(codec::decode_tx_hex(&text.to_uppercase()), Ok(tx));
+    }
+    let long = "zz".repeat(MAX_TX_BYTES + 1);
+    assert!(matches!(
+        codec::decode_tx_hex(&long),
+        Err(CodecError::TooLarge { len, .. }) if len == long.len()
+    ));
+    assert!(matches!(
+        codec::decode_tx_hex("0g"),
+        Err(CodecError::Malformed { .. })
+    ));
+}

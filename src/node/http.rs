@@ -5,11 +5,20 @@
 //! OpenAPI 3 document served at `GET /openapi.json` is generated from the
 //! same handlers and types that answer the requests and cannot drift from
 //! them. Reads go straight to the head watch and the store (redb readers
-//! never block the writer); only `POST /txs` goes through the chain task.
+//! never block the writer; store reads run on tokio's blocking pool, off
+//! the async workers); only `POST /txs` goes through the chain task.
+//!
+//! Under load or abuse every request is bounded: a body of at most
+//! [`BODY_LIMIT`] (413 beyond), an answer within [`REQUEST_TIMEOUT`] (408
+//! beyond), and at most [`MAX_IN_FLIGHT`] requests at once; more are
+//! answered 503 at once rather than queued.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -22,6 +31,9 @@ use klero_chain::pow::pow_hash;
 use klero_chain::spec::Consensus;
 use klero_chain::types::{Seal, TxKind};
 use klero_chain::{Address, ChainSpec, Hash, SealedBlock, Tx};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::path::ParameterBuilder;
@@ -38,6 +50,14 @@ use crate::api::{
     TxAccepted, TxKindView, TxView, Unbonding,
 };
 use crate::p2p::NetworkHandle;
+
+/// The largest request body: a `POST /txs` of the largest transaction,
+/// hex-encoded, with room for the JSON around it.
+const BODY_LIMIT: usize = 2 * codec::MAX_TX_BYTES + 1024;
+/// How long a request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests served at once; more are refused with 503, not queued.
+const MAX_IN_FLIGHT: usize = 128;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -95,6 +115,36 @@ pub(crate) fn router(state: ApiState) -> Router {
             }),
         )
         .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                // Global: `Router::layer` gives each route its own copy.
+                .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+}
+
+/// The answer to a request refused by the load shedder.
+async fn overloaded(error: BoxError) -> ApiError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry".into())
+    } else {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+/// Runs `read` (store reads: redb and decoding) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 /// The served document, with path examples that are real on this node
@@ -256,11 +306,15 @@ async fn block_at(
     State(s): State<ApiState>,
     PathParam(height): PathParam<u64>,
 ) -> Result<Json<BlockView>, ApiError> {
-    let id = s
-        .store
-        .canonical(height)?
-        .ok_or_else(|| not_found(format!("no block at height {height}")))?;
-    block_view(&s, &id).map(Json)
+    blocking(move || {
+        let id = s
+            .store
+            .canonical(height)?
+            .ok_or_else(|| not_found(format!("no block at height {height}")))?;
+        block_view(&s, &id)
+    })
+    .await
+    .map(Json)
 }
 
 /// Any stored block (side branches too), by id.
@@ -274,7 +328,7 @@ async fn block_by_id(
     State(s): State<ApiState>,
     PathParam(id): PathParam<Hash>,
 ) -> Result<Json<BlockView>, ApiError> {
-    block_view(&s, &id).map(Json)
+    blocking(move || block_view(&s, &id)).await.map(Json)
 }
 
 fn block_view(s: &ApiState, id: &Hash) -> Result<BlockView, ApiError> {
@@ -409,6 +463,7 @@ async fn account(
     responses(
         (status = 200, description = "Accepted, or already known", body = TxAccepted),
         (status = 400, description = "Malformed, or refused by the ledger's rules", body = ErrorBody),
+        (status = 413, description = "The body is larger than any transaction", body = ErrorBody),
         (status = 503, description = "The mempool is full of better-paying transactions, or the node is stopping", body = ErrorBody),
     )
 )]
@@ -416,9 +471,14 @@ async fn submit_tx(
     State(s): State<ApiState>,
     body: Result<Json<SubmitTx>, JsonRejection>,
 ) -> Result<Json<TxAccepted>, ApiError> {
-    let Json(body) = body.map_err(|e| bad_request(format!("body must be {{\"tx\": \"<hex>\"}}: {e}")))?;
-    let bytes = hex::decode(body.tx.trim()).map_err(|e| bad_request(format!("tx is not hex: {e}")))?;
-    let tx = codec::decode_tx(&bytes).map_err(|e| bad_request(e.to_string()))?;
+    let Json(body) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {BODY_LIMIT} bytes: {e}"),
+        ),
+        _ => bad_request(format!("body must be {{\"tx\": \"<hex>\"}}: {e}")),
+    })?;
+    let tx = codec::decode_tx_hex(&body.tx).map_err(|e| bad_request(e.to_string()))?;
     let id = tx.id();
     match s.chain.submit_tx(tx, true).await {
         Ok(_) => Ok(Json(TxAccepted { id: id.to_hex() })),

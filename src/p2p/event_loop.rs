@@ -48,6 +48,9 @@ const REDIAL_INTERVAL: Duration = Duration::from_secs(10);
 const TARGET_PEERS: usize = 8;
 /// Inbound sync requests the node may hold unanswered; more are refused.
 const MAX_PENDING_RESPONSES: usize = 64;
+/// Of those, how many one peer may have: a flood from one peer is refused
+/// here and never fills the queue for the others.
+const MAX_PENDING_RESPONSES_PER_PEER: usize = 4;
 
 /// What a [`NetworkHandle`](super::NetworkHandle) asks of the loop.
 #[derive(Debug)]
@@ -106,7 +109,8 @@ pub struct EventLoop {
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, P2pError>>>,
     /// Peers' sync requests the node has not answered yet. libp2p's
     /// channels cannot leave the loop; [`ResponseChannelRef`] names them.
-    pending_responses: HashMap<InboundRequestId, ResponseChannel<SyncResponse>>,
+    /// Each kept with the peer that asked.
+    pending_responses: HashMap<InboundRequestId, (PeerId, ResponseChannel<SyncResponse>)>,
     /// Peers the node banned for sending invalid data: disconnected, and
     /// any new connection from them is closed at once.
     banned: HashSet<PeerId>,
@@ -199,7 +203,7 @@ impl EventLoop {
             Command::Report { msg, verdict } => self.report(&msg, verdict),
             Command::Request { peer, req, reply } => self.pass(Held::Request { peer, req, reply }),
             Command::Respond { channel, resp } => match self.pending_responses.remove(&channel.0) {
-                Some(channel) => self.pass(Held::Respond { channel, resp }),
+                Some((_, channel)) => self.pass(Held::Respond { channel, resp }),
                 None => debug!("sync response dropped: the request timed out or failed"),
             },
             Command::Peers { reply } => {
@@ -539,11 +543,18 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if self.pending_responses.len() >= MAX_PENDING_RESPONSES {
-                    warn!(%peer, "sync request refused: too many unanswered");
+                let of_peer = self
+                    .pending_responses
+                    .values()
+                    .filter(|(p, _)| *p == peer)
+                    .count();
+                if self.pending_responses.len() >= MAX_PENDING_RESPONSES
+                    || of_peer >= MAX_PENDING_RESPONSES_PER_PEER
+                {
+                    debug!(%peer, of_peer, "sync request refused: too many unanswered");
                     return self.refuse(channel);
                 }
-                self.pending_responses.insert(request_id, channel);
+                self.pending_responses.insert(request_id, (peer, channel));
                 self.pass(Held::Inbound(NetworkEvent::SyncRequest {
                     from: peer,
                     req: request,
@@ -621,7 +632,7 @@ impl EventLoop {
             }
             NetworkEvent::SyncRequest { from, channel, .. } => {
                 warn!(peer = %from, "sync request refused: the node is not keeping up");
-                if let Some(channel) = self.pending_responses.remove(&channel.0) {
+                if let Some((_, channel)) = self.pending_responses.remove(&channel.0) {
                     self.refuse(channel);
                 }
             }

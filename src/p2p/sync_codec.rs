@@ -7,106 +7,17 @@
 //! count limit is an `InvalidData` error, which libp2p reports as a failed
 //! request and never as a panic.
 //!
-//! # Format
-//!
-//! Bytes are `klero_chain::codec` (bincode 2, little-endian, fixed-width
-//! integers, no trailing bytes):
-//!
-//! ```text
-//! SyncRequest   u32 variant, then fields
-//!   0 Status
-//!   1 Blocks    from_height u64, count u32 (1..=MAX_SYNC_BLOCKS)
-//! SyncResponse  u32 variant, then fields
-//!   0 Status    height u64, head [u8; 32], genesis [u8; 32]
-//!   1 Blocks    u64 n (<= MAX_SYNC_BLOCKS), then n x (u64 len, len bytes),
-//!               each len <= MAX_BLOCK_BYTES
-//!   2 Refused
-//! ```
+//! The messages themselves, their format and limits are
+//! [`klero_chain::sync_wire`]'s (pure, and fuzzed there).
 
 use std::io;
 
-use bincode::{Decode, Encode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use klero_chain::codec::{self, MAX_BLOCK_BYTES};
+use klero_chain::codec;
+use klero_chain::sync_wire::{self, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+pub use klero_chain::sync_wire::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
-
-/// Most blocks one request may ask for, and one response may carry.
-pub const MAX_SYNC_BLOCKS: u32 = 64;
-
-/// Largest encoded request: a variant tag and two integers, with room to spare.
-const MAX_REQUEST_BYTES: usize = 64;
-/// Largest encoded response: a full `Blocks` answer (tag, count, then each
-/// block with its length prefix).
-const MAX_RESPONSE_BYTES: usize = 4 + 8 + MAX_SYNC_BLOCKS as usize * (8 + MAX_BLOCK_BYTES);
-
-/// A question to a peer about its chain.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum SyncRequest {
-    /// Its best chain: height, head and genesis ids.
-    Status,
-    /// Up to `count` encoded blocks of its best chain, starting at
-    /// `from_height`. `count` is in `1..=MAX_SYNC_BLOCKS`.
-    Blocks {
-        /// Height of the first block wanted.
-        from_height: u64,
-        /// How many blocks, at most [`MAX_SYNC_BLOCKS`].
-        count: u32,
-    },
-}
-
-/// A peer's answer to a [`SyncRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum SyncResponse {
-    /// Answer to [`SyncRequest::Status`]; a different `genesis` means a
-    /// different chain.
-    Status {
-        /// Height of its best block.
-        height: u64,
-        /// Id of its best block.
-        head: [u8; 32],
-        /// Id of its genesis block.
-        genesis: [u8; 32],
-    },
-    /// Answer to [`SyncRequest::Blocks`]: consecutive encoded blocks from
-    /// the requested height, fewer (or none) when its chain is shorter.
-    /// At most [`MAX_SYNC_BLOCKS`] blocks of at most `MAX_BLOCK_BYTES` each.
-    Blocks(Vec<Vec<u8>>),
-    /// The peer will not answer (busy, or the request is out of range).
-    Refused,
-}
-
-impl SyncRequest {
-    fn check(&self) -> io::Result<()> {
-        match self {
-            SyncRequest::Blocks { count, .. } if *count == 0 || *count > MAX_SYNC_BLOCKS => Err(invalid(
-                format!("sync request for {count} blocks, not 1..={MAX_SYNC_BLOCKS}"),
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl SyncResponse {
-    fn check(&self) -> io::Result<()> {
-        let SyncResponse::Blocks(blocks) = self else {
-            return Ok(());
-        };
-        if blocks.len() > MAX_SYNC_BLOCKS as usize {
-            return Err(invalid(format!(
-                "sync response with {} blocks, over {MAX_SYNC_BLOCKS}",
-                blocks.len()
-            )));
-        }
-        match blocks.iter().find(|b| b.len() > MAX_BLOCK_BYTES) {
-            Some(b) => Err(invalid(format!(
-                "sync response block of {} bytes, over {MAX_BLOCK_BYTES}",
-                b.len()
-            ))),
-            None => Ok(()),
-        }
-    }
-}
 
 /// The request-response codec of `/klero/<chain-id>/sync/1`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,10 +33,7 @@ impl request_response::Codec for SyncCodec {
         T: AsyncRead + Unpin + Send,
     {
         let bytes = read_bounded(io, MAX_REQUEST_BYTES).await?;
-        let req: SyncRequest =
-            codec::decode::<_, MAX_REQUEST_BYTES>(&bytes, "sync request").map_err(invalid)?;
-        req.check()?;
-        Ok(req)
+        sync_wire::decode_request(&bytes).map_err(invalid)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
@@ -133,10 +41,7 @@ impl request_response::Codec for SyncCodec {
         T: AsyncRead + Unpin + Send,
     {
         let bytes = read_bounded(io, MAX_RESPONSE_BYTES).await?;
-        let resp: SyncResponse =
-            codec::decode::<_, MAX_RESPONSE_BYTES>(&bytes, "sync response").map_err(invalid)?;
-        resp.check()?;
-        Ok(resp)
+        sync_wire::decode_response(&bytes).map_err(invalid)
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: SyncRequest) -> io::Result<()>
@@ -145,7 +50,7 @@ impl request_response::Codec for SyncCodec {
     {
         // Checked on the way out too: our own bad request fails here, with
         // a clear reason, rather than as an opaque error from the peer.
-        req.check()?;
+        req.check().map_err(invalid)?;
         io.write_all(&codec::encode(&req)).await
     }
 
@@ -158,7 +63,7 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        resp.check()?;
+        resp.check().map_err(invalid)?;
         io.write_all(&codec::encode(&resp)).await
     }
 }
@@ -180,6 +85,7 @@ fn invalid(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::E
 #[cfg(test)]
 mod tests {
     use futures::io::Cursor;
+    use klero_chain::codec::MAX_BLOCK_BYTES;
     use libp2p::request_response::Codec;
 
     use super::*;

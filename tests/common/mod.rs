@@ -83,9 +83,15 @@ pub fn test_spec(kind: Kind) -> ChainSpec {
 impl Net {
     /// A new chain whose genesis is now.
     pub fn new(kind: Kind) -> Net {
+        Net::with_spec(kind, &test_spec(kind))
+    }
+
+    /// A new chain of `spec` (a [`test_spec`] changed by the test).
+    pub fn with_spec(kind: Kind, spec: &ChainSpec) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spec = dir.path().join("spec.toml");
-        fs::write(&spec, test_spec(kind).to_toml().expect("toml")).expect("write spec");
+        let spec_path = dir.path().join("spec.toml");
+        fs::write(&spec_path, spec.to_toml().expect("toml")).expect("write spec");
+        let spec = spec_path;
         for name in ["alice", "bob", "carol", "dave"] {
             klero::keyfile::write(&dir.path().join(format!("{name}.key")), &Keypair::dev(name)).expect("key");
         }
@@ -271,6 +277,20 @@ impl Node {
     /// Id of the canonical block at `height`.
     pub fn block_id(&self, height: u64) -> Option<String> {
         self.block(height).map(|b| b.id)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The process's resident set size in KiB (Linux), while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// SIGKILL: no chance to clean up.
