@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+use super::attack::AttackCommand;
 use crate::bench::fairness_report::FairnessArgs;
 use crate::bench::hashrate::{self, HashrateArgs};
 
@@ -14,6 +15,10 @@ pub enum BenchCommand {
     Hashrate(HashrateArgs),
     /// Does each staker or miner win in proportion to its weight?
     Fairness(FairnessArgs),
+    /// What a strategic miner or staker gains: selfish mining, withholding,
+    /// grinding, equivocation (simulated against the chain's own rules).
+    #[command(subcommand)]
+    Attack(AttackCommand),
 }
 
 impl BenchCommand {
@@ -26,6 +31,7 @@ impl BenchCommand {
         match self {
             BenchCommand::Hashrate(args) => hashrate::run(args),
             BenchCommand::Fairness(args) => args.execute(),
+            BenchCommand::Attack(cmd) => cmd.execute(),
         }
     }
 }

@@ -23,17 +23,20 @@ use klero_chain::produce::{self, PowTemplate};
 use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
 use super::store::StoreError;
+use super::withheld::{ImportEvent, Withheld};
 use crate::p2p::NetworkHandle;
 
 /// Commands queued before senders wait.
 const COMMAND_BUFFER: usize = 256;
+/// Import events kept for a slow subscriber (only a strategy subscribes).
+const IMPORT_EVENTS: usize = 256;
 
 /// Where a block came from, which decides what happens after import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +47,9 @@ pub(crate) enum Origin {
     Sync,
     /// Our own miner or staker: we publish it.
     Local,
+    /// Our own, made under a testnet strategy: stored, not published until
+    /// the strategy releases it (`super::withheld`).
+    Withheld,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -114,6 +120,8 @@ impl From<ImportError> for ChainError {
 pub(crate) struct ChainHandle {
     commands: mpsc::Sender<Command>,
     head: watch::Receiver<Head>,
+    imports: broadcast::Sender<ImportEvent>,
+    withheld: Withheld,
 }
 
 impl ChainHandle {
@@ -194,6 +202,16 @@ impl ChainHandle {
     pub(crate) fn watch_head(&self) -> watch::Receiver<Head> {
         self.head.clone()
     }
+
+    /// Every block stored from now on (for a testnet strategy).
+    pub(crate) fn subscribe_imports(&self) -> broadcast::Receiver<ImportEvent> {
+        self.imports.subscribe()
+    }
+
+    /// The blocks imported as [`Origin::Withheld`] and not yet released.
+    pub(crate) fn withheld(&self) -> &Withheld {
+        &self.withheld
+    }
 }
 
 /// The chain task's state.
@@ -205,6 +223,8 @@ pub(crate) struct ChainTask {
     metrics: Arc<Metrics>,
     head_tx: watch::Sender<Head>,
     commands: mpsc::Receiver<Command>,
+    imports: broadcast::Sender<ImportEvent>,
+    withheld: Withheld,
 }
 
 impl ChainTask {
@@ -219,6 +239,8 @@ impl ChainTask {
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let (head_tx, head_rx) = watch::channel(tree.head().clone());
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
+        let (imports, _) = broadcast::channel(IMPORT_EVENTS);
+        let withheld = Withheld::default();
         let task = ChainTask {
             tree,
             mempool,
@@ -227,10 +249,14 @@ impl ChainTask {
             metrics,
             head_tx,
             commands: rx,
+            imports: imports.clone(),
+            withheld: withheld.clone(),
         };
         let handle = ChainHandle {
             commands: tx,
             head: head_rx,
+            imports,
+            withheld,
         };
         (task, handle)
     }
@@ -268,9 +294,28 @@ impl ChainTask {
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
         let timestamp = block.header().timestamp_ms;
         let id = block.id();
+        // What a strategy hears of the block; the outcome is filled in below.
+        let event = ImportEvent {
+            id,
+            parent: block.header().parent,
+            height: block.header().height,
+            slot: block.header().slot().unwrap_or(0),
+            proposer: block.header().proposer,
+            origin,
+            outcome: ImportOutcome::Known,
+        };
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
         let result = tokio::task::block_in_place(|| self.tree.import(block, now_ms()));
+        // Private before the head watch shows it, so sync never serves it.
+        if origin == Origin::Withheld
+            && matches!(
+                result,
+                Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)
+            )
+        {
+            self.withheld.insert(id);
+        }
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
@@ -296,6 +341,16 @@ impl ChainTask {
         }
         for evidence in self.tree.take_equivocations() {
             self.submit_evidence(evidence).await;
+        }
+        if let Ok(outcome @ (ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)) = &result {
+            if origin == Origin::Withheld && matches!(outcome, ImportOutcome::NewHead { .. }) {
+                self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Nobody listens on an honest node: the send just fails.
+            let _ = self.imports.send(ImportEvent {
+                outcome: *outcome,
+                ..event
+            });
         }
         if let (Some(bytes), Ok(ImportOutcome::NewHead { .. })) = (bytes, &result) {
             self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);

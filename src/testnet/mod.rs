@@ -15,8 +15,10 @@
 //! terminal reaches only the launcher, which then stops them with SIGTERM
 //! (a clean shutdown) and SIGKILL after a timeout.
 
+pub(crate) mod fairness;
 pub(crate) mod genesis;
 pub(crate) mod process;
+pub(crate) mod strategy;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use self::genesis::Consensus;
+use self::strategy::Strategy;
 use crate::api::client::ApiClient;
 
 /// The state file's name.
@@ -47,8 +50,11 @@ pub(crate) struct NodeEntry {
     pub data_dir: PathBuf,
     /// The arguments after `klero`.
     pub args: Vec<String>,
-    /// Stake or hashrate weight (0 for nodes added later).
+    /// Stake or hashrate weight (0 for nodes added later without one).
     pub weight: u64,
+    /// The attack it runs, if it is a strategy node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 /// `DIR/testnet.json`.
@@ -131,6 +137,12 @@ pub(crate) struct NodeView {
     pub stake: Option<u64>,
     /// Its miner's hashes per second (PoW).
     pub hashrate: Option<f64>,
+    /// The attack it runs, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Its share of the canonical chain (`fairness`), if measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<fairness::NodeFairness>,
 }
 
 /// Asks every node for its status (short timeouts: a dead node must not stall the table).
@@ -157,9 +169,25 @@ pub(crate) fn view(state: &State) -> Vec<NodeView> {
                 blocks_won: account.as_ref().map(|a| a.blocks_proposed),
                 stake: account.as_ref().map(|a| a.bonded),
                 hashrate: status.as_ref().map(|s| s.hashrate),
+                strategy: node.strategy,
+                fairness: None,
             }
         })
         .collect()
+}
+
+/// Fills in each view's fairness figures (walking the chain into `walk`)
+/// and returns the report, or why there is none.
+pub(crate) fn with_fairness(
+    state: &State,
+    views: &mut [NodeView],
+    walk: &mut fairness::ChainWalk,
+) -> Result<fairness::Fairness> {
+    let report = fairness::measure(state, walk)?;
+    for (view, (_, f)) in views.iter_mut().zip(&report.nodes) {
+        view.fairness = Some(f.clone());
+    }
+    Ok(report)
 }
 
 /// The table `up` and `status` print.
@@ -190,7 +218,11 @@ pub(crate) fn render_table(consensus: Consensus, views: &[NodeView]) -> String {
             v.blocks_won.map_or_else(dash, |w| w.to_string()),
             power,
             v.api,
-            if v.running { "" } else { "  (stopped)" },
+            match (v.running, v.strategy) {
+                (false, _) => "  (stopped)".to_owned(),
+                (true, Some(s)) => format!("  (strategy {})", s.name()),
+                (true, None) => String::new(),
+            },
         ));
     }
     out
