@@ -139,7 +139,7 @@ impl TestnetArgs {
             }
             TestnetCommand::Fairness { json } => {
                 let state = State::load(&dir)?;
-                let report = fairness::measure(&state, &mut ChainWalk::default())?;
+                let report = fairness::measure(&state, &mut ChainWalk::default(), true)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {

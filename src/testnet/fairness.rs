@@ -189,12 +189,13 @@ fn produced(client: &ApiClient) -> Option<u64> {
 }
 
 /// Measures the testnet, walking the chain into `walk` (kept by the caller
-/// between refreshes).
+/// between refreshes). `predict` adds the lab's prediction for strategy
+/// nodes: a second or so of simulation, so the refreshing tables skip it.
 ///
 /// # Errors
 ///
 /// If no honest node is running to walk.
-pub(crate) fn measure(state: &State, walk: &mut ChainWalk) -> Result<Fairness> {
+pub(crate) fn measure(state: &State, walk: &mut ChainWalk, predict: bool) -> Result<Fairness> {
     let (walker, api) = state
         .nodes
         .iter()
@@ -259,7 +260,7 @@ pub(crate) fn measure(state: &State, walk: &mut ChainWalk) -> Result<Fairness> {
             (node.name.clone(), fairness)
         })
         .collect();
-    let strategies = strategy_views(state, &nodes);
+    let strategies = strategy_views(state, &nodes, predict);
     Ok(Fairness {
         walked_on: walker.name.clone(),
         blocks,
@@ -281,7 +282,7 @@ const PREDICTION: selfish::Config = selfish::Config {
     seed: 1,
 };
 
-fn strategy_views(state: &State, nodes: &[(String, NodeFairness)]) -> Vec<StrategyView> {
+fn strategy_views(state: &State, nodes: &[(String, NodeFairness)], predict: bool) -> Vec<StrategyView> {
     let honest_producers = state
         .nodes
         .iter()
@@ -299,7 +300,8 @@ fn strategy_views(state: &State, nodes: &[(String, NodeFairness)]) -> Vec<Strate
             let gamma = record.gamma().filter(|_| strategy == Strategy::Selfish);
             let alpha = f.weight_share;
             let predictable = gamma.is_some() && alpha > 0.0 && alpha < 0.5;
-            let lab = predictable.then(|| {
+            let simulate = predict && predictable;
+            let lab = simulate.then(|| {
                 // The lab's gamma is per miner other than the finder: scale
                 // the measured share back so the lab measures the same γ.
                 let n = honest_producers as f64;

@@ -177,13 +177,13 @@ pub(crate) fn view(state: &State) -> Vec<NodeView> {
 }
 
 /// Fills in each view's fairness figures (walking the chain into `walk`)
-/// and returns the report, or why there is none.
+/// and returns the report (without the lab's predictions), or why there is none.
 pub(crate) fn with_fairness(
     state: &State,
     views: &mut [NodeView],
     walk: &mut fairness::ChainWalk,
 ) -> Result<fairness::Fairness> {
-    let report = fairness::measure(state, walk)?;
+    let report = fairness::measure(state, walk, false)?;
     for (view, (_, f)) in views.iter_mut().zip(&report.nodes) {
         view.fairness = Some(f.clone());
     }
