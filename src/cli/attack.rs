@@ -36,15 +36,25 @@ pub(crate) struct Output {
     plot: Option<PathBuf>,
 }
 
+/// The shares a sweep covers by default: SM1's range below one half.
+const SHARES: &str = "0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45";
+
+/// How often a simulated point is repeated, and from which seed.
+#[derive(Debug, Args)]
+pub(crate) struct Repeat {
+    /// Independent runs per point.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Base seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 /// `klero bench attack selfish`
 #[derive(Debug, Args)]
 pub struct SelfishArgs {
     /// Pool hashrate shares.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = SHARES)]
     alphas: Vec<f64>,
     /// Relay advantages: the chance an honest miner hears the pool's block first in a race.
     #[arg(long, value_delimiter = ',', default_value = "0,0.5,1")]
@@ -60,12 +70,8 @@ pub struct SelfishArgs {
     /// Blocks found per run.
     #[arg(long, default_value_t = 20_000)]
     blocks: u64,
-    /// Independent runs per point.
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
-    /// Base seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    repeat: Repeat,
     #[command(flatten)]
     out: Output,
 }
@@ -74,11 +80,7 @@ pub struct SelfishArgs {
 #[derive(Debug, Args)]
 pub struct WithholdArgs {
     /// Adversary stake shares.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = SHARES)]
     alphas: Vec<f64>,
     /// Release delays in slots (0: at the end of its own slot).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
@@ -89,12 +91,8 @@ pub struct WithholdArgs {
     /// Slots per run.
     #[arg(long, default_value_t = 20_000)]
     slots: u64,
-    /// Independent runs per point.
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
-    /// Base seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    repeat: Repeat,
     #[command(flatten)]
     out: Output,
 }
@@ -219,7 +217,7 @@ impl SelfishArgs {
         if self.gammas.is_empty() || self.gammas.iter().any(|g| !(0.0..=1.0).contains(g)) {
             bail!("--gammas needs values in [0, 1]");
         }
-        if self.runs < 2 || self.blocks < 1_000 || self.honest_miners == 0 {
+        if self.repeat.runs < 2 || self.blocks < 1_000 || self.honest_miners == 0 {
             bail!("--runs must be at least 2, --blocks at least 1000, --honest-miners at least 1");
         }
         if self.half_life == 0 {
@@ -229,8 +227,8 @@ impl SelfishArgs {
             half_life_blocks: self.half_life,
             honest_miners: self.honest_miners,
             blocks: self.blocks,
-            runs: self.runs,
-            seed: self.seed,
+            runs: self.repeat.runs,
+            seed: self.repeat.seed,
         };
         let bar = bar(self.alphas.len() * self.gammas.len())?;
         let mut points = Vec::new();
@@ -314,7 +312,7 @@ impl SelfishArgs {
 impl WithholdArgs {
     fn execute(self) -> Result<()> {
         check_shares("alphas", &self.alphas, 0.5)?;
-        if self.runs < 2
+        if self.repeat.runs < 2
             || self.slots < 100
             || self.honest_stakers == 0
             || self.delays.iter().any(|d| *d > 16)
@@ -324,8 +322,8 @@ impl WithholdArgs {
         let cfg = withhold::Config {
             honest_stakers: self.honest_stakers,
             slots: self.slots,
-            runs: self.runs,
-            seed: self.seed,
+            runs: self.repeat.runs,
+            seed: self.repeat.seed,
         };
         let rules = [withhold::Rule::V2, withhold::Rule::V1];
         let bar = bar(self.alphas.len() * self.delays.len() * rules.len())?;
