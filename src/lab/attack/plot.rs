@@ -26,6 +26,31 @@ pub(crate) struct Curve {
 
 type PlotResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
+/// A white 900×600 SVG canvas.
+fn canvas(
+    path: &Path,
+) -> Result<DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, DrawingAreaErrorKind<std::io::Error>> {
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    Ok(root)
+}
+
+/// The charts' common caption, margin and label areas (`y_labels`: the
+/// y label area's width).
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(y_labels);
+    builder
+}
+
 /// Share against alpha: measured points with error bars, dashed reference
 /// curves in the same colour (one per measured series, matched by index),
 /// and the grey diagonal.
@@ -40,14 +65,8 @@ pub(crate) fn shares(path: &Path, caption: &str, measured: &[Measured], curves: 
         .chain(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)))
         .fold(x_max, f64::max)
         * 1.05;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    let root = canvas(path)?;
+    let mut chart = builder(&root, caption, 60).build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
     chart
         .configure_mesh()
         .x_desc("alpha: hashrate or stake share")
@@ -100,13 +119,8 @@ pub(crate) fn lines(path: &Path, caption: &str, x_desc: &str, y_desc: &str, curv
     let (x_min, x_max) = (xs().fold(f64::MAX, f64::min).max(1e-6), xs().fold(1e-6, f64::max));
     let (y_min, y_max) = (ys().fold(0.0, f64::min), ys().fold(0.0, f64::max));
     let pad = (y_max - y_min).max(1.0) * 0.05;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
+    let root = canvas(path)?;
+    let mut chart = builder(&root, caption, 80)
         .build_cartesian_2d((x_min..x_max).log_scale(), y_min - pad..y_max + pad)?;
     chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
     chart.draw_series(LineSeries::new([(x_min, 0.0), (x_max, 0.0)], BLACK.mix(0.4)))?;
