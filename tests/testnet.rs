@@ -646,3 +646,80 @@ fn the_admin_api_exists_only_with_chaos_and_only_on_loopback() {
         .expect_err("bad peer id");
     assert!(matches!(err, ClientError::Refused { status: 400, .. }), "{err}");
 }
+
+/// `klero testnet fairness` walks the canonical chain and credits each
+/// block to its proposer: the counts add up to the chain, the intervals
+/// hold their shares, and `status --json` carries the same columns.
+#[test]
+fn fairness_columns_come_from_the_chain() {
+    let net = Testnet::up_with(&[
+        "--base-port",
+        "0",
+        "--consensus",
+        "pos",
+        "--nodes",
+        "3",
+        "--weights",
+        "1,2,4",
+        "--block-time",
+        "0.5",
+    ]);
+    let fairness = || -> Value {
+        serde_json::from_str(&ok(&net.klero(&["testnet", "fairness", "--json"]))).expect("json")
+    };
+    assert!(
+        wait_for(Duration::from_secs(90), || fairness()["blocks"].as_u64()
+            >= Some(30)),
+        "the chain did not reach 30 blocks: {}",
+        fairness()
+    );
+    let report = fairness();
+    let blocks = report["blocks"].as_u64().expect("blocks");
+    let nodes = report["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    let mut won_total = 0;
+    let mut weight_total = 0.0;
+    for (i, entry) in nodes.iter().enumerate() {
+        let (name, f) = (&entry[0], &entry[1]);
+        assert_eq!(name, &format!("node{i}"));
+        let won = f["canonical_won"].as_u64().expect("won");
+        won_total += won;
+        weight_total += f["weight_share"].as_f64().expect("weight share");
+        let (low, share, high) = (
+            f["share_low"].as_f64().expect("low"),
+            f["share"].as_f64().expect("share"),
+            f["share_high"].as_f64().expect("high"),
+        );
+        assert!((share - won as f64 / blocks as f64).abs() < 1e-9, "{f}");
+        assert!(low <= share && share <= high && low >= 0.0 && high <= 1.0, "{f}");
+        let produced = f["produced"].as_u64().expect("produced");
+        assert_eq!(f["orphaned"].as_u64(), Some(produced.saturating_sub(won)), "{f}");
+    }
+    assert_eq!(won_total + report["others"].as_u64().expect("others"), blocks);
+    assert_eq!(report["others"], 0, "every block is a node's");
+    assert!((weight_total - 1.0).abs() < 1e-9);
+    assert_eq!(report["df"], 2);
+    assert!(
+        report["p_value"]
+            .as_f64()
+            .is_some_and(|p| (0.0..=1.0).contains(&p)),
+        "{report}"
+    );
+    let heaviest = nodes[2][1]["weight_share"].as_f64().expect("share");
+    assert!((heaviest - 4.0 / 7.0).abs() < 1e-9, "{report}");
+
+    // The walk agrees with the ledger's own count of each proposer's
+    // blocks (read a moment apart, so a block or two may separate them).
+    let status = net.status();
+    for row in status.as_array().expect("rows") {
+        let walked = row["fairness"]["canonical_won"].as_u64().expect("walked");
+        let ledger = row["blocks_won"].as_u64().expect("ledger");
+        assert!(walked.abs_diff(ledger) <= 3, "{row}");
+    }
+    let table = ok(&net.klero(&["testnet", "status"]));
+    assert!(
+        table.contains("95% interval") && table.contains("orphaned"),
+        "{table}"
+    );
+    down_leaves_no_process(&net);
+}

@@ -65,6 +65,21 @@ pub(crate) fn chi_square_two_sample(a: &[u64], b: &[u64]) -> Test {
     chi_square_test(statistic, a.len().saturating_sub(1))
 }
 
+/// The Wilson score interval of a binomial proportion: `successes` of
+/// `n`, at `z` standard errors (1.96 for 95%). Unlike `p ± z·se` it stays
+/// inside [0, 1] and keeps its coverage for small counts.
+pub(crate) fn wilson(successes: u64, n: u64, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let p = successes as f64 / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 /// Total-variation distance between two distributions: ½ Σ |p − q|.
 pub(crate) fn total_variation(p: &[f64], q: &[f64]) -> f64 {
     0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>()
@@ -244,6 +259,16 @@ mod tests {
             assert!(close(got, p, 5e-4), "chi2 {x} df {df}: {got} vs {p}");
         }
         assert_eq!(chi_square_test(0.0, 3).p_value, 1.0);
+    }
+
+    /// Values from Wilson (1927) as tabulated by Newcombe (1998), table I.
+    #[test]
+    fn wilson_interval_matches_newcombe() {
+        let (lo, hi) = wilson(81, 263, 1.96);
+        assert!(close(lo, 0.2553, 5e-4) && close(hi, 0.3662, 5e-4), "{lo} {hi}");
+        let (lo, hi) = wilson(0, 10, 1.96);
+        assert!(lo == 0.0 && close(hi, 0.2775, 5e-4), "{lo} {hi}");
+        assert_eq!(wilson(0, 0, 1.96), (0.0, 1.0));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+use super::attack::AttackCommand;
 use crate::bench::fairness_report::FairnessArgs;
 use crate::bench::hashrate::{self, HashrateArgs};
 use crate::bench::store::StoreArgs;
@@ -17,6 +18,10 @@ pub enum BenchCommand {
     Fairness(FairnessArgs),
     /// Store bytes per block, import rate, peak RSS, restart and reorg time.
     Store(StoreArgs),
+    /// What a strategic miner or staker gains: selfish mining, withholding,
+    /// grinding, equivocation (simulated against the chain's own rules).
+    #[command(subcommand)]
+    Attack(AttackCommand),
 }
 
 impl BenchCommand {
@@ -30,6 +35,7 @@ impl BenchCommand {
             BenchCommand::Hashrate(args) => hashrate::run(args),
             BenchCommand::Fairness(args) => args.execute(),
             BenchCommand::Store(args) => args.execute(),
+            BenchCommand::Attack(cmd) => cmd.execute(),
         }
     }
 }

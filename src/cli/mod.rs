@@ -1,6 +1,7 @@
 //! The `klero` command line: one subcommand per file, each an `XCommand`
 //! struct with an `execute` method. `anyhow` lives here and nowhere deeper.
 
+mod attack;
 mod bench;
 mod keys;
 mod lab;

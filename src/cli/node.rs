@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::keyfile;
 use crate::node::{self, Listeners, NodeConfig};
+use crate::testnet::strategy::Strategy;
 
 /// The API address when none is given.
 const DEFAULT_RPC: &str = "127.0.0.1:8645";
@@ -74,6 +75,17 @@ pub struct NodeArgs {
     /// The admin API's port on 127.0.0.1 (with --chaos). Default: 0, any free port.
     #[arg(long)]
     chaos_port: Option<u16>,
+    /// Testnets only: follow an attack strategy (selfish: PoW selfish
+    /// mining; withhold: PoS late publication). `klero testnet add
+    /// --strategy` starts such a node; by hand it needs
+    /// --i-know-this-is-an-attack.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
+    /// Confirms that --strategy is meant: the node then deviates from the
+    /// protocol on purpose.
+    #[arg(long)]
+    #[serde(default)]
+    i_know_this_is_an_attack: bool,
     /// Read options from this TOML file.
     #[arg(long)]
     #[serde(skip)]
@@ -128,6 +140,12 @@ impl NodeArgs {
         } else {
             args.listen
         };
+        if args.strategy.is_some() && !args.i_know_this_is_an_attack {
+            bail!(
+                "--strategy makes this node attack the network it joins; it is for local testnets \
+                 (`klero testnet add --strategy …`). Add --i-know-this-is-an-attack to run it by hand"
+            );
+        }
         let rpc = args
             .rpc
             .unwrap_or_else(|| DEFAULT_RPC.parse().expect("valid default"));
@@ -142,6 +160,7 @@ impl NodeArgs {
             hashrate_cap: args.hashrate_cap,
             stake: args.stake,
             mdns: args.mdns,
+            strategy: args.strategy,
         };
         if args.chaos_port.is_some() && !args.chaos {
             bail!("--chaos-port needs --chaos");
@@ -176,6 +195,8 @@ impl NodeArgs {
             mdns: self.mdns || file.mdns,
             chaos: self.chaos || file.chaos,
             chaos_port: self.chaos_port.or(file.chaos_port),
+            strategy: self.strategy.or(file.strategy),
+            i_know_this_is_an_attack: self.i_know_this_is_an_attack || file.i_know_this_is_an_attack,
             config: self.config,
         }
     }
@@ -250,6 +271,18 @@ mod tests {
         assert_eq!(merged.spec, Some(PathBuf::from("a.toml")));
         assert_eq!(merged.bootnode.len(), 1);
         assert!(merged.mine);
+    }
+
+    #[test]
+    fn a_strategy_is_refused_without_the_explicit_flag() {
+        let args = NodeArgs {
+            spec: Some(PathBuf::from("unused.toml")),
+            data_dir: Some(PathBuf::from("unused")),
+            strategy: Some(Strategy::Selfish),
+            ..NodeArgs::default()
+        };
+        let err = args.resolve().expect_err("refused");
+        assert!(err.to_string().contains("--i-know-this-is-an-attack"), "{err}");
     }
 
     #[test]

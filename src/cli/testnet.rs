@@ -14,10 +14,12 @@ use crate::api::chaos::LinkFaults;
 use crate::keyfile;
 use crate::node::{ADDRESSES_FILE, Addresses};
 use crate::testnet::chaos::{self, Pushed};
+use crate::testnet::fairness::{self, ChainWalk};
 use crate::testnet::genesis::{self, Consensus, Overrides};
 use crate::testnet::keys::KeySource;
 use crate::testnet::members::{self, Chain, GenesisTime, Request};
-use crate::testnet::{NodeEntry, State, ensure_stopped, ports, process, render_table, view};
+use crate::testnet::strategy::Strategy;
+use crate::testnet::{NodeEntry, State, ensure_stopped, ports, process, render_table, view, with_fairness};
 
 /// `klero testnet …`
 #[derive(Debug, Args)]
@@ -33,8 +35,15 @@ pub struct TestnetArgs {
 enum TestnetCommand {
     /// Write a spec and keys, start the nodes, and show a live table until Ctrl-C.
     Up(Box<UpArgs>),
-    /// Each node's height, head, peers, blocks won and orphaned, and faults.
+    /// Each node's height, head, peers, blocks won and orphaned, faults, and its share of the chain.
     Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each node's share of the canonical chain against its weight, with
+    /// 95% intervals, orphans and a chi-square test (walked on the chain).
+    Fairness {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -59,12 +68,20 @@ enum TestnetCommand {
     },
     /// Start one more node with a key of your own.
     Add {
-        /// The key file (`klero wallet export > me.key` writes one).
+        /// The key file (`klero wallet export > me.key` writes one);
+        /// without it a new key is written to DIR/keys/nodeN.key.
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// Propose blocks (PoS: needs bonded stake; PoW: mines).
         #[arg(long)]
         produce: bool,
+        /// PoW: hashrate weight (the miner is capped like `up --weights`).
+        #[arg(long)]
+        weight: Option<u64>,
+        /// Run an attack for real: selfish (PoW selfish mining) or
+        /// withhold (PoS late publication); implies --produce.
+        #[arg(long, value_enum)]
+        strategy: Option<Strategy>,
     },
     /// Slot battles of a running PoS testnet over the next SLOTS slots:
     /// slot fill, blocks produced per canonical block, head reorgs, gossip
@@ -198,11 +215,26 @@ impl TestnetArgs {
             TestnetCommand::Up(args) => up(&dir, *args),
             TestnetCommand::Status { json } => {
                 let state = State::load(&dir)?;
-                let views = view(&state);
+                let mut views = view(&state);
+                let fairness = with_fairness(&state, &mut views, &mut ChainWalk::default());
                 if json {
                     println!("{}", serde_json::to_string_pretty(&views)?);
                 } else {
                     print!("{}", render_table(state.consensus, &views));
+                    match fairness {
+                        Ok(report) => print!("\n{}", fairness::render(state.consensus, &report)),
+                        Err(error) => println!("\nfairness: {error:#}"),
+                    }
+                }
+                Ok(())
+            }
+            TestnetCommand::Fairness { json } => {
+                let state = State::load(&dir)?;
+                let report = fairness::measure(&state, &mut ChainWalk::default(), true)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", fairness::render(state.consensus, &report));
                 }
                 Ok(())
             }
@@ -235,7 +267,12 @@ impl TestnetArgs {
                 println!("restarted {node}");
                 Ok(())
             }
-            TestnetCommand::Add { key, produce } => add(&dir, &key, produce),
+            TestnetCommand::Add {
+                key,
+                produce,
+                weight,
+                strategy,
+            } => add(&dir, key.as_deref(), produce, weight, strategy),
             TestnetCommand::Measure { slots, json } => {
                 let report = crate::testnet::measure::measure(&State::load(&dir)?, slots)?;
                 if json {
@@ -509,6 +546,7 @@ fn node_entry(
             seed: state.keys.link_seed(name),
             ..LinkFaults::default()
         },
+        strategy: None,
     })
 }
 
@@ -565,15 +603,24 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
     let interactive = std::io::stdout().is_terminal();
     let consensus = state.consensus;
     let snapshot = state.clone();
+    let walk = std::sync::Arc::new(std::sync::Mutex::new(ChainWalk::default()));
     runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_secs(if interactive { 1 } else { 5 }));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = tick.tick() => {
-                    let s = snapshot.clone();
-                    let views = tokio::task::spawn_blocking(move || view(&s)).await.unwrap_or_default();
-                    let table = render_table(consensus, &views);
+                    let (s, walk) = (snapshot.clone(), std::sync::Arc::clone(&walk));
+                    let table = tokio::task::spawn_blocking(move || {
+                        let mut views = view(&s);
+                        let mut walk = walk.lock().unwrap_or_else(|e| e.into_inner());
+                        let fairness = with_fairness(&s, &mut views, &mut walk)
+                            .map(|f| fairness::render(consensus, &f))
+                            .unwrap_or_default();
+                        format!("{}\n{fairness}", render_table(consensus, &views))
+                    })
+                    .await
+                    .unwrap_or_default();
                     let mut out = std::io::stdout().lock();
                     if interactive {
                         let _ = write!(out, "\x1b[2J\x1b[H{table}\nCtrl-C stops the testnet\n");
@@ -615,11 +662,33 @@ fn down(dir: &Path, clean: bool) -> Result<()> {
     Ok(())
 }
 
-fn add(dir: &Path, key: &Path, produce: bool) -> Result<()> {
-    let keypair = keyfile::read(key)?;
+fn add(
+    dir: &Path,
+    key: Option<&Path>,
+    produce: bool,
+    weight: Option<u64>,
+    strategy: Option<Strategy>,
+) -> Result<()> {
     let mut state = State::load(dir)?;
     let index = state.nodes.len();
     let name = format!("node{index}");
+    if let Some(strategy) = strategy {
+        strategy
+            .check(state.consensus == Consensus::Pow)
+            .map_err(anyhow::Error::msg)?;
+    }
+    if weight.is_some() && state.consensus == Consensus::Pos {
+        bail!("--weight is a hashrate weight (PoW); on a PoS testnet stake with the wallet");
+    }
+    let key = match key {
+        Some(key) => std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf()),
+        None => {
+            let path = std::path::absolute(dir.join("keys").join(format!("{name}.key")))?;
+            keyfile::write(&path, &keyfile::generate()?)?;
+            path
+        }
+    };
+    let keypair = keyfile::read(&key)?;
     let bootnode = state
         .nodes
         .first()
@@ -628,15 +697,35 @@ fn add(dir: &Path, key: &Path, produce: bool) -> Result<()> {
         .clone();
     let index = u16::try_from(index).context("too many nodes")?;
     let ports = ports::free(state.base_port, index)?;
-    let key = std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf());
+    let produce = produce || strategy.is_some();
     let mut entry = node_entry(dir, &state, &name, ports, Some(&key), produce, Some(&bootnode))?;
+    if let Some(weight) = weight.filter(|w| *w > 0) {
+        entry.weight = weight;
+        entry.args.extend([
+            "--hashrate-cap".to_owned(),
+            genesis::hashrate_cap(weight).to_string(),
+        ]);
+    }
+    if let Some(strategy) = strategy {
+        // The launcher is the one place that starts an attacking node.
+        entry.strategy = Some(strategy);
+        entry.args.extend([
+            "--strategy".to_owned(),
+            strategy.name().to_owned(),
+            "--i-know-this-is-an-attack".to_owned(),
+        ]);
+    }
     let started = start(&mut entry);
     let api = entry.api.clone();
     state.nodes.push(entry);
     state.save(dir)?;
     started?;
     push(&state, &name)?;
-    println!("started {name} for {} at {api}", keypair.address());
+    println!(
+        "started {name} for {} at {api}{}",
+        keypair.address(),
+        strategy.map_or_else(String::new, |s| format!(" (strategy {})", s.name()))
+    );
     Ok(())
 }
 

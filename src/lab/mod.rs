@@ -12,8 +12,13 @@
 //! - One file per algorithm: [`bully`], [`ring`], [`next_in_line`], [`raft`],
 //!   [`paxos`], [`zab`], [`vr`], and [`lottery`] for PoW and PoS.
 //!
-//! `docs/lab.md` describes the model and how to read the results.
+//! - [`attack`]: strategic participants (selfish mining, withholding,
+//!   grinding, equivocation) against the chain's own rules.
+//!
+//! `docs/lab.md` describes the model and how to read the results;
+//! `docs/fairness.md` the attack experiments.
 
+pub(crate) mod attack;
 pub(crate) mod bully;
 pub(crate) mod lottery;
 pub(crate) mod metrics;

@@ -32,7 +32,7 @@ use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
 use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
@@ -41,10 +41,13 @@ use super::metrics::Metrics;
 use super::orphans::Orphans;
 use super::slot_battle::{SlotBests, Ticket};
 use super::store::StoreError;
+use super::withheld::{ImportEvent, Withheld};
 use crate::p2p::NetworkHandle;
 
 /// Commands queued before senders wait.
 const COMMAND_BUFFER: usize = 256;
+/// Import events kept for a slow subscriber (only a strategy subscribes).
+const IMPORT_EVENTS: usize = 256;
 
 /// Where a block came from, which decides what happens after import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub(crate) enum Origin {
     Sync,
     /// Our own miner or staker: we publish it.
     Local,
+    /// Our own, made under a testnet strategy: stored, not published until
+    /// the strategy releases it (`super::withheld`).
+    Withheld,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -135,6 +141,8 @@ impl From<ImportError> for ChainError {
 pub(crate) struct ChainHandle {
     commands: mpsc::Sender<Command>,
     head: watch::Receiver<Head>,
+    imports: broadcast::Sender<ImportEvent>,
+    withheld: Withheld,
 }
 
 impl ChainHandle {
@@ -243,6 +251,16 @@ impl ChainHandle {
     pub(crate) fn watch_head(&self) -> watch::Receiver<Head> {
         self.head.clone()
     }
+
+    /// Every block stored from now on (for a testnet strategy).
+    pub(crate) fn subscribe_imports(&self) -> broadcast::Receiver<ImportEvent> {
+        self.imports.subscribe()
+    }
+
+    /// The blocks imported as [`Origin::Withheld`] and not yet released.
+    pub(crate) fn withheld(&self) -> &Withheld {
+        &self.withheld
+    }
 }
 
 /// The chain task's state.
@@ -256,6 +274,8 @@ pub(crate) struct ChainTask {
     head_tx: watch::Sender<Head>,
     commands: mpsc::Receiver<Command>,
     slot_bests: SlotBests,
+    imports: broadcast::Sender<ImportEvent>,
+    withheld: Withheld,
 }
 
 impl ChainTask {
@@ -270,6 +290,8 @@ impl ChainTask {
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let (head_tx, head_rx) = watch::channel(tree.head().clone());
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
+        let (imports, _) = broadcast::channel(IMPORT_EVENTS);
+        let withheld = Withheld::default();
         let task = ChainTask {
             tree,
             orphans: Orphans::default(),
@@ -280,10 +302,14 @@ impl ChainTask {
             head_tx,
             commands: rx,
             slot_bests: SlotBests::default(),
+            imports: imports.clone(),
+            withheld: withheld.clone(),
         };
         let handle = ChainHandle {
             commands: tx,
             head: head_rx,
+            imports,
+            withheld,
         };
         (task, handle)
     }
@@ -327,11 +353,21 @@ impl ChainTask {
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
         let timestamp = block.header().timestamp_ms;
         let (id, parent) = (block.id(), block.header().parent);
+        // What a strategy hears of the block; the outcome is filled in below.
+        let event = ImportEvent {
+            id,
+            parent,
+            height: block.header().height,
+            slot: block.header().slot().unwrap_or(0),
+            proposer: block.header().proposer,
+            origin,
+            outcome: ImportOutcome::Known,
+        };
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
         let from = match origin {
             Origin::Gossip(peer) => Some(peer),
-            Origin::Sync | Origin::Local => None,
+            Origin::Sync | Origin::Local | Origin::Withheld => None,
         };
         let result =
             tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, from, now_ms()));
@@ -341,6 +377,15 @@ impl ChainTask {
         self.metrics
             .orphan_bytes
             .store(self.orphans.bytes() as u64, Ordering::Relaxed);
+        // Private before the head watch shows it, so sync never serves it.
+        if origin == Origin::Withheld
+            && matches!(
+                result,
+                Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)
+            )
+        {
+            self.withheld.insert(id);
+        }
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
@@ -367,6 +412,16 @@ impl ChainTask {
         }
         for evidence in self.tree.take_equivocations() {
             self.submit_evidence(evidence).await;
+        }
+        if let Ok(outcome @ (ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)) = &result {
+            if origin == Origin::Withheld && matches!(outcome, ImportOutcome::NewHead { .. }) {
+                self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Nobody listens on an honest node: the send just fails.
+            let _ = self.imports.send(ImportEvent {
+                outcome: *outcome,
+                ..event
+            });
         }
         if let (Some(bytes), Ok(ImportOutcome::NewHead { .. })) = (bytes, &result) {
             self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);

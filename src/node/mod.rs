@@ -43,6 +43,7 @@ pub(crate) mod producer;
 pub(crate) mod slot_battle;
 pub mod store;
 pub(crate) mod sync;
+pub(crate) mod withheld;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,7 @@ use tracing::{info, warn};
 
 use crate::bench::calibrate;
 use crate::p2p::{self, NetworkHandle, P2pConfig};
+use crate::testnet::strategy::{self, Strategy};
 
 /// Name of the file in the data dir that says where a running node listens.
 pub const ADDRESSES_FILE: &str = "addresses.json";
@@ -98,6 +100,9 @@ pub(crate) struct NodeConfig {
     pub stake: bool,
     /// Discover LAN peers by multicast DNS.
     pub mdns: bool,
+    /// A testnet strategy: the producer's blocks are withheld and released
+    /// by it (`crate::testnet::strategy`). `None` on every honest node.
+    pub strategy: Option<Strategy>,
 }
 
 /// The sockets a node is handed, already bound.
@@ -174,6 +179,20 @@ pub(crate) async fn run(
     if (config.mine || config.stake) && config.key.is_none() {
         bail!("--mine and --stake need --key FILE: the key that proposes and collects rewards");
     }
+    if let Some(strategy) = config.strategy {
+        strategy
+            .check(matches!(spec.consensus, Consensus::Pow(_)))
+            .map_err(anyhow::Error::msg)?;
+        if !(config.mine || config.stake) {
+            bail!("--strategy needs --mine or --stake: it decides when the node's own blocks go out");
+        }
+    }
+    // Honest nodes publish their blocks at once; a strategy node holds them.
+    let origin = if config.strategy.is_some() {
+        chain_task::Origin::Withheld
+    } else {
+        chain_task::Origin::Local
+    };
     let data_dir = config.data_dir;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -254,6 +273,7 @@ pub(crate) async fn run(
     );
 
     if let Some(key) = config.key.clone() {
+        let me = key.address();
         match &spec.consensus {
             Consensus::Pow(_) if config.mine => {
                 // Time the kernels off the async workers; the default if that fails.
@@ -276,6 +296,7 @@ pub(crate) async fn run(
                     spec.chain_id.clone(),
                     opts,
                     Arc::clone(&metrics),
+                    origin,
                     stopping.clone(),
                 ));
             }
@@ -286,10 +307,22 @@ pub(crate) async fn run(
                     Arc::clone(&spec),
                     params.clone(),
                     Arc::clone(&sync_status),
+                    origin,
                     stopping.clone(),
                 ));
             }
             _ => {}
+        }
+        if let Some(strategy) = config.strategy {
+            let ctx = strategy::StrategyCtx {
+                chain: chain.clone(),
+                store: store.clone(),
+                net: net.clone(),
+                spec: Arc::clone(&spec),
+                me,
+                data_dir: data_dir.clone(),
+            };
+            tasks.spawn(strategy::run(strategy, ctx, stopping.clone()));
         }
     }
 

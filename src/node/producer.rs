@@ -45,13 +45,15 @@ pub(crate) struct MinerOptions {
     pub hashrate_cap: Option<u64>,
 }
 
-/// Mines on the head until `shutdown` turns true.
+/// Mines on the head until `shutdown` turns true, importing each block
+/// with `origin` (`Local`: published; `Withheld`: a testnet strategy's).
 pub(crate) async fn mine(
     chain: ChainHandle,
     key: Keypair,
     chain_id: String,
     opts: MinerOptions,
     metrics: Arc<Metrics>,
+    origin: Origin,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut head_rx = chain.watch_head();
@@ -101,7 +103,7 @@ pub(crate) async fn mine(
         }
         if let SearchOutcome::Found { nonce, .. } = outcome {
             let block = template.complete(nonce, &key, &chain_id).seal();
-            match chain.import(block, Origin::Local).await {
+            match chain.import(block, origin).await {
                 Ok(_) => {}
                 Err(ChainError::Stopped) => return,
                 Err(error) => warn!(%error, "our own block was refused"),
@@ -111,12 +113,14 @@ pub(crate) async fn mine(
 }
 
 /// Proposes in every slot the node's key wins (after the slot-battle
-/// delay), until `shutdown` turns true.
+/// delay), until `shutdown` turns true, importing each block with
+/// `origin` (as [`mine`]).
 pub(crate) async fn stake(
     chain: ChainHandle,
     spec: Arc<ChainSpec>,
     params: PosParams,
     sync: Arc<SyncStatus>,
+    origin: Origin,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut slot = pos::slot_at(&spec, &params, now_ms());
@@ -148,7 +152,7 @@ pub(crate) async fn stake(
                     }
                 }
                 match chain.propose_pos(slot).await {
-                    Ok(Some(block)) => chain.import(block, Origin::Local).await.map(drop),
+                    Ok(Some(block)) => chain.import(block, origin).await.map(drop),
                     Ok(None) => Ok(()),
                     Err(error) => Err(error),
                 }

@@ -19,12 +19,14 @@
 //! (a clean shutdown) and SIGKILL after a timeout.
 
 pub(crate) mod chaos;
+pub(crate) mod fairness;
 pub(crate) mod genesis;
 pub(crate) mod keys;
 pub(crate) mod measure;
 pub(crate) mod members;
 pub(crate) mod ports;
 pub(crate) mod process;
+pub(crate) mod strategy;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use self::genesis::Consensus;
 use self::keys::KeySource;
+use self::strategy::Strategy;
 use crate::api::chaos::{LinkCounters, LinkFaults};
 use crate::api::client::ApiClient;
 
@@ -60,11 +63,14 @@ pub(crate) struct NodeEntry {
     pub data_dir: PathBuf,
     /// The arguments after `klero`.
     pub args: Vec<String>,
-    /// Stake or hashrate weight (0 for nodes added later).
+    /// Stake or hashrate weight (0 for nodes added later without one).
     pub weight: u64,
     /// The link faults asked of it (`testnet delay`, `loss`).
     #[serde(default)]
     pub link: LinkFaults,
+    /// The attack it runs, if it is a strategy node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 /// `DIR/testnet.json`.
@@ -165,6 +171,12 @@ pub(crate) struct NodeView {
     pub link: Option<LinkFaults>,
     /// What they have done.
     pub link_counters: Option<LinkCounters>,
+    /// The attack it runs, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Its share of the canonical chain (`fairness`), if measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<fairness::NodeFairness>,
 }
 
 /// Asks every node for its status and its faults (short timeouts: a dead
@@ -221,6 +233,8 @@ pub(crate) fn view(state: &State) -> Vec<NodeView> {
                 split_from,
                 link: chaos.as_ref().map(|c| c.link),
                 link_counters: chaos.as_ref().map(|c| c.counters),
+                strategy: node.strategy,
+                fairness: None,
             }
         })
         .collect()
@@ -235,6 +249,9 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 /// The faults column: `paused`, `split from node2,node3`, `delay 300ms`, `loss 10%`.
 fn faults(view: &NodeView) -> String {
     let mut parts = Vec::new();
+    if let Some(strategy) = view.strategy {
+        parts.push(format!("strategy {}", strategy.name()));
+    }
     if view.paused {
         parts.push("paused".to_owned());
     }
@@ -245,6 +262,20 @@ fn faults(view: &NodeView) -> String {
         parts.extend(chaos::describe(link));
     }
     parts.join(", ")
+}
+
+/// Fills in each view's fairness figures (walking the chain into `walk`)
+/// and returns the report (without the lab's predictions), or why there is none.
+pub(crate) fn with_fairness(
+    state: &State,
+    views: &mut [NodeView],
+    walk: &mut fairness::ChainWalk,
+) -> Result<fairness::Fairness> {
+    let report = fairness::measure(state, walk, false)?;
+    for (view, (_, f)) in views.iter_mut().zip(&report.nodes) {
+        view.fairness = Some(f.clone());
+    }
+    Ok(report)
 }
 
 /// The table `up` and `status` print.

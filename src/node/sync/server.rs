@@ -1,7 +1,8 @@
 //! Answers peers' sync requests, in a task of its own (never on the gossip
 //! loop): the head's status from the head watch, canonical blocks straight
 //! from the store (redb readers never wait for the chain task), read on a
-//! blocking thread.
+//! blocking thread. Blocks a testnet strategy withholds (`node::withheld`)
+//! are neither served nor counted.
 //!
 //! Every peer has a budget, so one peer cannot lock out the others: one
 //! request of its own in service at a time, [`MAX_SERVING`] for everyone,
@@ -25,6 +26,7 @@ use crate::node::metrics::Metrics;
 use crate::node::peers::{Rate, TokenBucket};
 use crate::node::stopped;
 use crate::node::store::Store;
+use crate::node::withheld::Withheld;
 use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse};
 
 /// Requests served at once, over all peers.
@@ -140,16 +142,24 @@ impl SyncServer {
         let response = match req {
             SyncRequest::Status => {
                 let head = self.chain.head();
+                let withheld = self.chain.withheld();
+                // A strategy node's private blocks are not part of what it tells.
+                let (height, head) = if withheld.is_empty() {
+                    (head.meta.height, head.id)
+                } else {
+                    withheld.public_tip(&self.store, head.meta.height, head.id)
+                };
                 SyncResponse::Status {
-                    height: head.meta.height,
-                    head: head.id.0,
+                    height,
+                    head: head.0,
                     genesis: self.genesis.0,
                 }
             }
             SyncRequest::Blocks { from_height, count } => {
                 let store = self.store.clone();
+                let withheld = self.chain.withheld().clone();
                 let count = count.min(MAX_SYNC_BLOCKS);
-                tokio::task::spawn_blocking(move || canonical_blocks(&store, from_height, count))
+                tokio::task::spawn_blocking(move || canonical_blocks(&store, &withheld, from_height, count))
                     .await
                     .unwrap_or(SyncResponse::Refused)
             }
@@ -165,15 +175,17 @@ impl SyncServer {
 }
 
 /// Up to `count` encoded canonical blocks from `from_height`, at most
-/// [`MAX_RESPONSE_BYTES`] of them (but at least one).
-fn canonical_blocks(store: &Store, from_height: u64, count: u32) -> SyncResponse {
+/// [`MAX_RESPONSE_BYTES`] of them (but at least one), stopping before the
+/// first withheld one.
+fn canonical_blocks(store: &Store, withheld: &Withheld, from_height: u64, count: u32) -> SyncResponse {
     let mut blocks = Vec::new();
     let mut bytes = 0;
     for height in (from_height..).take(count as usize) {
-        match store
-            .canonical(height)
-            .and_then(|id| id.map(|id| store.block_bytes(&id)).transpose())
-        {
+        match store.canonical(height).and_then(|id| {
+            id.filter(|id| !withheld.contains(id))
+                .map(|id| store.block_bytes(&id))
+                .transpose()
+        }) {
             Ok(Some(Some(block))) => {
                 bytes += block.len();
                 if bytes > MAX_RESPONSE_BYTES && !blocks.is_empty() {
