@@ -11,6 +11,8 @@
 //! bech32m (`klero1…`).
 
 pub mod client;
+pub mod history;
+pub mod overview;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
+use super::recent::{ChainStats, Recent, RecentBlock, Reorg};
 use super::store::StoreError;
 use crate::p2p::NetworkHandle;
 
@@ -74,6 +75,10 @@ enum Command {
     Contains {
         id: klero_chain::Hash,
         reply: oneshot::Sender<bool>,
+    },
+    Pending {
+        id: klero_chain::Hash,
+        reply: oneshot::Sender<Option<Tx>>,
     },
 }
 
@@ -185,6 +190,15 @@ impl ChainHandle {
         self.ask(|reply| Command::Contains { id, reply }).await
     }
 
+    /// The mempool's transaction with this id, if it waits there.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`] if the chain task has ended.
+    pub(crate) async fn pending_tx(&self, id: klero_chain::Hash) -> Result<Option<Tx>, ChainError> {
+        self.ask(|reply| Command::Pending { id, reply }).await
+    }
+
     /// The current head.
     pub(crate) fn head(&self) -> Head {
         self.head.borrow().clone()
@@ -203,6 +217,7 @@ pub(crate) struct ChainTask {
     key: Option<Keypair>,
     net: NetworkHandle,
     metrics: Arc<Metrics>,
+    recent: Arc<Recent>,
     head_tx: watch::Sender<Head>,
     commands: mpsc::Receiver<Command>,
 }
@@ -215,16 +230,19 @@ impl ChainTask {
         key: Option<Keypair>,
         net: NetworkHandle,
         metrics: Arc<Metrics>,
+        recent: Arc<Recent>,
     ) -> (ChainTask, ChainHandle) {
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let (head_tx, head_rx) = watch::channel(tree.head().clone());
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
+        recent.set_stats(ChainStats::of(&tree));
         let task = ChainTask {
             tree,
             mempool,
             key,
             net,
             metrics,
+            recent,
             head_tx,
             commands: rx,
         };
@@ -258,22 +276,28 @@ impl ChainTask {
                 Command::Contains { id, reply } => {
                     let _ = reply.send(self.tree.contains(&id));
                 }
+                Command::Pending { id, reply } => {
+                    let _ = reply.send(self.mempool.get(&id).cloned());
+                }
             }
         }
         self.tree
     }
 
     async fn import(&mut self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ImportError> {
-        let before = self.tree.head().id;
+        let (before, before_height) = (self.tree.head().id, self.tree.head().meta.height);
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
         let timestamp = block.header().timestamp_ms;
         let id = block.id();
+        let summary = RecentBlock::of(&block);
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
         let result = tokio::task::block_in_place(|| self.tree.import(block, now_ms()));
         match &result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+                self.recent.on_import(summary);
+                self.recent.set_stats(ChainStats::of(&self.tree));
                 if origin == Origin::Gossip {
                     let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
@@ -290,6 +314,15 @@ impl ChainTask {
             && rolled_back > 0
         {
             self.metrics.reorg(rolled_back);
+            let head = self.tree.head();
+            self.recent.on_reorg(Reorg {
+                at_ms: now_ms(),
+                depth: rolled_back,
+                old_head: before,
+                old_height: before_height,
+                new_head: head.id,
+                new_height: head.meta.height,
+            });
         }
         if self.tree.head().id != before {
             self.on_new_head();
@@ -438,6 +471,7 @@ mod tests {
             Some(alice.clone()),
             lone_network(),
             Arc::new(Metrics::default()),
+            Arc::new(Recent::default()),
         );
         let task = tokio::spawn(task.run());
 

@@ -55,6 +55,17 @@ impl Mempool {
         self.ids.len()
     }
 
+    /// The waiting transaction with this id.
+    pub(crate) fn get(&self, id: &Hash) -> Option<&Tx> {
+        if !self.ids.contains(id) {
+            return None;
+        }
+        self.by_sender
+            .values()
+            .flat_map(BTreeMap::values)
+            .find(|tx| tx.id() == *id)
+    }
+
     /// The nonce `sender`'s next transaction needs: after the head state's
     /// and the pool's.
     pub(crate) fn next_nonce(&self, sender: &Address, head: &State) -> u64 {

@@ -28,14 +28,17 @@
 
 pub mod block_tree;
 pub(crate) mod chain_task;
+pub(crate) mod explorer;
 pub(crate) mod gossip;
 pub(crate) mod http;
 pub(crate) mod mempool;
 pub(crate) mod metrics;
 pub(crate) mod peers;
 pub(crate) mod producer;
+pub(crate) mod recent;
 pub mod store;
 pub(crate) mod sync;
+pub(crate) mod tx_index;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -180,6 +183,7 @@ pub(crate) async fn run(
     let network = tokio::spawn(event_loop.run());
 
     let metrics = Arc::new(metrics::Metrics::default());
+    let recent = Arc::new(recent::Recent::default());
     let syncing = Arc::new(AtomicBool::new(false));
     let (chain_task, chain) = chain_task::ChainTask::new(
         tree,
@@ -187,6 +191,7 @@ pub(crate) async fn run(
         config.key.clone(),
         net.clone(),
         Arc::clone(&metrics),
+        Arc::clone(&recent),
     );
     let chain_task = tokio::spawn(chain_task.run());
 
@@ -267,6 +272,7 @@ pub(crate) async fn run(
         spec: Arc::clone(&spec),
         genesis,
         metrics,
+        recent,
         net: net.clone(),
         peer_id: peer_id.to_string(),
         syncing,

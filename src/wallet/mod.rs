@@ -7,6 +7,7 @@
 //! transaction locally, and sends only the signed bytes.
 
 pub(crate) mod keystore;
+pub(crate) mod mnemonic;
 
 use std::path::{Path, PathBuf};
 

@@ -137,6 +137,7 @@ impl Syncer {
         if Hash(genesis) != self.genesis {
             return Err(SyncError::OtherChain(Hash(genesis)));
         }
+        self.metrics.peer_height(peer, height);
         if self.chain.contains(Hash(head)).await? {
             return Ok(());
         }
