@@ -270,6 +270,8 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
             entry.api
         );
     }
+    let explorer = explorer_url(&state);
+    println!("  explorer  {explorer}");
     if args.detach {
         println!(
             "running; `klero testnet status --dir {0}`, `klero testnet down --dir {0}`",
@@ -278,6 +280,15 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
         return Ok(());
     }
     watch(dir, &mut state)
+}
+
+/// node0's block explorer page (served on its API address).
+fn explorer_url(state: &State) -> String {
+    state
+        .nodes
+        .first()
+        .map(|node| format!("{}/", node.api.trim_end_matches('/')))
+        .unwrap_or_default()
 }
 
 /// The entry (and arguments) for a node; `produce` adds --stake or --mine.
@@ -401,6 +412,7 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
         .build()?;
     let interactive = std::io::stdout().is_terminal();
     let consensus = state.consensus;
+    let explorer = explorer_url(state);
     let snapshot = state.clone();
     runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_secs(if interactive { 1 } else { 5 }));
@@ -413,7 +425,7 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
                     let table = render_table(consensus, &views);
                     let mut out = std::io::stdout().lock();
                     if interactive {
-                        let _ = write!(out, "\x1b[2J\x1b[H{table}\nCtrl-C stops the testnet\n");
+                        let _ = write!(out, "\x1b[2J\x1b[H{table}\nexplorer {explorer} · Ctrl-C stops the testnet\n");
                     } else {
                         let _ = writeln!(out, "{table}");
                     }

@@ -299,6 +299,63 @@ mod tests {
         assert!(text.contains("klero_reorg_depth_max 3\n"));
     }
 
+    /// Each `klero_…` name in the shipped Grafana dashboard (panels and
+    /// variables) is a family `/metrics` renders when every series is on (a
+    /// PoS chain with proposers and latency samples), and each quantile it
+    /// asks for is one rendered.
+    #[test]
+    fn the_grafana_dashboard_uses_only_rendered_metrics() {
+        let dashboard = include_str!("../../testnet/grafana-dashboard.json");
+        let json: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+        let panels = json["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10);
+        for panel in panels {
+            assert!(
+                !panel["targets"].as_array().expect("targets").is_empty(),
+                "{panel}"
+            );
+        }
+        let m = Metrics::default();
+        m.gossip_latency(0.25);
+        let stats = ChainStats {
+            head_slot: Some(40),
+            window_blocks: 30,
+            window_slots: Some(40),
+            total_stake: Some(100),
+            proposers: vec![super::super::recent::ProposerStat {
+                address: klero_chain::Keypair::dev("alice").address(),
+                window_wins: 30,
+                blocks_won: 30,
+                stake: Some(100),
+            }],
+            orphaned: 1,
+            orphan_pool: 0,
+        };
+        let text = m.render(&stats);
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        let mut used = 0;
+        for (at, _) in dashboard.match_indices("klero_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                families.contains(&name.as_str()),
+                "the dashboard uses {name}, which /metrics lacks"
+            );
+            used += 1;
+        }
+        assert!(used >= 15, "{used}");
+        for (at, _) in dashboard.match_indices("quantile=") {
+            let label: String = dashboard[at..].chars().take_while(|c| *c != '}').collect();
+            let label = label.replace("\\\"", "\"");
+            assert!(text.contains(&label), "{label} is not rendered");
+        }
+    }
+
     #[test]
     fn quantile_is_nearest_rank() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();

@@ -53,7 +53,7 @@ function txRows(txs) {
 function fairnessChart(p) {
   const rows = p.proposers;
   if (rows.length === 0) return '<p class="muted">no proposers yet</p>';
-  const barH = 12, gap = 10, left = 150, width = 560, scale = width - left - 60;
+  const barH = 12, gap = 10, left = 150, width = 580, scale = width - left - 100;
   const height = rows.length * (2 * barH + gap) + 10;
   const max = Math.max(0.01, ...rows.map(r => Math.max(r.win_share, r.weight_share || 0)));
   let svg = `<svg id="fairness" role="img" aria-label="win share against weight share" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`;
