@@ -77,6 +77,7 @@ fn openapi_addresses_and_json_errors() {
         "/blocks?limit=0",
         "/blocks?limit=101",
         "/blocks?before=-1",
+        "/blocks?before=9223372036854775808",
         "/accounts/klero1x/txs",
     ] {
         let response = get(&format!("{api}{path}"));

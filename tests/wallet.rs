@@ -77,16 +77,16 @@ fn nowhere() -> String {
     "http://127.0.0.1:0".to_owned()
 }
 
+/// `klero wallet new --name NAME --json`, parsed.
+fn new_json(dir: &Path, node: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&wallet(dir, node, &["new", "--name", name, "--json"]))).expect("json")
+}
+
 #[test]
 fn keystore_lifecycle_new_list_export_import() {
     let dir = tempfile::tempdir().expect("dir");
     let node = nowhere();
-    let created: serde_json::Value = serde_json::from_str(&ok(&wallet(
-        dir.path(),
-        &node,
-        &["new", "--name", "me", "--json"],
-    )))
-    .expect("json");
+    let created = new_json(dir.path(), &node, "me");
     let address = created["address"].as_str().expect("address").to_owned();
     assert!(address.starts_with("klero1"));
     let path = dir.path().join("me.json");
@@ -158,12 +158,7 @@ fn keystore_lifecycle_new_list_export_import() {
 fn the_recovery_phrase_is_shown_once_and_restores_the_wallet() {
     let dir = tempfile::tempdir().expect("dir");
     let node = nowhere();
-    let created: serde_json::Value = serde_json::from_str(&ok(&wallet(
-        dir.path(),
-        &node,
-        &["new", "--name", "me", "--json"],
-    )))
-    .expect("json");
+    let created = new_json(dir.path(), &node, "me");
     let phrase = created["mnemonic"].as_str().expect("a mnemonic").to_owned();
     assert_eq!(phrase.split(' ').count(), 24, "{phrase}");
     let text = ok(&wallet(dir.path(), &node, &["new", "--name", "other"]));

@@ -1,4 +1,4 @@
-//! Transactions and account history: `GET /txs/{id}` and
+//! Transactions and account history, and the paging query of lists: `GET /txs/{id}` and
 //! `GET /accounts/{address}/txs`, answered from the node's transaction
 //! index (`docs/api.md`).
 
@@ -55,15 +55,15 @@ pub enum TxState {
     Unknown,
 }
 
-/// The query of `GET /accounts/{address}/txs`.
+/// The paging query of `GET /accounts/{address}/txs` and `GET /blocks`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    /// How many transactions, 1 to 100 (default 20).
+pub struct PageQuery {
+    /// How many entries (transactions, or heights of blocks), 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Only transactions whose `position` is below this (the previous
-    /// page's `next_before`); default: from the head.
+    /// Only entries below this cursor (a transaction `position`, or a
+    /// height): the previous page's `next_before`; default: from the head.
     pub before: Option<u64>,
 }
 

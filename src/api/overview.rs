@@ -4,19 +4,7 @@
 //! (`GET /blocks`, `/reorgs`, `/peers`, `/proposers`; `docs/api.md`).
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-
-/// The query of `GET /blocks`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BlocksQuery {
-    /// How many heights, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// Only heights below this (the previous page's `next_before`);
-    /// default: from the head.
-    pub before: Option<u64>,
-}
+use utoipa::ToSchema;
 
 /// `GET /blocks`: the latest blocks, newest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -34,9 +34,9 @@ use super::metrics::Metrics;
 use super::recent::Recent;
 use super::store::{Store, StoreError};
 use super::tx_index;
-use crate::api::history::{AccountTx, AccountTxs, DEFAULT_PAGE, HistoryQuery, MAX_PAGE, TxState, TxStatus};
+use crate::api::history::{AccountTx, AccountTxs, DEFAULT_PAGE, MAX_PAGE, PageQuery, TxState, TxStatus};
 use crate::api::overview::{
-    BlockList, BlockSummary, BlocksQuery, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
+    BlockList, BlockSummary, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
 };
 use crate::api::{
     Account, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx, SyncState,
@@ -207,11 +207,17 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
     }
 }
 
-/// A page size: `limit` in 1..=[`MAX_PAGE`], [`DEFAULT_PAGE`] if absent.
-fn page_size(limit: Option<u32>) -> Result<usize, ApiError> {
-    match limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => Ok(n as usize),
-        n => Err(bad_request(format!("limit {n} is outside 1..={MAX_PAGE}"))),
+/// A checked page query: the size (`limit` in 1..=[`MAX_PAGE`],
+/// [`DEFAULT_PAGE`] if absent) and the cursor, which the document types as
+/// an int64 like every integer, so one above `i64::MAX` is refused too.
+fn page(query: PageQuery) -> Result<(usize, Option<u64>), ApiError> {
+    let size = match query.limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => n as usize,
+        n => return Err(bad_request(format!("limit {n} is outside 1..={MAX_PAGE}"))),
+    };
+    match query.before {
+        Some(b) if i64::try_from(b).is_err() => Err(bad_request(format!("before {b} is above {}", i64::MAX))),
+        before => Ok((size, before)),
     }
 }
 
@@ -529,7 +535,7 @@ async fn tx_status(
     path = "/accounts/{address}/txs",
     params(
         ("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"),
-        HistoryQuery,
+        PageQuery,
     ),
     responses(
         (status = 200, body = AccountTxs),
@@ -539,10 +545,10 @@ async fn tx_status(
 async fn account_txs(
     State(s): State<ApiState>,
     PathParam(address): PathParam<Address>,
-    QueryParams(query): QueryParams<HistoryQuery>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<AccountTxs>, ApiError> {
-    let limit = page_size(query.limit)?;
-    let before = query.before.unwrap_or(u64::MAX);
+    let (limit, before) = page(query)?;
+    let before = before.unwrap_or(u64::MAX);
     // One more than asked tells whether an older page exists.
     let mut found = tx_index::account_txs(&s.store, &address, before, limit + 1)?;
     let more = found.len() > limit;
@@ -571,7 +577,7 @@ async fn account_txs(
 #[utoipa::path(
     get,
     path = "/blocks",
-    params(BlocksQuery),
+    params(PageQuery),
     responses(
         (status = 200, body = BlockList),
         (status = 400, description = "The query does not parse", body = ErrorBody),
@@ -579,12 +585,13 @@ async fn account_txs(
 )]
 async fn block_list(
     State(s): State<ApiState>,
-    QueryParams(query): QueryParams<BlocksQuery>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<BlockList>, ApiError> {
-    let limit = page_size(query.limit)? as u64;
+    let (limit, before) = page(query)?;
+    let limit = limit as u64;
     let head = s.chain.head().meta.height;
-    let top = query.before.map_or(head, |b| b.saturating_sub(1).min(head));
-    if query.before == Some(0) {
+    let top = before.map_or(head, |b| b.saturating_sub(1).min(head));
+    if before == Some(0) {
         return Ok(Json(BlockList {
             blocks: Vec::new(),
             next_before: None,
