@@ -465,13 +465,14 @@ mod tests {
         let tree =
             BlockTree::load(spec.clone(), Store::open(dir.path(), &spec).expect("store")).expect("tree");
         let alice = Keypair::dev("alice");
+        let recent = Arc::new(Recent::default());
         let (task, chain) = ChainTask::new(
             tree,
             Mempool::new(DEFAULT_CAPACITY),
             Some(alice.clone()),
             lone_network(),
             Arc::new(Metrics::default()),
-            Arc::new(Recent::default()),
+            Arc::clone(&recent),
         );
         let task = tokio::spawn(task.run());
 
@@ -516,7 +517,21 @@ mod tests {
             "T is off the chain"
         );
 
+        // The switch is in the reorg ring; our lost block stays in the block ring.
+        let (reorgs, total) = recent.reorgs();
+        assert_eq!(total, 1);
+        assert_eq!(
+            (reorgs[0].depth, reorgs[0].fork_height(), reorgs[0].old_head),
+            (1, 0, ours.id())
+        );
+        assert!(
+            rival.contains(&reorgs[0].new_head),
+            "switched to the rival branch"
+        );
+        assert!(recent.blocks_in(1..=1).iter().any(|b| b.id == ours.id()));
+
         // T is back in the pool, and the next block on the new branch has it.
+        assert_eq!(chain.pending_tx(t.id()).await.expect("task"), Some(t.clone()));
         let next = mine_template(&chain, &alice).await;
         assert!(
             next.block().txs.contains(&t),
