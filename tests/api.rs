@@ -46,6 +46,12 @@ fn openapi_addresses_and_json_errors() {
         "/accounts/{address}",
         "/txs",
         "/metrics",
+        "/txs/{id}",
+        "/accounts/{address}/txs",
+        "/blocks",
+        "/reorgs",
+        "/peers",
+        "/proposers",
     ] {
         assert!(paths.contains(&path), "{path} missing from {paths:?}");
     }
@@ -67,6 +73,12 @@ fn openapi_addresses_and_json_errors() {
         "/blocks/id/%FF",
         "/blocks/x",
         "/accounts/klero1x",
+        "/txs/xyz",
+        "/blocks?limit=0",
+        "/blocks?limit=101",
+        "/blocks?before=-1",
+        "/blocks?before=9223372036854775808",
+        "/accounts/klero1x/txs",
     ] {
         let response = get(&format!("{api}{path}"));
         assert_eq!(response.status(), 400, "{path}");
@@ -79,6 +91,42 @@ fn openapi_addresses_and_json_errors() {
         );
         let body: ErrorBody = response.json().expect("an error body");
         assert!(!body.error.is_empty());
+    }
+
+    // The new reads answer on an empty chain: genesis is the only block,
+    // an unknown transaction is "unknown", a page of history is empty.
+    let list: klero::api::overview::BlockList = get(&format!("{api}/blocks")).json().expect("list");
+    assert_eq!(list.blocks.len(), 1);
+    assert_eq!(list.blocks[0].id, genesis);
+    assert_eq!(list.next_before, None);
+    let unknown: klero::api::history::TxStatus = get(&format!("{api}/txs/{}", "ab".repeat(32)))
+        .json()
+        .expect("tx status");
+    assert_eq!(unknown.state, klero::api::history::TxState::Unknown);
+    let alice = klero_chain::Keypair::dev("alice").address().to_bech32();
+    let history: klero::api::history::AccountTxs = get(&format!("{api}/accounts/{alice}/txs?limit=5"))
+        .json()
+        .expect("history");
+    assert!(history.txs.is_empty() && history.next_before.is_none());
+    for path in ["/reorgs", "/peers", "/proposers"] {
+        assert_eq!(get(&format!("{api}{path}")).status(), 200, "{path}");
+    }
+
+    // The explorer page and its assets, with a policy that allows no other origin.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/explorer", "text/html"),
+        ("/explorer/app.js", "text/javascript"),
+        ("/explorer/style.css", "text/css"),
+    ] {
+        let response = get(&format!("{api}{path}"));
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| response.headers()[name].to_str().unwrap_or_default().to_owned();
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(
+            header("content-security-policy").starts_with("default-src 'none'"),
+            "{path}"
+        );
     }
 
     // A clean stop exits 0 and takes the addresses file away.

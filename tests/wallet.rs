@@ -4,10 +4,12 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::{Kind, Net};
+use common::{Kind, Net, wait_for};
 use klero_chain::Keypair;
 
 const PASS: &str = "correct horse battery staple";
@@ -26,6 +28,30 @@ fn wallet_with_pass(dir: &Path, node: &str, pass: &str, args: &[&str]) -> Output
         .output()
         .expect("run klero wallet")
 }
+
+/// `klero wallet ARGS` with `input` on stdin.
+fn wallet_with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_klero"))
+        .arg("wallet")
+        .args(args)
+        .args(["--wallet-dir", &dir.display().to_string(), "--node", &nowhere()])
+        .env("KLERO_PASSPHRASE", PASS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run klero wallet");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// BIP39's English test vector for the entropy 0x7f × 32.
+const VECTOR_7F: &str = "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title";
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -51,16 +77,16 @@ fn nowhere() -> String {
     "http://127.0.0.1:0".to_owned()
 }
 
+/// `klero wallet new --name NAME --json`, parsed.
+fn new_json(dir: &Path, node: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&wallet(dir, node, &["new", "--name", name, "--json"]))).expect("json")
+}
+
 #[test]
 fn keystore_lifecycle_new_list_export_import() {
     let dir = tempfile::tempdir().expect("dir");
     let node = nowhere();
-    let created: serde_json::Value = serde_json::from_str(&ok(&wallet(
-        dir.path(),
-        &node,
-        &["new", "--name", "me", "--json"],
-    )))
-    .expect("json");
+    let created = new_json(dir.path(), &node, "me");
     let address = created["address"].as_str().expect("address").to_owned();
     assert!(address.starts_with("klero1"));
     let path = dir.path().join("me.json");
@@ -126,6 +152,69 @@ fn keystore_lifecycle_new_list_export_import() {
             .to_bech32(),
         address
     );
+}
+
+#[test]
+fn the_recovery_phrase_is_shown_once_and_restores_the_wallet() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = nowhere();
+    let created = new_json(dir.path(), &node, "me");
+    let phrase = created["mnemonic"].as_str().expect("a mnemonic").to_owned();
+    assert_eq!(phrase.split(' ').count(), 24, "{phrase}");
+    let text = ok(&wallet(dir.path(), &node, &["new", "--name", "other"]));
+    assert!(text.contains("recovery phrase (24 words)"), "{text}");
+    // Shown once: nothing else prints it.
+    for args in [["address", "--name", "me"], ["list", "--name", "me"]] {
+        assert!(!ok(&wallet(dir.path(), &node, &args)).contains(&phrase));
+    }
+
+    // The phrase restores the same key (address and seed).
+    let restored = ok(&wallet_with_stdin(
+        dir.path(),
+        &["import", "--mnemonic", "--name", "restored", "--json"],
+        &format!("  {}\n", phrase.to_uppercase()),
+    ));
+    let restored: serde_json::Value = serde_json::from_str(&restored).expect("json");
+    assert_eq!(restored["address"], created["address"]);
+    assert_eq!(
+        ok(&wallet(dir.path(), &node, &["export", "--name", "restored"])),
+        ok(&wallet(dir.path(), &node, &["export", "--name", "me"]))
+    );
+
+    // The seed is the phrase's entropy: the published vector gives seed 0x7f × 32.
+    ok(&wallet_with_stdin(
+        dir.path(),
+        &["import", "--mnemonic", "--name", "vector"],
+        VECTOR_7F,
+    ));
+    assert_eq!(
+        ok(&wallet(dir.path(), &node, &["export", "--name", "vector"])),
+        hex::encode([0x7f; 32])
+    );
+
+    // A wrong checksum word, an unknown word, a short phrase: a clear
+    // error each, and no keystore written.
+    let wrong_last = VECTOR_7F.replace("worth title", "worth abandon");
+    let unknown = VECTOR_7F.replacen("legal", "klero", 1);
+    for (input, needle) in [
+        (wrong_last.as_str(), "checksum does not match"),
+        (
+            unknown.as_str(),
+            "word 1 of the recovery phrase is not in the BIP39",
+        ),
+        ("legal winner thank", "has 24 words; this one has 3"),
+    ] {
+        let out = wallet_with_stdin(dir.path(), &["import", "--mnemonic", "--name", "bad"], input);
+        fails_with(&out, needle);
+        fails_with(&out, "nothing was written");
+        assert!(!dir.path().join("bad.json").exists());
+    }
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "no temp files left: {names:?}");
 }
 
 /// A key file others may read is refused everywhere one is read, with the fix.
@@ -194,7 +283,9 @@ fn input_errors_are_clear() {
 #[test]
 fn a_live_node_refuses_what_the_ledger_would() {
     let mut net = Net::new(Kind::Pos);
-    net.start("n0", None, &[]);
+    // Dave (40% of the stake) produces, so the transfer below gets into a
+    // block; alice's balance, checked against, earns no rewards meanwhile.
+    net.start("n0", Some("dave"), &[]);
     let node = net.nodes[0].api_url();
     let dir = tempfile::tempdir().expect("dir");
     let bob = Keypair::dev("bob").address().to_bech32();
@@ -248,6 +339,66 @@ fn a_live_node_refuses_what_the_ledger_would() {
         &["transfer", &poor_address, "500", "--name", "alice"],
     ));
     assert_eq!(id.len(), 64, "{id}");
+
+    // `wallet tx` follows it from the mempool into a block.
+    let tx_status = |id: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&wallet(dir.path(), &node, &["tx", id, "--json"]))).expect("json")
+    };
+    let first = tx_status(&id);
+    assert!(
+        ["pending", "included"].contains(&first["status"].as_str().unwrap_or_default()),
+        "{first}"
+    );
+    assert_eq!(first["tx"]["amount"], 500, "{first}");
+    assert!(
+        wait_for(Duration::from_secs(60), || tx_status(&id)["status"] == "included"),
+        "never included: {}",
+        tx_status(&id)
+    );
+    let included = tx_status(&id);
+    let height = included["height"].as_u64().expect("height");
+    let block: serde_json::Value = reqwest::blocking::get(format!("{node}/blocks/{height}"))
+        .expect("GET block")
+        .json()
+        .expect("json");
+    assert_eq!(
+        included["block"], block["id"],
+        "the canonical block at that height"
+    );
+    assert!(included["confirmations"].as_u64() >= Some(1));
+    let text = ok(&wallet(dir.path(), &node, &["tx", &id]));
+    assert!(
+        text.contains("included") && text.contains(&poor_address),
+        "{text}"
+    );
+    let never = "00".repeat(32);
+    assert_eq!(tx_status(&never)["status"], "unknown");
+    fails_with(
+        &wallet(dir.path(), &node, &["tx", "xyz"]),
+        "not a 64-digit hex id",
+    );
+
+    // Both sides' histories have it, newest first.
+    for name in ["alice", "poor"] {
+        let page: serde_json::Value = serde_json::from_str(&ok(&wallet(
+            dir.path(),
+            &node,
+            &["history", "--name", name, "--json"],
+        )))
+        .expect("json");
+        assert_eq!(page["txs"][0]["tx"]["id"], id.as_str(), "{name}: {page}");
+        assert_eq!(page["txs"][0]["height"], height);
+    }
+    let text = ok(&wallet(dir.path(), &node, &["history", &poor_address]));
+    assert!(text.contains(&id) && text.contains(" in "), "{text}");
+    fails_with(
+        &wallet(
+            dir.path(),
+            &node,
+            &["history", "--name", "alice", "--limit", "101"],
+        ),
+        "101 is not in 1..=100",
+    );
 }
 
 /// A keystore signs for the chain it was first used on (or the one named

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::chaos::{ChaosStatus, LinkFaults, Partition};
+use super::history::{AccountTxs, TxStatus};
 use super::{Account, BlockView, ErrorBody, Status, SubmitTx, TxAccepted};
 
 /// Why a call failed.
@@ -101,6 +102,31 @@ impl ApiClient {
     /// Unreachable node or an unexpected answer.
     pub fn block_by_id(&self, id: &str) -> Result<Option<BlockView>, ClientError> {
         not_found_is_none(self.get(&format!("/blocks/id/{id}")))
+    }
+
+    /// `GET /txs/{id}`: pending, included (where), or unknown.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node, a malformed id, or an unexpected answer.
+    pub fn tx_status(&self, id: &str) -> Result<TxStatus, ClientError> {
+        self.get(&format!("/txs/{id}"))
+    }
+
+    /// `GET /accounts/{address}/txs?limit=&before=`: one page of the
+    /// account's history, newest first.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node, a malformed address or limit, or an unexpected answer.
+    pub fn account_txs(
+        &self,
+        address: &str,
+        limit: u32,
+        before: Option<u64>,
+    ) -> Result<AccountTxs, ClientError> {
+        let before = before.map(|b| format!("&before={b}")).unwrap_or_default();
+        self.get(&format!("/accounts/{address}/txs?limit={limit}{before}"))
     }
 
     /// `POST /txs`; the transaction id.

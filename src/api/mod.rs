@@ -12,6 +12,8 @@
 
 pub mod chaos;
 pub mod client;
+pub mod history;
+pub mod overview;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

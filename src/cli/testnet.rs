@@ -470,6 +470,8 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
             println!("            key {}", key.display());
         }
     }
+    let explorer = explorer_url(&state);
+    println!("  explorer  {explorer}");
     if args.detach {
         println!(
             "running; `klero testnet status --dir {0}`, `klero testnet down --dir {0}`",
@@ -478,6 +480,15 @@ fn up(dir: &Path, args: UpArgs) -> Result<()> {
         return Ok(());
     }
     watch(dir, &mut state)
+}
+
+/// node0's block explorer page (served on its API address).
+fn explorer_url(state: &State) -> String {
+    state
+        .nodes
+        .first()
+        .map(|node| format!("{}/", node.api.trim_end_matches('/')))
+        .unwrap_or_default()
 }
 
 /// The entry (and arguments) for a node; `produce` adds --stake or --mine.
@@ -602,6 +613,7 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
         .build()?;
     let interactive = std::io::stdout().is_terminal();
     let consensus = state.consensus;
+    let explorer = explorer_url(state);
     let snapshot = state.clone();
     let walk = std::sync::Arc::new(std::sync::Mutex::new(ChainWalk::default()));
     runtime.block_on(async {
@@ -623,7 +635,7 @@ fn watch(dir: &Path, state: &mut State) -> Result<()> {
                     .unwrap_or_default();
                     let mut out = std::io::stdout().lock();
                     if interactive {
-                        let _ = write!(out, "\x1b[2J\x1b[H{table}\nCtrl-C stops the testnet\n");
+                        let _ = write!(out, "\x1b[2J\x1b[H{table}\nexplorer {explorer} · Ctrl-C stops the testnet\n");
                     } else {
                         let _ = writeln!(out, "{table}");
                     }

@@ -1,15 +1,17 @@
 //! `klero wallet`: keys, balances, transfers, staking and unstaking.
 //!
-//! Read commands (`list`, `address`, `balance`, `status`) need no
-//! passphrase: the keystore keeps the address in clear. Commands that sign
-//! ask for it (prompt, `--password-file`, or `KLERO_PASSPHRASE`).
+//! Read commands (`list`, `address`, `balance`, `status`, `history`, `tx`)
+//! need no passphrase: the keystore keeps the address in clear. Commands
+//! that sign ask for it (prompt, `--password-file`, or `KLERO_PASSPHRASE`).
+//! `new` shows the seed's recovery phrase once; `import --mnemonic` takes it
+//! back (docs/wallet.md).
 //!
 //! A keystore signs for one chain: the one named at `new`/`import`
 //! (`--chain-id` and `--genesis`), or else the chain of the node it first
 //! signs through. A node reporting another chain is refused before the
 //! passphrase is asked for.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,11 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::api::client::ApiClient;
+use crate::api::history::{MAX_PAGE, TxState};
+use crate::api::{TxKindView, TxView};
 use crate::keyfile;
 use crate::wallet::keystore::{KdfParams, Keystore};
+use crate::wallet::mnemonic;
 use crate::wallet::{ChainBinding, WalletDir, WalletError, check_tx, parse_address};
 
 /// How long a call to the node may take.
@@ -65,7 +70,7 @@ struct Options {
 
 #[derive(Debug, Subcommand)]
 enum WalletCommand {
-    /// Create a new keystore with a random seed.
+    /// Create a new keystore with a random seed, and show its recovery phrase once.
     New {
         #[command(flatten)]
         chain: ChainOpts,
@@ -74,11 +79,15 @@ enum WalletCommand {
     List,
     /// Print the wallet's address.
     Address,
-    /// Import a secret seed (64 hex digits, as `export` or `klero keys new` write).
+    /// Import a secret seed (64 hex digits, as `export` or `klero keys new`
+    /// write), or with --mnemonic the 24-word recovery phrase `new` showed.
     Import {
         /// Read the seed from this file instead of stdin.
         #[arg(long)]
         seed_file: Option<PathBuf>,
+        /// Read the 24-word recovery phrase (prompt, or stdin when it is not a terminal).
+        #[arg(long, conflicts_with = "seed_file")]
+        mnemonic: bool,
         #[command(flatten)]
         chain: ChainOpts,
     },
@@ -119,6 +128,22 @@ enum WalletCommand {
     },
     /// Bonded stake, unbonding stake with the epoch it frees, rewards, blocks proposed.
     Status,
+    /// The wallet's (or ADDRESS's) transactions on the best chain, newest first.
+    History {
+        /// Another address to look up.
+        address: Option<String>,
+        /// How many, at most 100.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
+        limit: u32,
+        /// Only older than this position (the `next_before` of the previous page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Where a transaction is: pending, included (block, height, confirmations), or unknown.
+    Tx {
+        /// The transaction id (64 hex digits).
+        id: String,
+    },
 }
 
 /// The chain a new keystore signs for; unnamed, the first node it signs
@@ -179,7 +204,7 @@ impl WalletArgs {
                 }
                 let passphrase = new_passphrase(&opts)?;
                 save_new(&key, &passphrase, chain, &path)?;
-                print_created(&opts, &key, &path);
+                print_created(&opts, &key, &path, Some(&mnemonic::phrase_of(key.seed())));
             }
             WalletCommand::List => {
                 let wallets = dir.list()?;
@@ -208,7 +233,11 @@ impl WalletArgs {
                     println!("{address}");
                 }
             }
-            WalletCommand::Import { seed_file, chain } => {
+            WalletCommand::Import {
+                seed_file,
+                mnemonic,
+                chain,
+            } => {
                 let chain = chain.binding()?;
                 let path = dir.path_of(&opts.name)?;
                 if path.exists() {
@@ -216,6 +245,7 @@ impl WalletArgs {
                 }
                 let seed = match &seed_file {
                     Some(file) => keyfile::read_seed(file)?,
+                    None if mnemonic => read_mnemonic()?,
                     None => {
                         let mut text = Zeroizing::new(Vec::new());
                         std::io::stdin()
@@ -230,7 +260,7 @@ impl WalletArgs {
                 );
                 let passphrase = new_passphrase(&opts)?;
                 save_new(&key, &passphrase, chain, &path)?;
-                print_created(&opts, &key, &path);
+                print_created(&opts, &key, &path, None);
             }
             WalletCommand::Export { out } => {
                 let key = unlock(&dir, &opts)?;
@@ -268,6 +298,14 @@ impl WalletArgs {
                 }
             }
             WalletCommand::Status => status(&dir, &opts)?,
+            WalletCommand::History {
+                address,
+                limit,
+                before,
+            } => {
+                history(&dir, &opts, address.as_deref(), limit, before)?;
+            }
+            WalletCommand::Tx { id } => show_tx(&opts, &id)?,
             WalletCommand::Transfer { to, amount, send } => {
                 let to = parse_address(&to)?;
                 send_tx(&dir, &opts, &send, |_, _| TxKind::Transfer { to, amount })?;
@@ -291,16 +329,30 @@ fn save_new(key: &Keypair, passphrase: &str, chain: Option<ChainBinding>, path: 
     Ok(store.save_new(path)?)
 }
 
-fn print_created(opts: &Options, key: &Keypair, path: &std::path::Path) {
+/// Prints the new keystore and, for `new`, the recovery phrase: the only
+/// time it is shown.
+fn print_created(opts: &Options, key: &Keypair, path: &std::path::Path, phrase: Option<&str>) {
     let address = key.address().to_bech32();
     if opts.json {
-        println!(
-            "{}",
-            json!({"name": opts.name, "address": address, "keystore": path.display().to_string()})
-        );
+        let mut out = json!({"name": opts.name, "address": address, "keystore": path.display().to_string()});
+        if let Some(phrase) = phrase {
+            out["mnemonic"] = phrase.into();
+        }
+        println!("{out}");
+        // The JSON value held a copy of the phrase; it is gone with `out`,
+        // which serde_json cannot zero.
     } else {
         println!("address   {address}");
         println!("keystore  {}", path.display());
+        if let Some(phrase) = phrase {
+            println!("recovery phrase ({} words):", mnemonic::WORDS);
+            println!("  {phrase}");
+        }
+    }
+    if phrase.is_some() {
+        eprintln!(
+            "write the recovery phrase down now: it is shown only this once, restores the wallet with `klero wallet import --mnemonic`, and whoever has it controls the funds"
+        );
     }
 }
 
@@ -365,6 +417,111 @@ fn status(dir: &WalletDir, opts: &Options) -> Result<()> {
     println!("blocks proposed  {}", account.blocks_proposed);
     println!("epoch now        {}", account.epoch);
     Ok(())
+}
+
+/// The seed of a recovery phrase typed at a hidden prompt, or read from
+/// stdin when it is not a terminal.
+fn read_mnemonic() -> Result<Zeroizing<[u8; 32]>> {
+    let seed = if std::io::stdin().is_terminal() {
+        let phrase = Zeroizing::new(
+            rpassword::prompt_password(format!("recovery phrase ({} words): ", mnemonic::WORDS))
+                .context("reading the recovery phrase")?,
+        );
+        mnemonic::seed_of(&phrase)
+    } else {
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::stdin()
+            .take(keyfile::MAX_SECRET_BYTES)
+            .read_to_end(&mut bytes)
+            .context("reading the recovery phrase from stdin")?;
+        mnemonic::seed_of(std::str::from_utf8(&bytes).context("the recovery phrase is not UTF-8")?)
+    };
+    seed.map_err(|e| anyhow::anyhow!("{e}; nothing was written"))
+}
+
+/// `klero wallet history`: one page of an account's transactions.
+fn history(
+    dir: &WalletDir,
+    opts: &Options,
+    address: Option<&str>,
+    limit: u32,
+    before: Option<u64>,
+) -> Result<()> {
+    let address = match address {
+        Some(a) => parse_address(a)?.to_bech32(),
+        None => Keystore::load(&dir.existing(&opts.name)?)?.address,
+    };
+    let page = ApiClient::new(&opts.node, NODE_TIMEOUT)?.account_txs(&address, limit, before)?;
+    if opts.json {
+        println!("{}", serde_json::to_string(&page)?);
+        return Ok(());
+    }
+    if page.txs.is_empty() {
+        println!("no transactions of {address} on the best chain");
+    }
+    for entry in &page.txs {
+        let direction = if entry.tx.from == address { "out" } else { "in " };
+        println!(
+            "{:>8}  {}  {direction}  {}",
+            entry.height,
+            entry.tx.id,
+            describe(&entry.tx)
+        );
+    }
+    if let Some(next) = page.next_before {
+        eprintln!("older: klero wallet history --before {next}");
+    }
+    Ok(())
+}
+
+/// `klero wallet tx ID`.
+fn show_tx(opts: &Options, id: &str) -> Result<()> {
+    let status = ApiClient::new(&opts.node, NODE_TIMEOUT)?.tx_status(id.trim())?;
+    if opts.json {
+        println!("{}", serde_json::to_string(&status)?);
+        return Ok(());
+    }
+    println!("id             {}", status.id);
+    match &status.state {
+        TxState::Pending { tx } => {
+            println!("status         pending (in the node's mempool)");
+            print_tx(tx);
+        }
+        TxState::Included {
+            block,
+            height,
+            confirmations,
+            tx,
+            ..
+        } => {
+            println!("status         included");
+            println!("block          {block}");
+            println!("height         {height}");
+            println!("confirmations  {confirmations}");
+            print_tx(tx);
+        }
+        TxState::Unknown => {
+            println!("status         unknown (not pending on this node, not on its best chain)");
+        }
+    }
+    Ok(())
+}
+
+fn print_tx(tx: &TxView) {
+    println!("from           {}", tx.from);
+    println!("nonce          {}", tx.nonce);
+    println!("fee            {}", tx.fee);
+    println!("what           {}", describe(tx));
+}
+
+/// A transaction's effect in a few words.
+fn describe(tx: &TxView) -> String {
+    match &tx.kind {
+        TxKindView::Transfer { to, amount } => format!("transfer {amount} to {to}"),
+        TxKindView::Stake { amount, .. } => format!("stake {amount}"),
+        TxKindView::Unstake { amount } => format!("unstake {amount}"),
+        TxKindView::Evidence { offender, .. } => format!("evidence against {offender}"),
+    }
 }
 
 fn send_tx(

@@ -245,6 +245,21 @@ impl BlockTree {
         Ok(txs)
     }
 
+    /// How many blocks are stored (every branch, genesis included).
+    pub fn stored_blocks(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// The best chain's headers from the head back towards genesis.
+    pub fn best_chain(&self) -> impl Iterator<Item = &Header> {
+        let mut cursor = Some(self.head.id);
+        std::iter::from_fn(move || {
+            let node = self.tree.get(&cursor?)?;
+            cursor = (node.meta.height > 0).then_some(node.header.parent);
+            Some(&node.header)
+        })
+    }
+
     fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
         let parent_id = block.header().parent;
@@ -441,12 +456,18 @@ pub(crate) mod tests {
 
     /// Mines `count` blocks on `chain`'s head, one target interval apart.
     pub(crate) fn mine(chain: &mut BlockTree, miner: &Keypair, count: u64) -> Vec<SealedBlock> {
+        let empty = vec![Vec::new(); usize::try_from(count).expect("count")];
+        mine_with(chain, miner, &empty)
+    }
+
+    /// Mines one block on `chain`'s head for each entry of `txs`, with those transactions.
+    pub(crate) fn mine_with(chain: &mut BlockTree, miner: &Keypair, txs: &[Vec<Tx>]) -> Vec<SealedBlock> {
         let step = 2_000;
-        (0..count)
-            .map(|_| {
+        txs.iter()
+            .map(|txs| {
                 let ts = chain.head().header.timestamp_ms + step;
                 let template = chain
-                    .with_head_parent(|p| produce::pow_template(chain.spec(), p, &[], miner, ts))
+                    .with_head_parent(|p| produce::pow_template(chain.spec(), p, txs, miner, ts))
                     .expect("template");
                 let nonce = (0..)
                     .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))

@@ -39,6 +39,7 @@ use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
 use super::orphans::Orphans;
+use super::recent::{ChainStats, Recent, RecentBlock, Reorg};
 use super::slot_battle::{SlotBests, Ticket};
 use super::store::StoreError;
 use super::withheld::{ImportEvent, Withheld};
@@ -101,6 +102,10 @@ enum Command {
     Contains {
         id: klero_chain::Hash,
         reply: oneshot::Sender<bool>,
+    },
+    Pending {
+        id: klero_chain::Hash,
+        reply: oneshot::Sender<Option<Tx>>,
     },
 }
 
@@ -242,6 +247,15 @@ impl ChainHandle {
         self.ask(|reply| Command::Contains { id, reply }).await
     }
 
+    /// The mempool's transaction with this id, if it waits there.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`] if the chain task has ended.
+    pub(crate) async fn pending_tx(&self, id: klero_chain::Hash) -> Result<Option<Tx>, ChainError> {
+        self.ask(|reply| Command::Pending { id, reply }).await
+    }
+
     /// The current head.
     pub(crate) fn head(&self) -> Head {
         self.head.borrow().clone()
@@ -271,6 +285,7 @@ pub(crate) struct ChainTask {
     key: Option<Keypair>,
     net: NetworkHandle,
     metrics: Arc<Metrics>,
+    recent: Arc<Recent>,
     head_tx: watch::Sender<Head>,
     commands: mpsc::Receiver<Command>,
     slot_bests: SlotBests,
@@ -286,12 +301,14 @@ impl ChainTask {
         key: Option<Keypair>,
         net: NetworkHandle,
         metrics: Arc<Metrics>,
+        recent: Arc<Recent>,
     ) -> (ChainTask, ChainHandle) {
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let (head_tx, head_rx) = watch::channel(tree.head().clone());
         metrics.height.store(tree.head().meta.height, Ordering::Relaxed);
         let (imports, _) = broadcast::channel(IMPORT_EVENTS);
         let withheld = Withheld::default();
+        recent.set_stats(ChainStats::of(&tree));
         let task = ChainTask {
             tree,
             orphans: Orphans::default(),
@@ -299,6 +316,7 @@ impl ChainTask {
             key,
             net,
             metrics,
+            recent,
             head_tx,
             commands: rx,
             slot_bests: SlotBests::default(),
@@ -343,13 +361,16 @@ impl ChainTask {
                 Command::Contains { id, reply } => {
                     let _ = reply.send(self.tree.contains(&id));
                 }
+                Command::Pending { id, reply } => {
+                    let _ = reply.send(self.mempool.get(&id).cloned());
+                }
             }
         }
         self.tree
     }
 
     async fn import(&mut self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ImportError> {
-        let before = self.tree.head().id;
+        let (before, before_height) = (self.tree.head().id, self.tree.head().meta.height);
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
         let timestamp = block.header().timestamp_ms;
         let (id, parent) = (block.id(), block.header().parent);
@@ -363,6 +384,7 @@ impl ChainTask {
             origin,
             outcome: ImportOutcome::Known,
         };
+        let summary = RecentBlock::of(&block);
         // Validation is CPU work (signatures, VRF, state root): keep it off
         // the async scheduler's toes.
         let from = match origin {
@@ -392,6 +414,8 @@ impl ChainTask {
                 if let Some(meta) = self.tree.meta(&id).filter(|_| self.is_pos()) {
                     self.slot_bests.record(parent, meta.slot, meta.score());
                 }
+                self.recent.on_import(summary);
+                self.recent.set_stats(ChainStats::of(&self.tree));
                 if let Origin::Gossip(_) = origin {
                     let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
@@ -406,6 +430,15 @@ impl ChainTask {
         }
         for depth in self.tree.take_reorgs() {
             self.metrics.reorg(depth);
+            let head = self.tree.head();
+            self.recent.on_reorg(Reorg {
+                at_ms: now_ms(),
+                depth,
+                old_head: before,
+                old_height: before_height,
+                new_head: head.id,
+                new_height: head.meta.height,
+            });
         }
         if self.tree.head().id != before {
             self.on_new_head();
@@ -622,6 +655,7 @@ mod tests {
         spec: &ChainSpec,
         key: &Keypair,
         dir: &std::path::Path,
+        recent: &Arc<Recent>,
     ) -> (ChainHandle, tokio::task::JoinHandle<BlockTree>) {
         let tree = BlockTree::load(spec.clone(), Store::open(dir, spec).expect("store")).expect("tree");
         let (task, chain) = ChainTask::new(
@@ -630,6 +664,7 @@ mod tests {
             Some(key.clone()),
             lone_network(),
             Arc::new(Metrics::default()),
+            Arc::clone(recent),
         );
         (chain, tokio::spawn(task.run()))
     }
@@ -669,7 +704,7 @@ mod tests {
 
         // Behind a better block of the slot, the worse staker stays silent.
         let dir = tempfile::tempdir().expect("dir");
-        let (chain, task) = task_on(&spec, &worse, dir.path());
+        let (chain, task) = task_on(&spec, &worse, dir.path(), &Arc::default());
         assert!(chain.pos_ticket(slot).await.expect("task").is_some());
         chain
             .import(best_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
@@ -682,7 +717,7 @@ mod tests {
         // Ahead of a worse one, the better staker builds beside it and wins
         // the slot; the worse block has lost its slot and is not relayed.
         let dir = tempfile::tempdir().expect("dir");
-        let (chain, task) = task_on(&spec, &better, dir.path());
+        let (chain, task) = task_on(&spec, &better, dir.path(), &Arc::default());
         chain
             .import(worse_block.clone(), Origin::Gossip(libp2p::PeerId::random()))
             .await
@@ -712,7 +747,8 @@ mod tests {
             tempfile::tempdir().expect("dir"),
         );
         let alice = Keypair::dev("alice");
-        let (chain, task) = task_on(&spec, &alice, dir.path());
+        let recent = Arc::new(Recent::default());
+        let (chain, task) = task_on(&spec, &alice, dir.path(), &recent);
 
         // T: alice pays erin; our own block 1 includes it.
         let erin = Keypair::dev("erin").address();
@@ -755,7 +791,21 @@ mod tests {
             "T is off the chain"
         );
 
+        // The switch is in the reorg ring; our lost block stays in the block ring.
+        let (reorgs, total) = recent.reorgs();
+        assert_eq!(total, 1);
+        assert_eq!(
+            (reorgs[0].depth, reorgs[0].fork_height(), reorgs[0].old_head),
+            (1, 0, ours.id())
+        );
+        assert!(
+            rival.contains(&reorgs[0].new_head),
+            "switched to the rival branch"
+        );
+        assert!(recent.blocks_in(1..=1).iter().any(|b| b.id == ours.id()));
+
         // T is back in the pool, and the next block on the new branch has it.
+        assert_eq!(chain.pending_tx(t.id()).await.expect("task"), Some(t.clone()));
         let next = mine_template(&chain, &alice).await;
         assert!(
             next.block().txs.contains(&t),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -43,8 +43,14 @@ use utoipa_axum::routes;
 use super::chain_task::{ChainError, ChainHandle};
 use super::mempool::MempoolError;
 use super::metrics::Metrics;
+use super::recent::Recent;
 use super::store::{Store, StoreError};
 use super::sync::SyncStatus;
+use super::tx_index;
+use crate::api::history::{AccountTx, AccountTxs, DEFAULT_PAGE, MAX_PAGE, PageQuery, TxState, TxStatus};
+use crate::api::overview::{
+    BlockList, BlockSummary, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
+};
 use crate::api::{
     Account, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx, SyncState,
     TxAccepted, TxKindView, TxView, Unbonding,
@@ -72,6 +78,8 @@ pub(crate) struct ApiState {
     pub genesis: Hash,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Recent blocks, reorgs and the best chain's statistics.
+    pub recent: Arc<Recent>,
     /// The network, for listen addresses.
     pub net: NetworkHandle,
     /// Our libp2p peer id.
@@ -99,14 +107,21 @@ fn routes() -> (Router<ApiState>, OpenApiDoc) {
         .routes(routes!(account))
         .routes(routes!(submit_tx))
         .routes(routes!(metrics))
+        .routes(routes!(tx_status))
+        .routes(routes!(account_txs))
+        .routes(routes!(block_list))
+        .routes(routes!(reorgs))
+        .routes(routes!(peers))
+        .routes(routes!(proposers))
         .split_for_parts()
 }
 
-/// The API's routes, `GET /openapi.json` included.
+/// The API's routes, `GET /openapi.json` and the explorer page included.
 pub(crate) fn router(state: ApiState) -> Router {
     let (router, doc) = routes();
     let doc = Arc::new(with_examples(doc, &state.genesis, &state.spec));
     router
+        .merge(super::explorer::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -167,6 +182,7 @@ fn with_examples(mut doc: OpenApiDoc, genesis: &Hash, spec: &ChainSpec) -> OpenA
     set("/blocks/id/{id}", genesis.to_hex());
     if let Some(account) = spec.accounts.first() {
         set("/accounts/{address}", account.address.to_bech32());
+        set("/accounts/{address}/txs", account.address.to_bech32());
     }
     doc
 }
@@ -201,7 +217,7 @@ impl PathValue for u64 {
 
 impl PathValue for Hash {
     fn parse(text: &str) -> Result<Self, String> {
-        Hash::from_hex(text).ok_or_else(|| format!("{text:?} is not a 64-digit hex block id"))
+        Hash::from_hex(text).ok_or_else(|| format!("{text:?} is not a 64-digit hex id"))
     }
 }
 
@@ -224,6 +240,35 @@ impl<S: Send + Sync, T: PathValue> FromRequestParts<S> for PathParam<T> {
             .await
             .map_err(|e| bad_request(format!("bad path: {}", e.body_text())))?;
         T::parse(&text).map(PathParam).map_err(bad_request)
+    }
+}
+
+/// A parsed query string; one that does not parse is answered 400 with the
+/// JSON error body.
+struct QueryParams<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| bad_request(format!("bad query: {}", e.body_text())))
+    }
+}
+
+/// A checked page query: the size (`limit` in 1..=[`MAX_PAGE`],
+/// [`DEFAULT_PAGE`] if absent) and the cursor, which the document types as
+/// an int64 like every integer, so one above `i64::MAX` is refused too.
+fn page(query: PageQuery) -> Result<(usize, Option<u64>), ApiError> {
+    let size = match query.limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => n as usize,
+        n => return Err(bad_request(format!("limit {n} is outside 1..={MAX_PAGE}"))),
+    };
+    match query.before {
+        Some(b) if i64::try_from(b).is_err() => Err(bad_request(format!("before {b} is above {}", i64::MAX))),
+        before => Ok((size, before)),
     }
 }
 
@@ -500,8 +545,234 @@ async fn submit_tx(
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render(&s.recent.stats()),
     )
+}
+
+/// Where a transaction is: pending in this node's mempool, included in a
+/// block of the best chain, or unknown.
+#[utoipa::path(
+    get,
+    path = "/txs/{id}",
+    params(("id" = String, Path, description = "A transaction id: 64 hex digits", pattern = "^[0-9a-fA-F]{64}$")),
+    responses(
+        (status = 200, body = TxStatus),
+        (status = 400, description = "The id does not parse", body = ErrorBody),
+        (status = 503, description = "The node is stopping", body = ErrorBody),
+    )
+)]
+async fn tx_status(
+    State(s): State<ApiState>,
+    PathParam(id): PathParam<Hash>,
+) -> Result<Json<TxStatus>, ApiError> {
+    let state = if let Some(found) = tx_index::lookup(&s.store, &id)? {
+        let head = s.chain.head().meta.height;
+        TxState::Included {
+            block: found.block.to_hex(),
+            height: found.height,
+            index: found.index,
+            position: found.position(),
+            timestamp_ms: found.timestamp_ms,
+            confirmations: head.saturating_sub(found.height) + 1,
+            tx: tx_view(&found.tx),
+        }
+    } else {
+        match s.chain.pending_tx(id).await {
+            Ok(Some(tx)) => TxState::Pending { tx: tx_view(&tx) },
+            Ok(None) => TxState::Unknown,
+            Err(error) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+        }
+    };
+    Ok(Json(TxStatus {
+        id: id.to_hex(),
+        state,
+    }))
+}
+
+/// An account's transactions on the best chain (sent, received, or
+/// evidence against it), newest first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{address}/txs",
+    params(
+        ("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, body = AccountTxs),
+        (status = 400, description = "The address or the query does not parse", body = ErrorBody),
+    )
+)]
+async fn account_txs(
+    State(s): State<ApiState>,
+    PathParam(address): PathParam<Address>,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<AccountTxs>, ApiError> {
+    let (limit, before) = page(query)?;
+    let before = before.unwrap_or(u64::MAX);
+    // One more than asked tells whether an older page exists.
+    let mut found = tx_index::account_txs(&s.store, &address, before, limit + 1)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_before = more
+        .then(|| found.last().map(tx_index::Included::position))
+        .flatten();
+    Ok(Json(AccountTxs {
+        address: address.to_bech32(),
+        txs: found
+            .iter()
+            .map(|i| AccountTx {
+                position: i.position(),
+                height: i.height,
+                block: i.block.to_hex(),
+                timestamp_ms: i.timestamp_ms,
+                tx: tx_view(&i.tx),
+            })
+            .collect(),
+        next_before,
+    }))
+}
+
+/// The latest blocks, newest first: the canonical block of each height and
+/// the blocks of those heights this node recently saw on other branches.
+#[utoipa::path(
+    get,
+    path = "/blocks",
+    params(PageQuery),
+    responses(
+        (status = 200, body = BlockList),
+        (status = 400, description = "The query does not parse", body = ErrorBody),
+    )
+)]
+async fn block_list(
+    State(s): State<ApiState>,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<BlockList>, ApiError> {
+    let (limit, before) = page(query)?;
+    let limit = limit as u64;
+    let head = s.chain.head().meta.height;
+    let top = before.map_or(head, |b| b.saturating_sub(1).min(head));
+    if before == Some(0) {
+        return Ok(Json(BlockList {
+            blocks: Vec::new(),
+            next_before: None,
+        }));
+    }
+    let bottom = top.saturating_sub(limit - 1);
+    let mut blocks = Vec::new();
+    let mut canonical_ids = Vec::new();
+    for height in (bottom..=top).rev() {
+        let Some(id) = s.store.canonical(height)? else {
+            continue;
+        };
+        let Some(block) = s.store.block(&id)? else {
+            continue;
+        };
+        canonical_ids.push(id);
+        blocks.push(summary(&super::recent::RecentBlock::of(&block), true));
+    }
+    for side in s.recent.blocks_in(bottom..=top) {
+        if !canonical_ids.contains(&side.id) && s.store.canonical(side.height)? != Some(side.id) {
+            blocks.push(summary(&side, false));
+        }
+    }
+    // Newest first; at one height the canonical block leads.
+    blocks.sort_by(|a, b| b.height.cmp(&a.height).then(b.canonical.cmp(&a.canonical)));
+    Ok(Json(BlockList {
+        blocks,
+        next_before: (bottom > 0).then_some(bottom),
+    }))
+}
+
+fn summary(block: &super::recent::RecentBlock, canonical: bool) -> BlockSummary {
+    BlockSummary {
+        id: block.id.to_hex(),
+        height: block.height,
+        parent: block.parent.to_hex(),
+        timestamp_ms: block.timestamp_ms,
+        proposer: block.proposer.to_bech32(),
+        tx_count: block.tx_count,
+        canonical,
+        slot: block.slot,
+        nonce: block.nonce,
+    }
+}
+
+/// The node's most recent reorgs (a ring of the last 32), newest first.
+#[utoipa::path(get, path = "/reorgs", responses((status = 200, body = Reorgs)))]
+async fn reorgs(State(s): State<ApiState>) -> Json<Reorgs> {
+    let (reorgs, total) = s.recent.reorgs();
+    Json(Reorgs {
+        total,
+        reorgs: reorgs
+            .iter()
+            .map(|r| ReorgView {
+                at_ms: r.at_ms,
+                depth: r.depth,
+                fork_height: r.fork_height(),
+                old_head: r.old_head.to_hex(),
+                old_height: r.old_height,
+                new_head: r.new_head.to_hex(),
+                new_height: r.new_height,
+            })
+            .collect(),
+    })
+}
+
+/// The connected peers, with the heights they reported to our syncer.
+#[utoipa::path(get, path = "/peers", responses((status = 200, body = Peers)))]
+async fn peers(State(s): State<ApiState>) -> Json<Peers> {
+    let heights = s.metrics.peer_heights();
+    let mut peers: Vec<PeerView> = s
+        .net
+        .peers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|peer| PeerView {
+            peer_id: peer.to_string(),
+            height: heights.get(&peer).copied(),
+        })
+        .collect();
+    peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+    Json(Peers {
+        peers,
+        best_height: heights.values().max().copied(),
+        height_gap: s.metrics.height_gap(),
+    })
+}
+
+/// Who won the best chain's last blocks, against the weight the lottery
+/// gives them (PoS: the draw snapshot's stake).
+#[utoipa::path(get, path = "/proposers", responses((status = 200, body = Proposers)))]
+async fn proposers(State(s): State<ApiState>) -> Json<Proposers> {
+    let stats = s.recent.stats();
+    let share = |part: u64, whole: u64| {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    Json(Proposers {
+        window_blocks: stats.window_blocks,
+        window_slots: stats.window_slots,
+        slot_fill: stats.slot_fill(),
+        total_stake: stats.total_stake,
+        orphaned: stats.orphaned,
+        proposers: stats
+            .proposers
+            .iter()
+            .map(|p| ProposerView {
+                address: p.address.to_bech32(),
+                window_wins: p.window_wins,
+                win_share: share(p.window_wins, stats.window_blocks),
+                blocks_won: p.blocks_won,
+                stake: p.stake,
+                weight_share: p.stake.zip(stats.total_stake).map(|(s, t)| share(s, t)),
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -516,11 +787,17 @@ mod tests {
             paths,
             [
                 "/accounts/{address}",
+                "/accounts/{address}/txs",
+                "/blocks",
                 "/blocks/id/{id}",
                 "/blocks/{height}",
                 "/metrics",
+                "/peers",
+                "/proposers",
+                "/reorgs",
                 "/status",
-                "/txs"
+                "/txs",
+                "/txs/{id}"
             ]
         );
         let schemas = doc.components.as_ref().expect("components").schemas.keys();
@@ -532,6 +809,12 @@ mod tests {
             "Account",
             "SubmitTx",
             "ErrorBody",
+            "TxStatus",
+            "AccountTxs",
+            "BlockList",
+            "Reorgs",
+            "Peers",
+            "Proposers",
         ] {
             assert!(schemas.clone().any(|s| s == name), "{name} missing");
         }

@@ -34,7 +34,7 @@
 //! sender's).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use klero_chain::keys::KeyError;
 use klero_chain::ledger::{BlockCtx, State, TxError, verify_tx};
@@ -120,7 +120,8 @@ impl Pending {
 #[derive(Debug)]
 pub struct Mempool {
     by_sender: BTreeMap<Address, Pending>,
-    ids: HashSet<Hash>,
+    /// Every waiting transaction's id, with where it waits (sender, nonce).
+    ids: HashMap<Hash, (Address, u64)>,
     /// Each sender's last transaction as (fee, sender, nonce): the
     /// eviction candidates, cheapest first.
     last_in_line: BTreeSet<(u64, Address, u64)>,
@@ -132,7 +133,7 @@ impl Mempool {
     pub fn new(capacity: usize) -> Mempool {
         Mempool {
             by_sender: BTreeMap::new(),
-            ids: HashSet::new(),
+            ids: HashMap::new(),
             last_in_line: BTreeSet::new(),
             capacity,
         }
@@ -146,6 +147,12 @@ impl Mempool {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The waiting transaction with this id.
+    pub(crate) fn get(&self, id: &Hash) -> Option<&Tx> {
+        let (sender, nonce) = self.ids.get(id)?;
+        self.by_sender.get(sender)?.txs.get(nonce)
     }
 
     /// The nonce `sender`'s next transaction needs: after the head state's
@@ -171,7 +178,7 @@ impl Mempool {
     /// the pool (or the sender's share of it) is full.
     pub fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
         let id = tx.id();
-        if self.ids.contains(&id) {
+        if self.ids.contains_key(&id) {
             return Ok(false);
         }
         let sender = tx.body.from;
@@ -210,8 +217,8 @@ impl Mempool {
             self.last_in_line.remove(&(fee, sender, nonce));
         }
         self.last_in_line.insert((tx.body.fee, sender, tx.body.nonce));
+        self.ids.insert(id, (sender, tx.body.nonce));
         pending.txs.insert(tx.body.nonce, tx);
-        self.ids.insert(id);
         if let Some((other, nonce)) = evict {
             self.evict(other, nonce, head, ctx);
         }

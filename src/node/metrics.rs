@@ -1,15 +1,29 @@
 //! The node's counters, rendered as Prometheus text for `GET /metrics`.
 //!
 //! Plain atomics written by the tasks that own each event; a registry
-//! crate would add a dependency for a dozen numbers.
+//! crate would add a dependency for a dozen numbers. The best chain's
+//! statistics (wins per proposer, slot fill, blocks off the best chain)
+//! come from [`ChainStats`], which the chain task keeps. `.ci/run` checks
+//! a live node's output with `promtool check metrics`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use super::recent::ChainStats;
 
 /// Samples a summary keeps for its quantiles.
 const SUMMARY_WINDOW: usize = 1024;
+/// How long a peer's reported height counts.
+pub(crate) const PEER_HEIGHT_TTL: Duration = Duration::from_secs(30);
+/// Most peers whose heights are remembered.
+const MAX_PEER_HEIGHTS: usize = 1024;
+/// The commit the binary was built from (`build.rs`).
+const COMMIT: &str = env!("KLERO_COMMIT");
 
 /// Everything `/metrics` reports.
 #[derive(Debug, Default)]
@@ -46,6 +60,7 @@ pub(crate) struct Metrics {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Summary>,
     publish_delay: Mutex<Summary>,
+    peer_heights: Mutex<HashMap<PeerId, (u64, Instant)>>,
 }
 
 /// A Prometheus summary: quantiles over the last [`SUMMARY_WINDOW`]
@@ -133,10 +148,43 @@ impl Metrics {
         f64::from_bits(self.hashrate_bits.load(Ordering::Relaxed))
     }
 
+    /// Records the head height a peer reported to the syncer.
+    pub(crate) fn peer_height(&self, peer: PeerId, height: u64) {
+        let mut heights = self.peer_heights.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if heights.len() >= MAX_PEER_HEIGHTS {
+            heights.retain(|_, (_, at)| now.duration_since(*at) < PEER_HEIGHT_TTL);
+        }
+        if heights.len() < MAX_PEER_HEIGHTS || heights.contains_key(&peer) {
+            heights.insert(peer, (height, now));
+        }
+    }
+
+    /// The heights peers reported in the last [`PEER_HEIGHT_TTL`].
+    pub(crate) fn peer_heights(&self) -> HashMap<PeerId, u64> {
+        let heights = self.peer_heights.lock().unwrap_or_else(|e| e.into_inner());
+        heights
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < PEER_HEIGHT_TTL)
+            .map(|(peer, (height, _))| (*peer, *height))
+            .collect()
+    }
+
+    /// How far the best recent peer report is ahead of our head (0 if none is).
+    pub(crate) fn height_gap(&self) -> u64 {
+        let best = self.peer_heights().into_values().max().unwrap_or(0);
+        best.saturating_sub(self.height.load(Ordering::Relaxed))
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
-    pub(crate) fn render(&self) -> String {
+    pub(crate) fn render(&self, stats: &ChainStats) -> String {
         let mut out = String::new();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP klero_build_info The running binary's version and git commit.\n# TYPE klero_build_info gauge\nklero_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         gauge(&mut out, "klero_height", "Head height.", get(&self.height));
         gauge(&mut out, "klero_peers", "Connected peers.", get(&self.peers));
         counter(
@@ -226,6 +274,13 @@ impl Metrics {
             "Gossiped transactions dropped unread: their peer relayed too many from unfunded senders.",
             get(&self.txs_rate_limited),
         );
+        gauge(
+            &mut out,
+            "klero_sync_height_gap",
+            "Blocks the best peer (reported in the last 30 s) is ahead of our head.",
+            self.height_gap(),
+        );
+        render_chain_stats(&mut out, stats);
         out
     }
 }
@@ -241,6 +296,60 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     Some(sorted[rank - 1])
+}
+
+/// The best chain's statistics: per-proposer series, orphans, slot fill.
+fn render_chain_stats(out: &mut String, stats: &ChainStats) {
+    let per_proposer = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        value: &dyn Fn(&super::recent::ProposerStat) -> Option<u64>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &stats.proposers {
+            if let Some(v) = value(p) {
+                let _ = writeln!(out, "{name}{{proposer=\"{}\"}} {v}", p.address);
+            }
+        }
+    };
+    per_proposer(
+        out,
+        "klero_proposer_blocks_won",
+        "Best-chain blocks each proposer won since genesis.",
+        &|p| Some(p.blocks_won),
+    );
+    per_proposer(
+        out,
+        "klero_proposer_window_blocks",
+        "Blocks each proposer won among the best chain's last klero_stats_window_blocks.",
+        &|p| Some(p.window_wins),
+    );
+    per_proposer(
+        out,
+        "klero_proposer_stake",
+        "Each proposer's stake in the draw snapshot of the head's epoch (PoS).",
+        &|p| p.stake,
+    );
+    gauge(
+        out,
+        "klero_stats_window_blocks",
+        "Best-chain blocks the per-proposer window and the slot fill cover.",
+        stats.window_blocks,
+    );
+    gauge(
+        out,
+        "klero_orphaned_blocks",
+        "Stored blocks that are not on the best chain (lost a fork or left it in a reorg).",
+        stats.orphaned,
+    );
+    if let Some(slot) = stats.head_slot {
+        gauge(out, "klero_head_slot", "The head's slot (PoS).", slot);
+    }
+    if let Some(fill) = stats.slot_fill() {
+        let _ = writeln!(
+            out,
+            "# HELP klero_slot_fill_ratio Share of the window's slots that have a best-chain block (PoS).\n# TYPE klero_slot_fill_ratio gauge\nklero_slot_fill_ratio {fill}"
+        );
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
@@ -268,13 +377,69 @@ mod tests {
         m.gossip_latency(0.25);
         m.publish_delay(0.5);
         m.reorg(3);
-        let text = m.render();
+        let text = m.render(&ChainStats::default());
         assert!(text.contains("klero_height 7\n"), "{text}");
         assert!(text.contains("klero_blocks_rejected_total{reason=\"bad_signature\"} 2\n"));
         assert!(text.contains("klero_gossip_latency_seconds{quantile=\"0.5\"} 0.25\n"));
         assert!(text.contains("klero_reorg_depth_max 3\n"));
         assert!(text.contains("klero_publish_delay_seconds{quantile=\"0.99\"} 0.5\n"));
         assert!(text.contains("klero_publish_delay_seconds_count 1\n"));
+    }
+
+    /// Each `klero_…` name in the shipped Grafana dashboard (panels and
+    /// variables) is a family `/metrics` renders when every series is on (a
+    /// PoS chain with proposers and latency samples), and each quantile it
+    /// asks for is one rendered.
+    #[test]
+    fn the_grafana_dashboard_uses_only_rendered_metrics() {
+        let dashboard = include_str!("../../testnet/grafana-dashboard.json");
+        let json: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+        let panels = json["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10);
+        for panel in panels {
+            assert!(
+                !panel["targets"].as_array().expect("targets").is_empty(),
+                "{panel}"
+            );
+        }
+        let m = Metrics::default();
+        m.gossip_latency(0.25);
+        let stats = ChainStats {
+            head_slot: Some(40),
+            window_blocks: 30,
+            window_slots: Some(40),
+            total_stake: Some(100),
+            proposers: vec![super::super::recent::ProposerStat {
+                address: klero_chain::Keypair::dev("alice").address(),
+                window_wins: 30,
+                blocks_won: 30,
+                stake: Some(100),
+            }],
+            orphaned: 1,
+        };
+        let text = m.render(&stats);
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        let mut used = 0;
+        for (at, _) in dashboard.match_indices("klero_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                families.contains(&name.as_str()),
+                "the dashboard uses {name}, which /metrics lacks"
+            );
+            used += 1;
+        }
+        assert!(used >= 15, "{used}");
+        for (at, _) in dashboard.match_indices("quantile=") {
+            let label: String = dashboard[at..].chars().take_while(|c| *c != '}').collect();
+            let label = label.replace("\\\"", "\"");
+            assert!(text.contains(&label), "{label} is not rendered");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@
 pub(crate) mod admin;
 pub mod block_tree;
 pub(crate) mod chain_task;
+pub(crate) mod explorer;
 pub(crate) mod gossip;
 pub(crate) mod http;
 pub mod mempool;
@@ -40,9 +41,11 @@ pub(crate) mod metrics;
 pub(crate) mod orphans;
 pub(crate) mod peers;
 pub(crate) mod producer;
+pub(crate) mod recent;
 pub(crate) mod slot_battle;
 pub mod store;
 pub(crate) mod sync;
+pub(crate) mod tx_index;
 pub(crate) mod withheld;
 
 use std::future::Future;
@@ -220,12 +223,14 @@ pub(crate) async fn run(
 
     let metrics = Arc::new(metrics::Metrics::default());
     let sync_status = Arc::new(sync::SyncStatus::default());
+    let recent = Arc::new(recent::Recent::default());
     let (chain_task, chain) = chain_task::ChainTask::new(
         tree,
         mempool::Mempool::new(mempool::DEFAULT_CAPACITY),
         config.key.clone(),
         net.clone(),
         Arc::clone(&metrics),
+        Arc::clone(&recent),
     );
     let chain_task = tokio::spawn(chain_task.run());
 
@@ -336,6 +341,7 @@ pub(crate) async fn run(
         spec: Arc::clone(&spec),
         genesis,
         metrics,
+        recent,
         net: net.clone(),
         peer_id: peer_id.to_string(),
         sync: sync_status,

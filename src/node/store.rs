@@ -26,10 +26,10 @@ use klero_chain::validate::{BlockMeta, genesis_meta};
 use klero_chain::{Block, ChainSpec, Hash, Header, SealedBlock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+pub(super) const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
 const INFO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("info");
 const STATES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("states");
-const CANON: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("canon");
+pub(super) const CANON: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("canon");
 const META: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("meta");
 
 const HEAD_KEY: &str = "head";
@@ -73,7 +73,7 @@ pub enum StoreError {
 }
 
 /// Turns any of redb's error types into a [`StoreError`].
-fn db(error: impl Into<redb::Error>) -> StoreError {
+pub(super) fn db(error: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(error.into())
 }
 
@@ -119,6 +119,7 @@ impl Store {
         txn.open_table(STATES).map_err(self::db)?;
         txn.open_table(CANON).map_err(self::db)?;
         txn.open_table(META).map_err(self::db)?;
+        super::tx_index::create(&txn)?;
         txn.commit().map_err(self::db)?;
         let store = Store { db: Arc::new(db) };
         let (genesis, state) = spec.genesis();
@@ -165,6 +166,7 @@ impl Store {
         let txn = self.db.begin_write().map_err(db)?;
         write_block(&txn, block, meta, state)?;
         if let Some(change) = head {
+            super::tx_index::on_head_change(&txn, change)?;
             write_head(&txn, block.id(), change, meta.height)?;
         }
         txn.commit().map_err(db)
@@ -227,15 +229,13 @@ impl Store {
     /// If the read fails or the record is damaged.
     pub fn block(&self, id: &Hash) -> Result<Option<SealedBlock>, StoreError> {
         self.block_bytes(id)?
-            .map(|bytes| {
-                codec::decode::<Block, MAX_BLOCK_BYTES>(&bytes, "block")
-                    .map(Block::seal)
-                    .map_err(|source| StoreError::Corrupt {
-                        what: "block",
-                        source,
-                    })
-            })
+            .map(|bytes| decode_block(&bytes))
             .transpose()
+    }
+
+    /// A read transaction, for the indexes kept beside the chain.
+    pub(super) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(db)
     }
 
     /// The canonical block id at `height`.
@@ -267,6 +267,16 @@ impl Store {
                 source,
             })
     }
+}
+
+/// A stored block record.
+pub(super) fn decode_block(bytes: &[u8]) -> Result<SealedBlock, StoreError> {
+    codec::decode::<Block, MAX_BLOCK_BYTES>(bytes, "block")
+        .map(Block::seal)
+        .map_err(|source| StoreError::Corrupt {
+            what: "block",
+            source,
+        })
 }
 
 fn write_head(

@@ -13,6 +13,7 @@
 //! could otherwise collect a signature that is valid on another chain.
 
 pub(crate) mod keystore;
+pub(crate) mod mnemonic;
 
 use std::path::{Path, PathBuf};
 

@@ -202,6 +202,7 @@ impl Syncer {
         if Hash(genesis) != self.genesis {
             return Err(SyncError::OtherChain(Hash(genesis)));
         }
+        self.metrics.peer_height(peer, height);
         let claimed = Hash(head);
         if self.chain.contains(claimed).await? {
             return Ok(0);
