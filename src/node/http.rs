@@ -565,7 +565,9 @@ async fn tx_status(
     State(s): State<ApiState>,
     PathParam(id): PathParam<Hash>,
 ) -> Result<Json<TxStatus>, ApiError> {
-    let state = if let Some(found) = tx_index::lookup(&s.store, &id)? {
+    let store = s.store.clone();
+    let indexed = blocking(move || Ok(tx_index::lookup(&store, &id)?)).await?;
+    let state = if let Some(found) = indexed {
         let head = s.chain.head().meta.height;
         TxState::Included {
             block: found.block.to_hex(),
@@ -611,7 +613,8 @@ async fn account_txs(
     let (limit, before) = page(query)?;
     let before = before.unwrap_or(u64::MAX);
     // One more than asked tells whether an older page exists.
-    let mut found = tx_index::account_txs(&s.store, &address, before, limit + 1)?;
+    let store = s.store.clone();
+    let mut found = blocking(move || Ok(tx_index::account_txs(&store, &address, before, limit + 1)?)).await?;
     let more = found.len() > limit;
     found.truncate(limit);
     let next_before = more
@@ -659,23 +662,29 @@ async fn block_list(
         }));
     }
     let bottom = top.saturating_sub(limit - 1);
-    let mut blocks = Vec::new();
-    let mut canonical_ids = Vec::new();
-    for height in (bottom..=top).rev() {
-        let Some(id) = s.store.canonical(height)? else {
-            continue;
-        };
-        let Some(block) = s.store.block(&id)? else {
-            continue;
-        };
-        canonical_ids.push(id);
-        blocks.push(summary(&super::recent::RecentBlock::of(&block), true));
-    }
-    for side in s.recent.blocks_in(bottom..=top) {
-        if !canonical_ids.contains(&side.id) && s.store.canonical(side.height)? != Some(side.id) {
-            blocks.push(summary(&side, false));
+    let state = s.clone();
+    let mut blocks = blocking(move || {
+        let s = state;
+        let mut blocks = Vec::new();
+        let mut canonical_ids = Vec::new();
+        for height in (bottom..=top).rev() {
+            let Some(id) = s.store.canonical(height)? else {
+                continue;
+            };
+            let Some(block) = s.store.block(&id)? else {
+                continue;
+            };
+            canonical_ids.push(id);
+            blocks.push(summary(&super::recent::RecentBlock::of(&block), true));
         }
-    }
+        for side in s.recent.blocks_in(bottom..=top) {
+            if !canonical_ids.contains(&side.id) && s.store.canonical(side.height)? != Some(side.id) {
+                blocks.push(summary(&side, false));
+            }
+        }
+        Ok(blocks)
+    })
+    .await?;
     // Newest first; at one height the canonical block leads.
     blocks.sort_by(|a, b| b.height.cmp(&a.height).then(b.canonical.cmp(&a.canonical)));
     Ok(Json(BlockList {
