@@ -119,6 +119,65 @@ fn a_peer_that_stalls_sync_is_struck_and_the_staker_keeps_producing() {
     rt.block_on(handle.shutdown()).ok();
 }
 
+/// The stall of issue 15 as it was reported: a peer claims an unknown head
+/// far ahead and answers every block request with the same blocks, the
+/// node's own first ones, whatever height is asked. The node must not stay
+/// `syncing` (the old syncer looped on it and the staker skipped every
+/// slot): it strikes the peer, returns to `synced` and keeps producing.
+#[test]
+fn a_peer_that_repeats_known_blocks_cannot_keep_the_node_syncing() {
+    let mut net = Net::new(Kind::Pos);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", None, &[0]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 4));
+    let n0 = net.nodes[0].peer_id();
+    let genesis = genesis_of(&net.nodes[0]);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, mut events) = rt.block_on(connect_peer(&net.nodes[0]));
+    let known = rt.block_on(canonical_blocks(&handle, n0, 1, 64));
+    let liar = {
+        let handle = handle.clone();
+        rt.spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let NetworkEvent::SyncRequest { req, channel, .. } = event {
+                    let resp = match req {
+                        SyncRequest::Status => SyncResponse::Status {
+                            height: 1_000_000,
+                            head: [7; 32],
+                            genesis,
+                        },
+                        SyncRequest::Blocks { .. } => SyncResponse::Blocks(known.clone()),
+                    };
+                    let _ = handle.respond(channel, resp).await;
+                }
+            }
+        })
+    };
+    let synced = || {
+        net.nodes[0]
+            .status()
+            .is_some_and(|s| s.sync_state == SyncState::Synced)
+    };
+    // Past the first poll with the liar connected, then synced for good.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        wait_for(Duration::from_secs(30), synced),
+        "still syncing: {}",
+        net.nodes[0].metrics()
+    );
+    assert!(net.nodes[0].metric("klero_peer_strikes_total") >= Some(1.0));
+    let height = net.nodes[0].height();
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 5)),
+        "the staker stopped: heights {:?}",
+        nodes.iter().map(|n| n.height()).collect::<Vec<_>>()
+    );
+    liar.abort();
+    rt.block_on(handle.shutdown()).ok();
+}
+
 /// A decodable block whose parent nobody has, about `txs` × 160 bytes
 /// (one signed transfer repeated): an orphan, never validated.
 fn orphan(tag: u64, txs: usize) -> Vec<u8> {
