@@ -313,14 +313,19 @@ impl ChainTask {
         let reverted = self.tree.take_reverted_txs();
         let head = self.tree.head().clone();
         let ctx = checks_ctx(&self.tree);
-        self.mempool.revalidate(&head.state, &ctx);
+        self.mempool.revalidate(head.state.as_ref(), &ctx);
         match reverted {
             Ok(txs) => {
                 // Oldest block first, so each sender's come back in nonce
                 // order; those the new branch includes no longer apply.
                 let back = txs
                     .into_iter()
-                    .filter(|tx| matches!(self.mempool.insert(tx.clone(), &head.state, &ctx), Ok(true)))
+                    .filter(|tx| {
+                        matches!(
+                            self.mempool.insert(tx.clone(), head.state.as_ref(), &ctx),
+                            Ok(true)
+                        )
+                    })
                     .count();
                 if back > 0 {
                     debug!(back, "reorged-out transactions returned to the mempool");
@@ -339,9 +344,19 @@ impl ChainTask {
     /// key, which gossips it; a node without a key (or funds) only logs it.
     async fn submit_evidence(&mut self, evidence: Equivocation) {
         let Some(key) = self.key.clone() else { return };
+        let nonce = match self
+            .mempool
+            .next_nonce(&key.address(), self.tree.head().state.as_ref())
+        {
+            Ok(nonce) => nonce,
+            Err(error) => {
+                warn!(%error, "could not read our account to report an equivocation");
+                return;
+            }
+        };
         let body = TxBody {
             from: key.address(),
-            nonce: self.mempool.next_nonce(&key.address(), &self.tree.head().state),
+            nonce,
             fee: self.tree.spec().ledger.min_fee,
             kind: TxKind::Evidence(Box::new(evidence)),
         };
@@ -356,7 +371,7 @@ impl ChainTask {
         let bytes = publish.then(|| codec::encode(&tx));
         let result = self
             .mempool
-            .insert(tx, &self.tree.head().state, &checks_ctx(&self.tree));
+            .insert(tx, self.tree.head().state.as_ref(), &checks_ctx(&self.tree));
         self.metrics
             .mempool
             .store(self.mempool.len() as u64, Ordering::Relaxed);
@@ -371,18 +386,18 @@ impl ChainTask {
     fn pow_template(&self) -> Option<PowTemplate> {
         let key = self.key.as_ref()?;
         let candidates = self.mempool.candidates(MAX_BLOCK_TXS);
-        self.tree.with_head_parent(|parent| {
-            produce::pow_template(self.tree.spec(), parent, &candidates, key, now_ms())
+        self.tree.with_head_parent(|parent, state| {
+            produce::pow_template(self.tree.spec(), parent, state, &candidates, key, now_ms())
         })
     }
 
     fn propose_pos(&self, slot: u64) -> Option<SealedBlock> {
         let key = self.key.as_ref()?;
         let spec = self.tree.spec();
-        self.tree.with_head_parent(|parent| {
-            let claim = produce::pos_claim(spec, parent, key, slot)?;
+        self.tree.with_head_parent(|parent, state| {
+            let claim = produce::pos_claim(spec, parent, state, key, slot)?;
             let candidates = self.mempool.candidates(MAX_BLOCK_TXS);
-            produce::pos_block(spec, parent, key, &claim, &candidates).map(klero_chain::Block::seal)
+            produce::pos_block(spec, parent, state, key, &claim, &candidates).map(klero_chain::Block::seal)
         })
     }
 }
@@ -390,6 +405,7 @@ impl ChainTask {
 #[cfg(test)]
 mod tests {
     use klero_chain::pow::{meets_target, pow_hash};
+    use klero_chain::state::StateRead;
     use klero_chain::types::{TxBody, TxKind};
 
     use super::*;
@@ -477,7 +493,7 @@ mod tests {
         let head = chain.head();
         assert_eq!(head.id, rival.head().id, "the rival branch is the head");
         assert_eq!(
-            head.state.account(&erin).map(|a| a.balance),
+            head.state.account(&erin).expect("read").map(|a| a.balance),
             None,
             "T is off the chain"
         );
@@ -490,8 +506,17 @@ mod tests {
         );
         chain.import(next, Origin::Sync).await.expect("next");
         let head = chain.head();
-        assert_eq!(head.state.account(&erin).map(|a| a.balance), Some(77));
-        assert_eq!(head.state.account(&alice.address()).map(|a| a.nonce), Some(1));
+        assert_eq!(
+            head.state.account(&erin).expect("read").map(|a| a.balance),
+            Some(77)
+        );
+        assert_eq!(
+            head.state
+                .account(&alice.address())
+                .expect("read")
+                .map(|a| a.nonce),
+            Some(1)
+        );
 
         drop(chain);
         let tree = task.await.expect("task ends with its last handle");

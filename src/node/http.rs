@@ -20,6 +20,7 @@ use klero_chain::codec;
 use klero_chain::pos;
 use klero_chain::pow::pow_hash;
 use klero_chain::spec::Consensus;
+use klero_chain::state::StateRead;
 use klero_chain::types::{Seal, TxKind};
 use klero_chain::{Address, ChainSpec, Hash, SealedBlock, Tx};
 use utoipa::OpenApi;
@@ -188,6 +189,10 @@ enum LookupErrors {
     Unknown(ErrorBody),
 }
 
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
@@ -297,7 +302,7 @@ fn block_view(s: &ApiState, id: &Hash) -> Result<BlockView, ApiError> {
             slot: seal.slot,
             suite: seal.suite,
             vrf_key: hex::encode(seal.vrf_key.0),
-            vrf_input: vrf_input(s, &block, seal.slot)?.map(hex::encode),
+            vrf_input: vrf_input(s, id, &block, seal.slot)?.map(hex::encode),
             vrf_output: hex::encode(seal.vrf_output.0),
             vrf_proof: hex::encode(seal.vrf_proof.0),
         },
@@ -317,19 +322,15 @@ fn block_view(s: &ApiState, id: &Hash) -> Result<BlockView, ApiError> {
     })
 }
 
-/// The VRF input a PoS block proved: from the parent's state advanced to
-/// the slot's epoch, exactly as validation builds it.
-fn vrf_input(s: &ApiState, block: &SealedBlock, slot: u64) -> Result<Option<Vec<u8>>, ApiError> {
-    let Consensus::Pos(params) = &s.spec.consensus else {
+/// The VRF input a PoS block proved: its epoch's `eta` is kept in the
+/// block's stored metadata, so no state is read (or rebuilt) to show it.
+fn vrf_input(s: &ApiState, id: &Hash, block: &SealedBlock, slot: u64) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(info) = s.store.info(id)? else {
         return Ok(None);
     };
-    let Some(mut state) = s.store.state(&block.header().parent)? else {
-        return Ok(None);
-    };
-    pos::advance_epoch(&mut state, params, slot);
     Ok(Some(pos::vrf_input(
         &s.spec.chain_id,
-        &state.epoch.eta,
+        &info.meta.epoch.eta,
         slot,
         &block.header().proposer,
     )))
@@ -376,10 +377,12 @@ async fn account(
     let account = head
         .state
         .account(&address)
+        .map_err(internal)?
         .ok_or_else(|| not_found(format!("unknown account {address}")))?;
     let unbonding = head
         .state
-        .unbonding_of(&address)
+        .unbonding_of(&address, head.epoch, s.spec.ledger.unbonding_epochs)
+        .map_err(internal)?
         .into_iter()
         .map(|(release_epoch, amount)| Unbonding {
             amount,

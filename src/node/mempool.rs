@@ -1,18 +1,20 @@
 //! Transactions waiting for a block.
 //!
 //! Each is checked against the head state before it enters (signature and a
-//! stake's proof of possession, once; then the ledger's own rules on a
-//! scratch copy with the sender's earlier pending transactions applied), so
-//! the pool only holds transactions that would apply in nonce order. After
-//! every new head (or reorg) [`Mempool::revalidate`] replays the pool against
-//! the new state and drops what no longer applies. The pool is bounded:
-//! when full, a better-paying transaction evicts the cheapest one that no
-//! other pending transaction depends on.
+//! stake's proof of possession, once; then the ledger's own rules on an
+//! overlay over the head state with the sender's earlier pending
+//! transactions applied: it reads the entries they touch, never a copy of
+//! the state), so the pool only holds transactions that would apply in
+//! nonce order. After every new head (or reorg) [`Mempool::revalidate`]
+//! replays the pool against the new state and drops what no longer applies.
+//! The pool is bounded: when full, a better-paying transaction evicts the
+//! cheapest one that no other pending transaction depends on.
 
 use std::collections::{BTreeMap, HashSet};
 
 use klero_chain::keys::KeyError;
-use klero_chain::ledger::{BlockCtx, State, TxError};
+use klero_chain::ledger::{ApplyError, BlockCtx, TxError};
+use klero_chain::state::{CommittedState, StateError, StateOverlay};
 use klero_chain::{Address, Hash, Tx};
 
 /// Default most transactions held.
@@ -30,6 +32,18 @@ pub(crate) enum MempoolError {
     /// The pool is full of transactions paying at least as much.
     #[error("mempool is full ({0} transactions) and the fee is too low to evict one")]
     Full(usize),
+    /// The head state could not be read (the node's fault, not the sender's).
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<ApplyError<TxError>> for MempoolError {
+    fn from(error: ApplyError<TxError>) -> Self {
+        match error {
+            ApplyError::Invalid(error) => MempoolError::Invalid(error),
+            ApplyError::State(error) => MempoolError::State(error),
+        }
+    }
 }
 
 /// The pending transactions, by sender and nonce.
@@ -57,9 +71,13 @@ impl Mempool {
 
     /// The nonce `sender`'s next transaction needs: after the head state's
     /// and the pool's.
-    pub(crate) fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
+    ///
+    /// # Errors
+    ///
+    /// If the head state cannot be read.
+    pub(crate) fn next_nonce(&self, sender: &Address, head: &dyn CommittedState) -> Result<u64, StateError> {
         let pending = self.by_sender.get(sender).map_or(0, BTreeMap::len) as u64;
-        head.account(sender).map_or(0, |a| a.nonce) + pending
+        Ok(head.account(sender)?.map_or(0, |a| a.nonce) + pending)
     }
 
     /// Adds `tx` if it applies after the sender's pending ones. Returns
@@ -68,14 +86,19 @@ impl Mempool {
     /// # Errors
     ///
     /// Why it does not apply, or that the pool is full.
-    pub(crate) fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
+    pub(crate) fn insert(
+        &mut self,
+        tx: Tx,
+        head: &dyn CommittedState,
+        ctx: &BlockCtx<'_>,
+    ) -> Result<bool, MempoolError> {
         let id = tx.id();
         if self.ids.contains(&id) {
             return Ok(false);
         }
         tx.verify(ctx.chain_id())?;
         klero_chain::ledger::verify_pop(&tx, ctx.chain_id())?;
-        let mut scratch = head.clone();
+        let mut scratch = StateOverlay::new(head);
         for pending in self
             .by_sender
             .get(&tx.body.from)
@@ -129,12 +152,17 @@ impl Mempool {
     /// Replays the pool against a new head state: drops what the chain now
     /// includes, then keeps for each sender the longest run of transactions
     /// that still applies.
-    pub(crate) fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
+    pub(crate) fn revalidate(&mut self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) {
         let senders = std::mem::take(&mut self.by_sender);
         self.ids.clear();
         for (sender, txs) in senders {
-            let mut scratch = head.clone();
-            let included = head.account(&sender).map_or(0, |a| a.nonce);
+            let mut scratch = StateOverlay::new(head);
+            // An unreadable head drops the sender's transactions: they are
+            // offered again by gossip or their wallet.
+            let Ok(account) = head.account(&sender) else {
+                continue;
+            };
+            let included = account.map_or(0, |a| a.nonce);
             let kept: BTreeMap<u64, Tx> = txs
                 .into_iter()
                 .filter(|(nonce, _)| *nonce >= included)
@@ -174,6 +202,7 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use klero_chain::ledger::LedgerParams;
+    use klero_chain::state::MemState;
     use klero_chain::types::{TxBody, TxKind};
     use klero_chain::{ChainSpec, Keypair};
 
@@ -181,7 +210,7 @@ mod tests {
 
     const CHAIN: &str = "klero-pos-dev";
 
-    fn setup() -> (State, LedgerParams) {
+    fn setup() -> (MemState, LedgerParams) {
         let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
         (spec.genesis_state(), spec.ledger_params())
     }
@@ -283,7 +312,10 @@ mod tests {
         pool.insert(first.clone(), &state, &ctx(&params)).expect("a0");
         pool.insert(transfer("alice", 1, 1, 1), &state, &ctx(&params))
             .expect("a1");
-        state.apply_tx(&first, &ctx(&params)).expect("apply");
+        let mut overlay = StateOverlay::new(&state);
+        overlay.apply_tx(&first, &ctx(&params)).expect("apply");
+        let set = overlay.finish().expect("finish");
+        state.apply(&set).expect("state");
         pool.revalidate(&state, &ctx(&params));
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.candidates(10)[0].body.nonce, 1);
