@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use klero_chain::pos;
 use klero_chain::pow::pow_hash;
 use klero_chain::spec::Consensus;
 use klero_chain::state::StateRead;
+use klero_chain::state_tree::StateKey;
 use klero_chain::types::{Seal, TxKind};
 use klero_chain::{Address, ChainSpec, Hash, SealedBlock, Tx};
 use utoipa::OpenApi;
@@ -29,13 +30,14 @@ use utoipa::openapi::path::ParameterBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::block_tree::Head;
 use super::chain_task::{ChainError, ChainHandle};
 use super::mempool::MempoolError;
 use super::metrics::Metrics;
 use super::store::{Store, StoreError};
 use crate::api::{
-    Account, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx, SyncState,
-    TxAccepted, TxKindView, TxView, Unbonding,
+    Account, AccountProof, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx,
+    SyncState, TxAccepted, TxKindView, TxView, Unbonding,
 };
 use crate::p2p::NetworkHandle;
 
@@ -362,17 +364,32 @@ fn tx_view(tx: &Tx) -> TxView {
     }
 }
 
-/// An account in the head state (404 for a valid address the chain has never seen).
+/// `GET /accounts/{address}`'s query.
+#[derive(Debug, Default, serde::Deserialize)]
+struct AccountQuery {
+    /// Add the head's signed header and a proof of the account under it.
+    #[serde(default)]
+    proof: bool,
+}
+
+/// An account in the head state (404 for a valid address the chain has
+/// never seen); with `?proof=true`, with a proof against the head's
+/// header.
 #[utoipa::path(
     get,
     path = "/accounts/{address}",
     responses((status = 200, body = Account), LookupErrors),
-    params(("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"))
+    params(
+        ("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"),
+        ("proof" = Option<bool>, Query, description = "Add the head's signed header and a state proof of the account")
+    )
 )]
 async fn account(
     State(s): State<ApiState>,
     PathParam(address): PathParam<Address>,
+    query: Result<Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Account>, ApiError> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let head = s.chain.head();
     let account = head
         .state
@@ -399,7 +416,27 @@ async fn account(
         blocks_proposed: account.blocks_proposed,
         unbonding,
         epoch: head.epoch,
+        proof: query
+            .proof
+            .then(|| account_proof(&s, &head, &address))
+            .transpose()?,
     }))
+}
+
+/// The head's signed header and the proof of `address`'s entry, both from
+/// the head the account was read from.
+fn account_proof(s: &ApiState, head: &Head, address: &Address) -> Result<AccountProof, ApiError> {
+    let block = s
+        .store
+        .block(&head.id)?
+        .ok_or_else(|| internal("the head block is missing"))?;
+    let proof =
+        klero_chain::state::prove(head.state.as_ref(), &StateKey::Account(*address)).map_err(internal)?;
+    Ok(AccountProof {
+        head: head.id.to_hex(),
+        header: hex::encode(codec::encode(&block.block().signed)),
+        proof: hex::encode(proof.encode()),
+    })
 }
 
 /// Submits a signed transaction: checked against the head state, then

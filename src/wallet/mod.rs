@@ -7,6 +7,7 @@
 //! transaction locally, and sends only the signed bytes.
 
 pub(crate) mod keystore;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,9 @@ pub(crate) enum WalletError {
     /// The ledger would refuse the transaction; its own reason.
     #[error("the chain would refuse this transaction: {0}")]
     Rejected(TxError),
+    /// The node's answer does not match the header it comes with.
+    #[error("the node's answer does not check out, do not trust it: {0}")]
+    Unverified(#[from] verify::VerifyError),
     /// An address that does not parse (checksum, prefix, length).
     #[error("{0}")]
     BadAddress(String),
