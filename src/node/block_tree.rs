@@ -712,6 +712,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_block_forking_deeper_than_max_rollback_is_refused_before_its_seal() {
+        use klero_chain::types::Seal;
+
+        let mut spec = spec();
+        if let Consensus::Pow(params) = &mut spec.consensus {
+            params.max_rollback = 5;
+        }
+        let load = |dir: &std::path::Path| {
+            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = load(dir_a.path());
+        mine(&mut a, &Keypair::dev("alice"), 8);
+        let mut b = load(dir_b.path());
+        let deep = mine(&mut b, &Keypair::dev("bob"), 1).remove(0);
+        // A no-work copy: its nonce misses the target.
+        let mut no_work = deep.clone().into_block();
+        let pre = no_work.signed.header.pow_pre().expect("PoW");
+        let Seal::Pow(seal) = &mut no_work.signed.header.seal else {
+            panic!("a PoW block")
+        };
+        seal.nonce = (0..)
+            .find(|n| !meets_target(&pow_hash(&pre, *n), &seal.target))
+            .expect("a nonce that misses");
+        let (blocks, change_sets) = (a.tree.len(), a.store.change_set_count().expect("count"));
+        for block in [deep, no_work.seal()] {
+            let err = a.import(block.clone(), u64::MAX / 2).expect_err("too deep");
+            assert!(
+                matches!(
+                    err,
+                    ImportError::Invalid(BlockError::ForkTooDeep { depth: 8, max: 5 })
+                ),
+                "{err}"
+            );
+            assert!(a.store.block(&block.id()).expect("read").is_none(), "not stored");
+        }
+        assert_eq!(a.tree.len(), blocks);
+        assert_eq!(a.store.change_set_count().expect("count"), change_sets);
+        assert_eq!(a.branch_states(), 0);
+    }
+
+    #[test]
     fn equal_work_keeps_the_first_seen_head() {
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
         let mut a = open(dir_a.path());
