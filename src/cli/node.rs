@@ -65,6 +65,11 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     mdns: bool,
+    /// Keep every block's change set and old state tree (default: prune
+    /// those deeper than the chain's max_rollback).
+    #[arg(long)]
+    #[serde(default)]
+    archive: bool,
     /// Read options from this TOML file.
     #[arg(long)]
     #[serde(skip)]
@@ -124,6 +129,7 @@ impl NodeArgs {
             hashrate_cap: args.hashrate_cap,
             stake: args.stake,
             mdns: args.mdns,
+            archive: args.archive,
         };
         Ok((config, rpc))
     }
@@ -150,6 +156,7 @@ impl NodeArgs {
             hashrate_cap: self.hashrate_cap.or(file.hashrate_cap),
             stake: self.stake || file.stake,
             mdns: self.mdns || file.mdns,
+            archive: self.archive || file.archive,
             config: self.config,
         }
     }
