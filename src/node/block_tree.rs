@@ -609,6 +609,19 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `block` with a nonce that misses its target (and so a bad signature too).
+    fn without_work(block: &SealedBlock) -> klero_chain::Block {
+        let mut block = block.clone().into_block();
+        let pre = block.signed.header.pow_pre().expect("PoW");
+        let klero_chain::types::Seal::Pow(seal) = &mut block.signed.header.seal else {
+            panic!("a PoW block")
+        };
+        seal.nonce = (0..)
+            .find(|n| !meets_target(&pow_hash(&pre, *n), &seal.target))
+            .expect("a nonce that misses");
+        block
+    }
+
     fn rewards(chain: &BlockTree, key: &Keypair) -> u64 {
         chain
             .head()
@@ -668,8 +681,6 @@ pub(crate) mod tests {
 
     #[test]
     fn a_bad_seal_on_a_side_branch_reads_no_state() {
-        use klero_chain::types::Seal;
-
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
         let mut a = open(dir_a.path());
         mine(&mut a, &Keypair::dev("alice"), 3);
@@ -685,14 +696,7 @@ pub(crate) mod tests {
         // that misses the target: both refused before its parent's state.
         let mut bad_signature = branch[1].clone().into_block();
         bad_signature.signed.signature.0[0] ^= 1;
-        let mut bad_seal = branch[1].clone().into_block();
-        let pre = bad_seal.signed.header.pow_pre().expect("PoW");
-        let Seal::Pow(seal) = &mut bad_seal.signed.header.seal else {
-            panic!("a PoW block")
-        };
-        seal.nonce = (0..)
-            .find(|n| !meets_target(&pow_hash(&pre, *n), &seal.target))
-            .expect("a nonce that misses");
+        let bad_seal = without_work(&branch[1]);
         for (forged, what) in [(bad_signature, "signature"), (bad_seal, "seal")] {
             let err = a.import(forged.seal(), u64::MAX / 2).expect_err(what);
             assert!(
@@ -713,8 +717,6 @@ pub(crate) mod tests {
 
     #[test]
     fn a_block_forking_deeper_than_max_rollback_is_refused_before_its_seal() {
-        use klero_chain::types::Seal;
-
         let mut spec = spec();
         if let Consensus::Pow(params) = &mut spec.consensus {
             params.max_rollback = 5;
@@ -728,14 +730,7 @@ pub(crate) mod tests {
         let mut b = load(dir_b.path());
         let deep = mine(&mut b, &Keypair::dev("bob"), 1).remove(0);
         // A no-work copy: its nonce misses the target.
-        let mut no_work = deep.clone().into_block();
-        let pre = no_work.signed.header.pow_pre().expect("PoW");
-        let Seal::Pow(seal) = &mut no_work.signed.header.seal else {
-            panic!("a PoW block")
-        };
-        seal.nonce = (0..)
-            .find(|n| !meets_target(&pow_hash(&pre, *n), &seal.target))
-            .expect("a nonce that misses");
+        let no_work = without_work(&deep);
         let (blocks, change_sets) = (a.tree.len(), a.store.change_set_count().expect("count"));
         for block in [deep, no_work.seal()] {
             let err = a.import(block.clone(), u64::MAX / 2).expect_err("too deep");

@@ -102,13 +102,7 @@ impl StateRead for MemState {
     }
 
     fn unbonding_due(&self, epoch: u64) -> Result<Vec<(u64, Address, u64)>, StateError> {
-        let range = StateKey::Unbonding {
-            release_epoch: 0,
-            owner: Address([0; 32]),
-        }..=StateKey::Unbonding {
-            release_epoch: epoch,
-            owner: Address([0xff; 32]),
-        };
+        let range = super::unbonding_keys(epoch);
         self.entries
             .range(range)
             .map(|(key, value)| match (key, value) {
@@ -121,7 +115,7 @@ impl StateRead for MemState {
     }
 
     fn stakers(&self) -> Result<Vec<Staker>, StateError> {
-        let range = StateKey::Account(Address([0; 32]))..=StateKey::Account(Address([0xff; 32]));
+        let range = super::account_keys();
         Ok(self
             .entries
             .range(range)

@@ -289,6 +289,22 @@ pub trait CommittedState: StateRead {
     fn node(&self, hash: &Hash) -> Result<Option<Node>, StateError>;
 }
 
+/// Every unbonding key released at or before `epoch`, in key order.
+pub(crate) fn unbonding_keys(epoch: u64) -> std::ops::RangeInclusive<StateKey> {
+    StateKey::Unbonding {
+        release_epoch: 0,
+        owner: Address([0; 32]),
+    }..=StateKey::Unbonding {
+        release_epoch: epoch,
+        owner: Address([0xff; 32]),
+    }
+}
+
+/// Every account key, in key order.
+pub(crate) fn account_keys() -> std::ops::RangeInclusive<StateKey> {
+    StateKey::Account(Address([0; 32]))..=StateKey::Account(Address([0xff; 32]))
+}
+
 /// A committed state's tree nodes as a [`NodeReader`], for
 /// `state_tree::update` and `state_tree::prove`.
 #[derive(Clone, Copy)]

@@ -143,13 +143,7 @@ pub(super) fn unbonding_due_over(
         .into_iter()
         .map(|(release, owner, amount)| ((release, owner), amount))
         .collect();
-    let range = StateKey::Unbonding {
-        release_epoch: 0,
-        owner: Address([0; 32]),
-    }..=StateKey::Unbonding {
-        release_epoch: epoch,
-        owner: Address([0xff; 32]),
-    };
+    let range = super::unbonding_keys(epoch);
     for (key, value) in writes.range(range) {
         let StateKey::Unbonding { release_epoch, owner } = *key else {
             continue;
@@ -170,7 +164,7 @@ pub(super) fn stakers_over(
 ) -> Result<Vec<Staker>, StateError> {
     let mut stakers: BTreeMap<Address, Staker> =
         base.stakers()?.into_iter().map(|s| (s.address, s)).collect();
-    let range = StateKey::Account(Address([0; 32]))..=StateKey::Account(Address([0xff; 32]));
+    let range = super::account_keys();
     for (key, value) in writes.range(range) {
         let StateKey::Account(address) = *key else {
             continue;
