@@ -44,18 +44,17 @@ fn setup() -> (ChainSpec, SealedBlock) {
         })
         .collect();
     let (genesis, state) = spec.genesis();
-    let meta = genesis_meta();
+    let meta = genesis_meta(&spec);
     let timestamps = [genesis.header().timestamp_ms];
     let parent = Parent {
         id: genesis.id(),
         header: genesis.header(),
         meta: &meta,
-        state: &state,
         recent_timestamps: &timestamps,
     };
     let miner = Keypair::dev("alice");
-    let template =
-        produce::pow_template(&spec, &parent, &txs, &miner, spec.genesis_time_ms + 2_000).expect("template");
+    let template = produce::pow_template(&spec, &parent, &state, &txs, &miner, spec.genesis_time_ms + 2_000)
+        .expect("template");
     assert_eq!(template.txs.len(), TXS);
     let nonce = (0..)
         .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
@@ -67,7 +66,7 @@ fn setup() -> (ChainSpec, SealedBlock) {
 fn import(c: &mut Criterion) {
     let (spec, block) = setup();
     let (genesis, state) = spec.genesis();
-    let meta = genesis_meta();
+    let meta = genesis_meta(&spec);
     let timestamps = [genesis.header().timestamp_ms];
     let now = u64::MAX / 2;
 
@@ -80,10 +79,9 @@ fn import(c: &mut Criterion) {
                 id: genesis.id(),
                 header: genesis.header(),
                 meta: &meta,
-                state: &state,
                 recent_timestamps: &timestamps,
             };
-            validate_block(&spec, &parent, &block, now).expect("valid")
+            validate_block(&spec, &parent, &state, &block, now).expect("valid")
         })
     });
     group.bench_function("import", |b| {

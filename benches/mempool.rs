@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use klero::node::mempool::Mempool;
-use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State};
+use klero_chain::ledger::{Account, BlockCtx, LedgerParams};
+use klero_chain::state::{MemState, StateValue};
+use klero_chain::state_tree::StateKey;
 use klero_chain::types::{TxBody, TxKind};
 use klero_chain::{Address, Keypair, Tx};
 
@@ -46,22 +48,26 @@ fn plain_address(i: usize) -> Address {
 }
 
 /// The head state, the senders' signed transfers, and a second head.
-fn setup() -> (State, Vec<Tx>, State) {
+fn setup() -> (MemState, Vec<Tx>, MemState) {
     let senders: Vec<Keypair> = (0..SENDERS)
         .map(|i| Keypair::dev(&format!("sender-{i}")))
         .collect();
-    let mut head = State::default();
-    let funded = Account {
-        balance: 1_000_000_000,
-        ..Account::default()
+    let addresses: Vec<Address> = senders
+        .iter()
+        .map(Keypair::address)
+        .chain((SENDERS..ACCOUNTS).map(plain_address))
+        .collect();
+    assert_eq!(addresses.len(), ACCOUNTS);
+    let accounts = |bump: bool| {
+        addresses.iter().enumerate().map(move |(i, address)| {
+            let account = Account {
+                balance: 1_000_000_000 + u64::from(bump && i % 10 == 0),
+                ..Account::default()
+            };
+            (StateKey::Account(*address), StateValue::Account(account))
+        })
     };
-    for key in &senders {
-        head.accounts.insert(key.address(), funded.clone());
-    }
-    for i in SENDERS..ACCOUNTS {
-        head.accounts.insert(plain_address(i), funded.clone());
-    }
-    assert_eq!(head.accounts.len(), ACCOUNTS);
+    let head = MemState::new(accounts(false));
     let txs = senders
         .iter()
         .enumerate()
@@ -78,10 +84,7 @@ fn setup() -> (State, Vec<Tx>, State) {
             Tx::sign(body, key, CHAIN)
         })
         .collect();
-    let mut next = head.clone();
-    for account in next.accounts.values_mut().step_by(10) {
-        account.balance += 1;
-    }
+    let next = MemState::new(accounts(true));
     (head, txs, next)
 }
 

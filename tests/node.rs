@@ -356,37 +356,31 @@ fn a_copied_vrf_key_is_refused_over_the_api_and_over_gossip() {
             .all(|n| n.account(&mallory_address).is_some_and(|a| a.balance > 0))),
         "mallory was never funded"
     );
-    // Alice's public VRF key, with a proof of possession made by `prover`.
-    let copied = |nonce, fee, prover: &Keypair| {
+    // `owner`'s public VRF key, with a proof of possession made by `prover`.
+    let copied = |nonce, fee, owner: &Keypair, prover: &Keypair| {
         let pop = prover.vrf().prove(&vrf_pop_input(POS_CHAIN, &mallory.address()));
         let kind = TxKind::Stake {
             amount: 5_000,
-            vrf_key: alice.vrf().public_key(),
+            vrf_key: owner.vrf().public_key(),
             pop: Box::new(pop),
         };
         signed(&mallory, nonce, fee, kind)
     };
-    // Mallory's own VRF key under a proof made with another key (Alice's).
-    let unproven = |nonce, fee| {
-        let pop = alice.vrf().prove(&vrf_pop_input(POS_CHAIN, &mallory.address()));
-        let kind = TxKind::Stake {
-            amount: 5_000,
-            vrf_key: mallory.vrf().public_key(),
-            pop: Box::new(pop),
-        };
-        signed(&mallory, nonce, fee, kind)
-    };
-    // Alice's key is refused as hers whoever made the proof: the registry
-    // lookup is cheaper than the proof, so it comes first. Without Alice's
-    // VRF secret Mallory cannot prove even a fresh key of her own.
+    // Alice's key is registered: refused as hers before any proof is
+    // checked (the ledger's rules run before the VRF proof, cheapest
+    // first), whether Mallory proves her own key or has Alice's secret
+    // (the dev keys are public).
     let taken = Err(TxError::VrfKeyTaken {
         owner: alice.address(),
     }
     .to_string());
-    assert_eq!(net.nodes[0].submit(&copied(0, 1, &mallory)), taken);
-    assert_eq!(net.nodes[1].submit(&copied(0, 1, &alice)), taken);
+    assert_eq!(net.nodes[0].submit(&copied(0, 1, &alice, &mallory)), taken);
+    assert_eq!(net.nodes[1].submit(&copied(0, 1, &alice, &alice)), taken);
+    // A key nobody registered (erin's) needs its secret: Mallory can only
+    // prove her own.
+    let erin = Keypair::dev("erin");
     assert_eq!(
-        net.nodes[0].submit(&unproven(0, 1)),
+        net.nodes[0].submit(&copied(0, 1, &erin, &mallory)),
         Err(TxError::BadProofOfPossession.to_string())
     );
 
@@ -396,10 +390,10 @@ fn a_copied_vrf_key_is_refused_over_the_api_and_over_gossip() {
     let n0 = net.nodes[0].peer_id();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (handle, _events) = gossip_peer(&rt, &net.nodes[0]);
-    rt.block_on(handle.publish_tx(codec::encode(&copied(0, 2, &alice))))
+    rt.block_on(handle.publish_tx(codec::encode(&copied(0, 2, &alice, &alice))))
         .expect("publish");
     for fee in 3..6 {
-        rt.block_on(handle.publish_tx(codec::encode(&unproven(0, fee))))
+        rt.block_on(handle.publish_tx(codec::encode(&copied(0, fee, &erin, &mallory))))
             .expect("publish");
     }
     assert!(
@@ -462,9 +456,9 @@ fn a_withheld_block_published_late_does_not_displace_the_first_seen() {
             pos::slot_start(&spec, &params, slot).saturating_sub(now_ms()),
         ));
         rt.block_on(catch_up(&handle, n0, &mut tree));
-        let won = tree.with_head_parent(|parent| {
-            let claim = produce::pos_claim(&spec, parent, &dave, slot)?;
-            produce::pos_block(&spec, parent, &dave, &claim, &[])
+        let won = tree.with_head_parent(|parent, state| {
+            let claim = produce::pos_claim(&spec, parent, state, &dave, slot)?;
+            produce::pos_block(&spec, parent, state, &dave, &claim, &[])
         });
         let Some(block) = won else { continue };
         let block = block.seal();

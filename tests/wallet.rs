@@ -498,3 +498,82 @@ fn a_wallet_signs_for_one_chain_only() {
         "not 64 hex digits",
     );
 }
+
+/// An HTTP proxy on 127.0.0.1 in front of `node` that adds `extra` to every
+/// balance it relays: a node that lies. Returns its URL.
+fn lying_proxy(node: String, extra: u64) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Skip the request's headers (the wallet only sends GETs).
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let Ok(response) = http.get(format!("{node}{path}")).send() else {
+                continue;
+            };
+            let status = response.status().as_u16();
+            let mut body = response.text().unwrap_or_default();
+            if path.starts_with("/accounts/")
+                && let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&body)
+                && let Some(balance) = json["balance"].as_u64()
+            {
+                json["balance"] = (balance + extra).into();
+                body = json.to_string();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn balance_verify_checks_the_proof_and_catches_a_lying_node() {
+    let mut net = Net::new(Kind::Pow);
+    let node = net.start("a", Some("alice"), &[]);
+    assert!(
+        common::wait_for(std::time::Duration::from_secs(120), || net.nodes[node].height()
+            >= 2),
+        "the node mines"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let url = net.nodes[node].api_url();
+    let alice = Keypair::dev("alice").address().to_bech32();
+
+    let honest: serde_json::Value = serde_json::from_str(&ok(&wallet(
+        dir.path(),
+        &url,
+        &["balance", &alice, "--verify", "--json"],
+    )))
+    .expect("json");
+    assert!(
+        honest["verified_at"]["height"].as_u64().is_some_and(|h| h >= 2),
+        "{honest}"
+    );
+    let balance = honest["balance"].as_u64().expect("balance");
+
+    let liar = lying_proxy(url, 1_000_000);
+    // Without --verify the lie goes through; with it, it is caught.
+    let told: serde_json::Value =
+        serde_json::from_str(&ok(&wallet(dir.path(), &liar, &["balance", &alice, "--json"]))).expect("json");
+    assert!(told["balance"].as_u64().expect("balance") >= balance + 1_000_000);
+    fails_with(
+        &wallet(dir.path(), &liar, &["balance", &alice, "--verify"]),
+        "does not check out",
+    );
+}

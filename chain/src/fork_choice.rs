@@ -13,14 +13,34 @@
 //! the first seen makes the late block lose, so withholding never pays; the
 //! same-slot exception keeps the lowest score of a slot canonical, which is
 //! what makes a staker's win rate its stake share. See `docs/protocol.md`,
-//! "Fork choice". The rollback limit k is the node's to enforce: it knows
-//! how deep a switch would go.
+//! "Fork choice".
+//!
+//! Both chains have a rollback limit (`max_rollback` in the spec). The
+//! node knows how deep a block forks from its best chain and calls
+//! [`check_fork_depth`] before anything else, so a branch that could never
+//! be switched to costs it no validation and no storage.
 
 use std::cmp::Ordering;
 
 use crate::spec::{ChainSpec, Consensus};
 use crate::u256::U256;
-use crate::validate::BlockMeta;
+use crate::validate::{BlockError, BlockMeta};
+
+/// Refuses a block whose branch would undo more than the spec's
+/// `max_rollback` blocks of the best chain: `depth` is the best chain's
+/// height minus the fork point's.
+///
+/// # Errors
+///
+/// [`BlockError::ForkTooDeep`].
+pub fn check_fork_depth(spec: &ChainSpec, depth: u64) -> Result<(), BlockError> {
+    let max = spec.max_rollback();
+    if depth > max {
+        Err(BlockError::ForkTooDeep { depth, max })
+    } else {
+        Ok(())
+    }
+}
 
 /// True if the tip `candidate` should replace the tip `current` as the head.
 pub fn prefer(spec: &ChainSpec, current: &BlockMeta, candidate: &BlockMeta) -> bool {

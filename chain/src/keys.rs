@@ -131,6 +131,45 @@ impl Address {
     }
 }
 
+/// Checks many signatures of one domain at once with ed25519 batch
+/// verification: `(signer, message, signature)` each. About twice as fast
+/// per signature as [`Address::verify`] one by one.
+///
+/// What a batch accepts beyond [`Address::verify`] (strict): a batch checks
+/// one random linear combination of the verification equations, without
+/// the cofactor, so a signature whose `R` carries a small-order component
+/// passes if the batch's coefficient for it happens to cancel that
+/// component (one chance in 8, fixed by the batch's own contents, so every
+/// node that checks the same batch gets the same answer). Such a signature
+/// differs from a strictly valid one by a torsion point: it still proves
+/// the signer signed the message, and transaction ids do not cover
+/// signatures. Small-order (weak) public keys are refused here as strict
+/// verification refuses them, and every `s` must be canonical.
+///
+/// # Errors
+///
+/// [`KeyError::NotAPublicKey`] for a signer that is not a valid key, else
+/// [`KeyError::BadSignature`] if the batch does not verify (which does not
+/// say which signature is wrong).
+pub fn verify_batch<'a>(
+    items: impl Iterator<Item = (&'a Address, &'a [u8], &'a Signature)>,
+    domain: SignDomain,
+    chain_id: &str,
+) -> Result<(), KeyError> {
+    let (mut messages, mut signatures, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    for (signer, message, signature) in items {
+        let key = VerifyingKey::from_bytes(&signer.0).map_err(|_| KeyError::NotAPublicKey)?;
+        if key.is_weak() {
+            return Err(KeyError::NotAPublicKey);
+        }
+        messages.push(signed_bytes(domain, chain_id, message));
+        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+        keys.push(key);
+    }
+    let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).map_err(|_| KeyError::BadSignature)
+}
+
 impl FromStr for Address {
     type Err = KeyError;
 

@@ -1,14 +1,19 @@
 //! The ledger state transition: accounts, transfers, staking, slashing.
 //!
-//! [`State::apply_block_body`] is the whole transition for one block:
-//! release the unbonding entries that are due, apply the transactions in
-//! order, pay the block reward. Every rule is a checked comparison before
-//! any mutation, so a rejected transaction leaves the state exactly as it
+//! [`StateOverlay::apply_block_body`] is the whole transition for one
+//! block: release the unbonding entries that are due, apply the
+//! transactions in order, pay the block reward. It runs on an overlay over
+//! the parent's state ([`crate::state`]), so it reads and writes only the
+//! entries the block touches. Every rule is a checked comparison before
+//! any write, so a rejected transaction leaves the overlay exactly as it
 //! was, and all arithmetic is `checked_*` (an overflow is an error, never a
 //! wrap). What needs no state, the signature and a stake's proof of
 //! possession, the caller checks once per transaction ([`verify_txs`] does
-//! both for a block, in parallel), never in the sequential apply, which a
-//! mempool replays after every new head.
+//! both for a block, in parallel, with ed25519 batch verification), never
+//! in the sequential apply, which a mempool replays after every new head.
+//!
+//! A state read can fail (the store behind it): [`ApplyError::State`],
+//! never the transaction's fault, is kept apart from the rules it breaks.
 //!
 //! Supply accounting: `Σ balance + Σ bonded + Σ unbonding + burned` grows
 //! by exactly the block reward per block; nothing else creates or destroys
@@ -19,19 +24,19 @@
 //! VRF keys: a stake transaction registers a key only if it is a valid
 //! point of large order with a proof of possession naming the chain and the
 //! staker ([`verify_pop`]), and is not bound to another account yet (the
-//! apply). The registry `vrf_keys` (genesis keys included) keeps every key
-//! bound to its first owner for good, so no key serves two accounts.
+//! apply). The registry of `VrfKey` entries (genesis keys included) keeps
+//! every key bound to its first owner for good, so no key serves two
+//! accounts.
 
 use bincode::{Decode, Encode};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec;
-use crate::epoch::{EpochState, SNAPSHOT_LAG_EPOCHS};
-use crate::hash::Hash;
-use crate::keys::{Address, KeyError, verify_vrf_pop};
+use crate::epoch::SNAPSHOT_LAG_EPOCHS;
+use crate::keys::{self, Address, KeyError, SignDomain, verify_vrf_pop};
+use crate::state::{StateError, StateOverlay, StateRead};
 use crate::types::{Equivocation, Seal, Tx, TxKind};
-use crate::vrf::{VrfError, VrfPublicKey};
+use crate::vrf::VrfError;
+use crate::vrf::VrfPublicKey;
 
 /// One account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -190,40 +195,79 @@ pub struct TxRejection {
     pub error: TxError,
 }
 
-/// The full ledger state after some block.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
-pub struct State {
-    /// Accounts by address.
-    pub accounts: BTreeMap<Address, Account>,
-    /// Every VRF key ever registered (genesis included) → the account it is
-    /// bound to, for good.
-    pub vrf_keys: BTreeMap<VrfPublicKey, Address>,
-    /// Unbonding stake: (release epoch, owner) → amount.
-    pub unbonding: BTreeMap<(u64, Address), u64>,
-    /// Equivocations already slashed: (offender, slot).
-    pub slashed: BTreeSet<(Address, u64)>,
-    /// Offender → the epoch of the block that applied its latest slash
-    /// (see [`State::is_barred`]).
-    pub slashed_in: BTreeMap<Address, u64>,
-    /// Value destroyed by slashing.
-    pub burned: u64,
-    /// Epoch bookkeeping: stake snapshots and the draw's randomness.
-    pub epoch: EpochState,
+/// Why a transaction (or, with [`TxRejection`], a block body) could not be
+/// applied: it breaks a rule, or the state could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApplyError<E: std::error::Error + 'static> {
+    /// The transaction breaks a rule: the sender's fault.
+    #[error(transparent)]
+    Invalid(E),
+    /// The state could not be read: nobody's fault but the store's.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
-/// [`verify_tx`] for every transaction of a block, in parallel.
+impl From<TxError> for ApplyError<TxError> {
+    fn from(error: TxError) -> Self {
+        ApplyError::Invalid(error)
+    }
+}
+
+impl ApplyError<TxError> {
+    fn at(self, index: usize) -> ApplyError<TxRejection> {
+        match self {
+            ApplyError::Invalid(error) => ApplyError::Invalid(TxRejection { index, error }),
+            ApplyError::State(error) => ApplyError::State(error),
+        }
+    }
+}
+
+/// Transactions whose signatures are checked together with ed25519 batch
+/// verification. Fixed, so every node forms the same batches.
+pub const SIGNATURE_BATCH: usize = 64;
+
+/// [`verify_tx`] for every transaction of a block, in parallel. The
+/// signatures go in fixed batches of [`SIGNATURE_BATCH`] through ed25519
+/// batch verification ([`keys::verify_batch`], about twice as fast per
+/// signature); a batch that fails is checked one signature at a time, so
+/// the error names the first culprit. Proofs of possession are checked one
+/// by one.
 ///
 /// # Errors
 ///
 /// The first (lowest-index) transaction that fails, with why.
 pub fn verify_txs(txs: &[Tx], chain_id: &str) -> Result<(), TxRejection> {
     let bad = txs
-        .par_iter()
+        .par_chunks(SIGNATURE_BATCH)
         .enumerate()
-        .filter_map(|(index, tx)| {
-            verify_tx(tx, chain_id)
-                .err()
-                .map(|error| TxRejection { index, error })
+        .filter_map(|(n, batch)| {
+            let first = n * SIGNATURE_BATCH;
+            let bodies: Vec<Vec<u8>> = batch.iter().map(|tx| crate::codec::encode(&tx.body)).collect();
+            let signed = batch
+                .iter()
+                .zip(&bodies)
+                .map(|(tx, body)| (&tx.body.from, body.as_slice(), &tx.signature));
+            let batch_ok = keys::verify_batch(signed, SignDomain::Tx, chain_id).is_ok();
+            let culprit = batch.iter().enumerate().find_map(|(i, tx)| {
+                let checked = if batch_ok {
+                    verify_pop(tx, chain_id)
+                } else {
+                    verify_tx(tx, chain_id)
+                };
+                checked.err().map(|error| TxRejection {
+                    index: first + i,
+                    error,
+                })
+            });
+            // A failed batch always has a culprit (each signature of a
+            // batch that fails is checked alone, strictly); should none
+            // show, the batch is still refused.
+            culprit.or_else(|| {
+                (!batch_ok).then_some(TxRejection {
+                    index: first,
+                    error: TxError::BadSignature(KeyError::BadSignature),
+                })
+            })
         })
         .min_by_key(|rejection| rejection.index);
     bad.map_or(Ok(()), Err)
@@ -257,103 +301,76 @@ pub fn verify_pop(tx: &Tx, chain_id: &str) -> Result<(), TxError> {
     verify_vrf_pop(vrf_key, chain_id, &tx.body.from, pop).map_err(|_| TxError::BadProofOfPossession)
 }
 
-impl State {
-    /// The state root: BLAKE3 of the encoded state.
-    ///
-    /// O(size of the state) per block; fine for testnets of thousands of
-    /// accounts, and the encoding is canonical (ordered maps).
-    pub fn root(&self) -> Hash {
-        Hash::of(&codec::encode(self))
-    }
+/// Whether `address` may not propose in `epoch` because it was slashed
+/// less than [`SNAPSHOT_LAG_EPOCHS`] epochs before: the snapshots of those
+/// epochs were taken before the slash and may still list the stake it
+/// lost. From the block after the evidence on, it cannot propose until the
+/// snapshots catch up (then only with stake bonded since).
+///
+/// # Errors
+///
+/// [`StateError`] if the state cannot be read.
+pub fn is_barred(
+    state: &(impl StateRead + ?Sized),
+    address: &Address,
+    epoch: u64,
+) -> Result<bool, StateError> {
+    Ok(state
+        .slashed_in(address)?
+        .is_some_and(|slashed| epoch < slashed.saturating_add(SNAPSHOT_LAG_EPOCHS)))
+}
 
-    /// An account, if it exists.
-    pub fn account(&self, address: &Address) -> Option<&Account> {
-        self.accounts.get(address)
-    }
-
-    /// The unbonding entries of `address`: (release epoch, amount).
-    pub fn unbonding_of(&self, address: &Address) -> Vec<(u64, u64)> {
-        self.unbonding
-            .iter()
-            .filter(|((_, owner), _)| owner == address)
-            .map(|((epoch, _), amount)| (*epoch, *amount))
-            .collect()
-    }
-
-    /// Whether `address` may not propose in `epoch` because it was slashed
-    /// less than [`SNAPSHOT_LAG_EPOCHS`] epochs before: the snapshots of
-    /// those epochs were taken before the slash and may still list the stake
-    /// it lost. From the block after the evidence on, it cannot propose
-    /// until the snapshots catch up (then only with stake bonded since).
-    pub fn is_barred(&self, address: &Address, epoch: u64) -> bool {
-        self.slashed_in
-            .get(address)
-            .is_some_and(|slashed| epoch < slashed.saturating_add(SNAPSHOT_LAG_EPOCHS))
-    }
-
-    /// All value in existence: balances, bonded, unbonding and burned.
-    pub fn total_supply(&self) -> u128 {
-        let accounts: u128 = self
-            .accounts
-            .values()
-            .map(|a| u128::from(a.balance) + u128::from(a.bonded))
-            .fold(0, u128::saturating_add);
-        let unbonding = self
-            .unbonding
-            .values()
-            .map(|v| u128::from(*v))
-            .fold(0, u128::saturating_add);
-        accounts + unbonding + u128::from(self.burned)
-    }
-
+impl StateOverlay<'_> {
     /// Applies one block's body: due unbondings, then `txs` in order, then
-    /// the reward. On error the state may be partly changed: callers apply
-    /// blocks to a copy and keep it only on success.
+    /// the reward. On error the overlay may hold part of the block: callers
+    /// drop it.
     ///
     /// Signatures and proofs of possession must already have been checked
     /// ([`verify_txs`]).
     ///
     /// # Errors
     ///
-    /// The first transaction that breaks a rule, with its index.
-    pub fn apply_block_body(&mut self, txs: &[Tx], ctx: &BlockCtx<'_>) -> Result<(), TxRejection> {
-        self.release_unbonding(ctx.epoch)
-            .map_err(|error| TxRejection { index: 0, error })?;
+    /// The first transaction that breaks a rule, with its index, or a
+    /// state that cannot be read.
+    pub fn apply_block_body(
+        &mut self,
+        txs: &[Tx],
+        ctx: &BlockCtx<'_>,
+    ) -> Result<(), ApplyError<TxRejection>> {
+        self.release_unbonding(ctx.epoch).map_err(|e| e.at(0))?;
         for (index, tx) in txs.iter().enumerate() {
-            self.apply_tx(tx, ctx)
-                .map_err(|error| TxRejection { index, error })?;
+            self.apply_tx(tx, ctx).map_err(|e| e.at(index))?;
         }
         self.pay_proposer(ctx.proposer, ctx.params.block_reward, true)
-            .map_err(|error| TxRejection {
-                index: txs.len(),
-                error,
-            })
+            .map_err(|e| e.at(txs.len()))
     }
 
     /// Applies one transaction whose signature and proof of possession have
-    /// been checked ([`verify_tx`]). A rejected transaction changes nothing.
+    /// been checked ([`verify_tx`]). A rejected transaction writes nothing.
     ///
     /// # Errors
     ///
-    /// [`TxError`] naming the broken rule.
-    pub fn apply_tx(&mut self, tx: &Tx, ctx: &BlockCtx<'_>) -> Result<(), TxError> {
+    /// [`ApplyError::Invalid`] naming the broken rule, or
+    /// [`ApplyError::State`].
+    pub fn apply_tx(&mut self, tx: &Tx, ctx: &BlockCtx<'_>) -> Result<(), ApplyError<TxError>> {
         let body = &tx.body;
         let params = ctx.params;
         if body.fee < params.min_fee {
             return Err(TxError::FeeTooLow {
                 fee: body.fee,
                 min: params.min_fee,
-            });
+            }
+            .into());
         }
         let sender = self
-            .accounts
-            .get(&body.from)
+            .account(&body.from)?
             .ok_or(TxError::UnknownAccount(body.from))?;
         if body.nonce != sender.nonce {
             return Err(TxError::BadNonce {
                 expected: sender.nonce,
                 got: body.nonce,
-            });
+            }
+            .into());
         }
         let spend = match &body.kind {
             TxKind::Transfer { amount, .. } | TxKind::Stake { amount, .. } => *amount,
@@ -364,18 +381,24 @@ impl State {
             return Err(TxError::InsufficientBalance {
                 needed,
                 available: sender.balance,
-            });
+            }
+            .into());
         }
         // Rule checks that need more than the sender's balance, then effects.
         match &body.kind {
             TxKind::Transfer { to, amount } => {
                 nonzero(*amount)?;
-                let to_balance = self.accounts.get(to).map_or(0, |a| a.balance);
-                if *to != body.from {
-                    to_balance.checked_add(*amount).ok_or(TxError::Overflow)?;
+                if *to == body.from {
+                    let mut account = self.charge(body.from, needed)?;
+                    account.balance = account.balance.checked_add(*amount).ok_or(TxError::Overflow)?;
+                    self.set_account(body.from, account);
+                } else {
+                    let mut recipient = self.account(to)?.unwrap_or_default();
+                    recipient.balance = recipient.balance.checked_add(*amount).ok_or(TxError::Overflow)?;
+                    let account = self.charge(body.from, needed)?;
+                    self.set_account(body.from, account);
+                    self.set_account(*to, recipient);
                 }
-                self.charge(body.from, needed)?;
-                self.accounts.entry(*to).or_default().balance += amount;
             }
             TxKind::Stake { amount, vrf_key, .. } => {
                 nonzero(*amount)?;
@@ -384,18 +407,19 @@ impl State {
                     return Err(TxError::StakeBelowMinimum {
                         bonded,
                         min: params.min_stake,
-                    });
+                    }
+                    .into());
                 }
-                if let Some(owner) = self.vrf_keys.get(vrf_key)
-                    && *owner != body.from
+                if let Some(owner) = self.vrf_owner(vrf_key)?
+                    && owner != body.from
                 {
-                    return Err(TxError::VrfKeyTaken { owner: *owner });
+                    return Err(TxError::VrfKeyTaken { owner }.into());
                 }
-                self.charge(body.from, needed)?;
-                let account = self.accounts.entry(body.from).or_default();
+                let mut account = self.charge(body.from, needed)?;
                 account.bonded = bonded;
                 account.vrf_key = Some(*vrf_key);
-                self.vrf_keys.insert(*vrf_key, body.from);
+                self.set_account(body.from, account);
+                self.set_vrf_owner(*vrf_key, body.from);
             }
             TxKind::Unstake { amount } => {
                 nonzero(*amount)?;
@@ -408,67 +432,69 @@ impl State {
                     return Err(TxError::StakeBelowMinimum {
                         bonded: left,
                         min: params.min_stake,
-                    });
+                    }
+                    .into());
                 }
                 let release = ctx
                     .epoch
                     .checked_add(params.unbonding_epochs)
                     .ok_or(TxError::Overflow)?;
-                let key = (release, body.from);
-                let queued = self.unbonding.get(&key).copied().unwrap_or(0);
+                let queued = self.unbonding(release, &body.from)?.unwrap_or(0);
                 let queued = queued.checked_add(*amount).ok_or(TxError::Overflow)?;
-                self.charge(body.from, needed)?;
-                self.unbonding.insert(key, queued);
-                if let Some(account) = self.accounts.get_mut(&body.from) {
-                    account.bonded = left;
-                }
+                let mut account = self.charge(body.from, needed)?;
+                account.bonded = left;
+                self.set_account(body.from, account);
+                self.set_unbonding(release, body.from, Some(queued));
             }
             TxKind::Evidence(evidence) => {
                 if !params.slashing {
-                    return Err(TxError::SlashingDisabled);
+                    return Err(TxError::SlashingDisabled.into());
                 }
                 let (offender, slot) = check_equivocation(evidence, ctx.chain_id)?;
-                if self.slashed.contains(&(offender, slot)) {
-                    return Err(TxError::AlreadySlashed { offender, slot });
+                if self.is_slashed(&offender, slot)? {
+                    return Err(TxError::AlreadySlashed { offender, slot }.into());
                 }
-                self.charge(body.from, needed)?;
-                self.slash(offender, slot, body.from, ctx.epoch)?;
+                let account = self.charge(body.from, needed)?;
+                self.set_account(body.from, account);
+                self.slash(offender, slot, body.from, ctx)?;
             }
         }
         self.pay_proposer(ctx.proposer, body.fee, false)
     }
 
-    /// Takes `amount` from the sender's balance and bumps its nonce. The
-    /// caller has checked that the balance suffices.
-    fn charge(&mut self, from: Address, amount: u64) -> Result<(), TxError> {
-        let account = self
-            .accounts
-            .get_mut(&from)
-            .ok_or(TxError::UnknownAccount(from))?;
+    /// Takes `amount` from the sender's balance and bumps its nonce; returns
+    /// the account, which the caller writes (after any other change to it).
+    /// The caller has checked that the balance suffices.
+    fn charge(&mut self, from: Address, amount: u64) -> Result<Account, ApplyError<TxError>> {
+        let mut account = self.account(&from)?.ok_or(TxError::UnknownAccount(from))?;
         account.balance = account.balance.checked_sub(amount).ok_or(TxError::Overflow)?;
         account.nonce = account.nonce.checked_add(1).ok_or(TxError::Overflow)?;
-        Ok(())
+        Ok(account)
     }
 
-    fn pay_proposer(&mut self, proposer: Address, amount: u64, block: bool) -> Result<(), TxError> {
-        let account = self.accounts.entry(proposer).or_default();
+    fn pay_proposer(
+        &mut self,
+        proposer: Address,
+        amount: u64,
+        block: bool,
+    ) -> Result<(), ApplyError<TxError>> {
+        let mut account = self.account(&proposer)?.unwrap_or_default();
         account.balance = account.balance.checked_add(amount).ok_or(TxError::Overflow)?;
         account.rewards = account.rewards.checked_add(amount).ok_or(TxError::Overflow)?;
         if block {
             account.blocks_proposed = account.blocks_proposed.saturating_add(1);
         }
+        self.set_account(proposer, account);
         Ok(())
     }
 
     /// Moves every unbonding entry due at or before `epoch` to its owner's balance.
-    fn release_unbonding(&mut self, epoch: u64) -> Result<(), TxError> {
-        while let Some(entry) = self.unbonding.first_entry() {
-            if entry.key().0 > epoch {
-                break;
-            }
-            let ((_, owner), amount) = entry.remove_entry();
-            let account = self.accounts.entry(owner).or_default();
+    fn release_unbonding(&mut self, epoch: u64) -> Result<(), ApplyError<TxError>> {
+        for (release, owner, amount) in self.unbonding_due(epoch)? {
+            let mut account = self.account(&owner)?.unwrap_or_default();
             account.balance = account.balance.checked_add(amount).ok_or(TxError::Overflow)?;
+            self.set_account(owner, account);
+            self.set_unbonding(release, owner, None);
         }
         Ok(())
     }
@@ -477,27 +503,33 @@ impl State {
     /// the rest burned; all burned if the offender reports itself, so
     /// reporting oneself first never pays. Bars the offender from proposing
     /// from the next block on.
-    fn slash(&mut self, offender: Address, slot: u64, reporter: Address, epoch: u64) -> Result<(), TxError> {
-        let mut taken = self
-            .accounts
-            .get_mut(&offender)
-            .map_or(0, |a| std::mem::take(&mut a.bonded));
-        let queued: Vec<_> = self
-            .unbonding
-            .keys()
-            .filter(|(_, o)| *o == offender)
-            .copied()
-            .collect();
-        for key in queued {
-            let amount = self.unbonding.remove(&key).unwrap_or(0);
+    fn slash(
+        &mut self,
+        offender: Address,
+        slot: u64,
+        reporter: Address,
+        ctx: &BlockCtx<'_>,
+    ) -> Result<(), ApplyError<TxError>> {
+        let mut taken = 0u64;
+        if let Some(mut account) = self.account(&offender)? {
+            taken = std::mem::take(&mut account.bonded);
+            self.set_account(offender, account);
+        }
+        for (release, amount) in self.unbonding_of(&offender, ctx.epoch, ctx.params.unbonding_epochs)? {
             taken = taken.checked_add(amount).ok_or(TxError::Overflow)?;
+            self.set_unbonding(release, offender, None);
         }
         let reward = if reporter == offender { 0 } else { taken / 2 };
-        let reporter = self.accounts.entry(reporter).or_default();
-        reporter.balance = reporter.balance.checked_add(reward).ok_or(TxError::Overflow)?;
-        self.burned = self.burned.checked_add(taken - reward).ok_or(TxError::Overflow)?;
-        self.slashed.insert((offender, slot));
-        self.slashed_in.insert(offender, epoch);
+        let mut account = self.account(&reporter)?.unwrap_or_default();
+        account.balance = account.balance.checked_add(reward).ok_or(TxError::Overflow)?;
+        self.set_account(reporter, account);
+        let burned = self
+            .burned()?
+            .checked_add(taken - reward)
+            .ok_or(TxError::Overflow)?;
+        self.set_burned(burned);
+        self.set_slashed(offender, slot);
+        self.set_slashed_in(offender, ctx.epoch);
         Ok(())
     }
 }
@@ -541,7 +573,10 @@ pub fn check_equivocation(evidence: &Equivocation, chain_id: &str) -> Result<(Ad
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::Hash;
     use crate::keys::{Keypair, Signature};
+    use crate::state::{MemState, StateValue};
+    use crate::state_tree::StateKey;
     use crate::types::{Header, PosSeal, SignedHeader, TxBody};
     use crate::vrf::{VrfOutput, VrfProof};
     use proptest::prelude::*;
@@ -562,18 +597,88 @@ mod tests {
         ["u0", "u1", "u2", "u3"].iter().map(|n| Keypair::dev(n)).collect()
     }
 
-    fn funded(balance: u64) -> State {
-        let mut state = State::default();
-        for key in users() {
-            state.accounts.insert(
-                key.address(),
-                Account {
-                    balance,
-                    ..Account::default()
-                },
-            );
+    /// A state the tests change in place: each call runs on an overlay
+    /// and keeps the result only on success, as a block producer does.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct State(MemState);
+
+    impl State {
+        fn apply_tx(&mut self, tx: &Tx, ctx: &BlockCtx<'_>) -> Result<(), TxError> {
+            self.run(|o| o.apply_tx(tx, ctx)).map_err(|e| match e {
+                ApplyError::Invalid(e) => e,
+                ApplyError::State(e) => panic!("{e}"),
+            })
         }
-        state
+
+        fn apply_block_body(&mut self, txs: &[Tx], ctx: &BlockCtx<'_>) -> Result<(), TxRejection> {
+            self.run(|o| o.apply_block_body(txs, ctx)).map_err(|e| match e {
+                ApplyError::Invalid(e) => e,
+                ApplyError::State(e) => panic!("{e}"),
+            })
+        }
+
+        fn run<E: std::error::Error>(
+            &mut self,
+            f: impl FnOnce(&mut StateOverlay<'_>) -> Result<(), ApplyError<E>>,
+        ) -> Result<(), ApplyError<E>> {
+            let mut overlay = StateOverlay::new(&self.0);
+            f(&mut overlay)?;
+            let set = overlay.finish()?;
+            self.0.apply(&set)?;
+            Ok(())
+        }
+
+        fn acct(&self, address: &Address) -> Account {
+            self.0.account(address).unwrap().unwrap()
+        }
+
+        fn nonce_of(&self, address: &Address) -> u64 {
+            self.0.account(address).unwrap().map_or(0, |a| a.nonce)
+        }
+
+        fn unbonding_of(&self, address: &Address) -> Vec<(u64, u64)> {
+            self.0
+                .entries()
+                .filter_map(|(k, v)| match (k, v) {
+                    (StateKey::Unbonding { release_epoch, owner }, StateValue::Unbonding(a))
+                        if owner == address =>
+                    {
+                        Some((*release_epoch, *a))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn burned(&self) -> u64 {
+            self.0.burned().unwrap()
+        }
+
+        fn is_barred(&self, address: &Address, epoch: u64) -> bool {
+            is_barred(&self.0, address, epoch).unwrap()
+        }
+
+        /// All value in existence: balances, bonded, unbonding and burned.
+        fn total_supply(&self) -> u128 {
+            self.0
+                .entries()
+                .map(|(_, v)| match v {
+                    StateValue::Account(a) => u128::from(a.balance) + u128::from(a.bonded),
+                    StateValue::Unbonding(n) | StateValue::Burned(n) => u128::from(*n),
+                    _ => 0,
+                })
+                .fold(0, u128::saturating_add)
+        }
+    }
+
+    fn funded(balance: u64) -> State {
+        State(MemState::new(users().iter().map(|key| {
+            let account = Account {
+                balance,
+                ..Account::default()
+            };
+            (StateKey::Account(key.address()), StateValue::Account(account))
+        })))
     }
 
     fn tx(key: &Keypair, nonce: u64, fee: u64, kind: TxKind) -> Tx {
@@ -607,10 +712,10 @@ mod tests {
         state
             .apply_block_body(&[tx(&u[0], 0, 3, transfer(&u[1], 100))], &ctx(&p, 0))
             .unwrap();
-        assert_eq!(state.accounts[&u[0].address()].balance, 897);
-        assert_eq!(state.accounts[&u[0].address()].nonce, 1);
-        assert_eq!(state.accounts[&u[1].address()].balance, 1_100);
-        let miner = &state.accounts[&Keypair::dev("miner").address()];
+        assert_eq!(state.acct(&u[0].address()).balance, 897);
+        assert_eq!(state.acct(&u[0].address()).nonce, 1);
+        assert_eq!(state.acct(&u[1].address()).balance, 1_100);
+        let miner = &state.acct(&Keypair::dev("miner").address());
         assert_eq!((miner.balance, miner.rewards, miner.blocks_proposed), (53, 53, 1));
     }
 
@@ -675,7 +780,7 @@ mod tests {
         state
             .apply_tx(&tx(&u[0], 0, 1, TxKind::stake(&u[0], CHAIN, 500)), &ctx(&p, 0))
             .unwrap();
-        let acct = &state.accounts[&u[0].address()];
+        let acct = &state.acct(&u[0].address());
         assert_eq!(
             (acct.balance, acct.bonded, acct.vrf_key),
             (499, 500, Some(vrf_key))
@@ -690,13 +795,13 @@ mod tests {
         assert_eq!(state.unbonding_of(&u[0].address()), vec![(5, 500)]);
         state.apply_block_body(&[], &ctx(&p, 4)).unwrap();
         assert_eq!(
-            state.accounts[&u[0].address()].balance,
+            state.acct(&u[0].address()).balance,
             498,
             "not released before epoch 5"
         );
         state.apply_block_body(&[], &ctx(&p, 5)).unwrap();
-        assert_eq!(state.accounts[&u[0].address()].balance, 998);
-        assert!(state.unbonding.is_empty());
+        assert_eq!(state.acct(&u[0].address()).balance, 998);
+        assert!(state.unbonding_of(&u[0].address()).is_empty());
     }
 
     fn pos_header(key: &Keypair, slot: u64, tx_root_byte: u8) -> SignedHeader {
@@ -739,9 +844,9 @@ mod tests {
         let supply = state.total_supply();
         let report = tx(&u[0], 0, 1, TxKind::Evidence(Box::new(evidence.clone())));
         state.apply_tx(&report, &ctx(&p, 0)).unwrap();
-        assert_eq!(state.accounts[&offender.address()].bonded, 0);
-        assert_eq!(state.accounts[&u[0].address()].balance, 1_000 - 1 + 300);
-        assert_eq!(state.burned, 300);
+        assert_eq!(state.acct(&offender.address()).bonded, 0);
+        assert_eq!(state.acct(&u[0].address()).balance, 1_000 - 1 + 300);
+        assert_eq!(state.burned(), 300);
         assert_eq!(state.total_supply(), supply);
         let again = tx(&u[1], 0, 1, TxKind::Evidence(Box::new(evidence)));
         assert_eq!(
@@ -760,9 +865,9 @@ mod tests {
         let supply = state.total_supply();
         let report = tx(&offender, 1, 1, TxKind::Evidence(Box::new(evidence)));
         state.apply_tx(&report, &ctx(&p, 0)).unwrap();
-        let account = &state.accounts[&offender.address()];
+        let account = &state.acct(&offender.address());
         assert_eq!((account.bonded, account.balance), (0, 1_000 - 600 - 1 - 1));
-        assert_eq!(state.burned, 600, "the whole stake is burned");
+        assert_eq!(state.burned(), 600, "the whole stake is burned");
         assert_eq!(state.total_supply(), supply);
     }
 
@@ -802,7 +907,7 @@ mod tests {
             t
         };
         state.apply_tx(&stake(alice, 0, alice), &ctx(&p, 0)).unwrap();
-        assert_eq!(state.vrf_keys.get(&alice_key), Some(&alice.address()));
+        assert_eq!(state.0.vrf_owner(&alice_key).unwrap(), Some(alice.address()));
         // Whoever holds Alice's VRF secret can prove it for a second account,
         // but the key is bound to Alice.
         let before = state.clone();
@@ -818,7 +923,7 @@ mod tests {
         let other = Keypair::dev("alice-2");
         state.apply_tx(&stake(alice, 2, &other), &ctx(&p, 0)).unwrap();
         assert_eq!(
-            state.accounts[&alice.address()].vrf_key,
+            state.acct(&alice.address()).vrf_key,
             Some(other.vrf().public_key())
         );
         // The key she left is still hers.
@@ -944,7 +1049,7 @@ mod tests {
     fn build(state: &State, op: (usize, u64, u64, u8, u64, usize)) -> Tx {
         let u = users();
         let (from, nonce_skew, fee, kind, amount, to) = op;
-        let nonce = state.accounts.get(&u[from].address()).map_or(0, |a| a.nonce) + nonce_skew;
+        let nonce = state.nonce_of(&u[from].address()) + nonce_skew;
         let kind = match kind {
             0 => transfer(&u[to], amount),
             1 => TxKind::stake(&u[from], CHAIN, amount),

@@ -14,6 +14,10 @@
 //! - [`vrf`]: ECVRF-EDWARDS25519-SHA512-TAI (RFC 9381).
 //! - [`types`]: headers, seals, blocks, transactions.
 //! - [`ledger`]: accounts and the state transition.
+//! - [`state`]: the ledger state behind one read interface (in memory, in a
+//!   node's store, or a branch over either), overlays of a block's writes
+//!   and the change sets they make; [`state_tree`]: the sparse Merkle tree
+//!   whose root a header commits to, with proofs.
 //! - [`epoch`]: stake snapshots and epoch randomness for the PoS draw.
 //! - [`spec`]: the TOML chain spec (read and written), the genesis block,
 //!   the rules derived from the parameters (`ChainSpec::epoch_of`,
@@ -29,9 +33,10 @@
 //! # Validating a block
 //!
 //! decode (bounded) → header alone → against the parent → seal (PoW target
-//! and hash, or PoS VRF proof and eligibility) → body (tx root, signatures
-//! and proofs of possession in parallel) → ledger apply → state root → fork
-//! choice.
+//! and hash, or PoS VRF proof) → proposer signature → tx root, all without
+//! the parent's state; then, on it: PoS eligibility → signatures (batched)
+//! and proofs of possession → ledger apply on an overlay → state root →
+//! fork choice.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -47,6 +52,7 @@ pub mod pos;
 pub mod pow;
 pub mod produce;
 pub mod spec;
+pub mod state;
 pub mod state_tree;
 pub mod sync_wire;
 pub mod types;

@@ -15,11 +15,11 @@
 //! stake-proportional.
 
 use crate::draw::{self, Score};
-use crate::epoch::Staker;
+use crate::epoch::{StakeSnapshot, Staker};
 use crate::hash::Hash;
 use crate::keys::Address;
-use crate::ledger::State;
 use crate::spec::{ChainSpec, PosParams};
+use crate::state::{StateError, StateOverlay};
 use crate::vrf::{self, VrfOutput, VrfProof};
 
 /// How far a slot's start may be ahead of our clock before its block is
@@ -71,12 +71,14 @@ pub fn vrf_input(chain_id: &str, eta: &Hash, slot: u64, proposer: &Address) -> V
     alpha
 }
 
-/// Moves a copy of the parent's epoch bookkeeping to `slot`'s epoch.
-pub fn advance_epoch(state: &mut State, pos: &PosParams, slot: u64) {
-    let accounts = &state.accounts;
-    state.epoch.advance_to(pos.epoch_of_slot(slot), || {
-        crate::epoch::StakeSnapshot::of(accounts)
-    });
+/// Moves the epoch bookkeeping of an overlay over the parent's state to
+/// `slot`'s epoch ([`crate::epoch::advance`]).
+///
+/// # Errors
+///
+/// [`StateError`] if the state cannot be read.
+pub fn advance_epoch(state: &mut StateOverlay<'_>, pos: &PosParams, slot: u64) -> Result<(), StateError> {
+    crate::epoch::advance(state, pos.epoch_of_slot(slot))
 }
 
 /// A staker's winning ticket for a slot.
@@ -92,35 +94,44 @@ pub struct PosClaim {
     pub score: Score,
 }
 
-/// Whether `staker`, with VRF `output`, may propose at `step`.
+/// Whether `staker` of `snapshot`, with VRF `output`, may propose at `step`.
 pub fn eligible(
     params: &PosParams,
-    state: &State,
+    snapshot: &StakeSnapshot,
     staker: &Staker,
     output: &VrfOutput,
     step: u32,
 ) -> Option<Score> {
     let score = draw::score(&output.0, staker.stake);
-    draw::is_eligible(&score, state.epoch.snapshot.total(), params.leader_c_milli, step).then_some(score)
+    draw::is_eligible(&score, snapshot.total(), params.leader_c_milli, step).then_some(score)
+}
+
+/// The draw of one slot: its randomness and the stakes it is drawn from.
+#[derive(Clone, Copy, Debug)]
+pub struct Draw<'a> {
+    /// `eta` of the slot's epoch.
+    pub eta: &'a Hash,
+    /// The snapshot of the slot's epoch.
+    pub snapshot: &'a StakeSnapshot,
 }
 
 /// Proves `slot` as `staker` with `vrf_key` and returns the ticket if it
-/// wins. `state` must already be advanced to the slot's epoch. This is the
-/// draw alone: whether the staker may use the ticket (its registered key,
-/// a recent slash) is [`crate::produce::pos_claim`]'s to check.
+/// wins. This is the draw alone: whether the staker may use the ticket
+/// (its registered key, a recent slash) is
+/// [`crate::produce::pos_claim`]'s to check.
 pub fn claim(
     spec: &ChainSpec,
     params: &PosParams,
-    state: &State,
+    draw: Draw<'_>,
     staker: &Staker,
     vrf_key: &vrf::VrfSecretKey,
     slot: u64,
     step: u32,
 ) -> Option<PosClaim> {
-    let alpha = vrf_input(&spec.chain_id, &state.epoch.eta, slot, &staker.address);
+    let alpha = vrf_input(&spec.chain_id, draw.eta, slot, &staker.address);
     let proof = vrf_key.prove(&alpha);
     let output = vrf::proof_to_hash(&proof).ok()?;
-    let score = eligible(params, state, staker, &output, step)?;
+    let score = eligible(params, draw.snapshot, staker, &output, step)?;
     Some(PosClaim {
         slot,
         output,

@@ -2,15 +2,18 @@
 //! winning staker signs.
 //!
 //! Both run the same body transition as validation
-//! ([`validate::apply_body`](crate::validate)), after dropping transactions
-//! that no longer apply to the parent's state, so a produced block always
-//! validates.
+//! ([`validate::apply_body`](crate::validate)) on an overlay over the
+//! parent's state, after dropping transactions that no longer apply to it,
+//! so a produced block always validates. `None` means no block: the chain
+//! is of the other kind, the key does not win, or the parent's state could
+//! not be read.
 
 use crate::hash::Hash;
 use crate::keys::Keypair;
-use crate::ledger::{State, verify_tx};
+use crate::ledger::{is_barred, verify_tx};
 use crate::pos::{self, PosClaim};
 use crate::spec::{ChainSpec, Consensus};
+use crate::state::{CommittedState, StateOverlay, StateRead};
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SignedHeader, Tx, tx_root};
 use crate::validate::{MAX_BLOCK_TXS, Parent, apply_body, median_time_past, required_target};
 use crate::vrf;
@@ -42,34 +45,38 @@ impl PowTemplate {
     }
 }
 
-/// Keeps the candidates that apply, in order, to `state` (which they
-/// change) in `header`'s block, up to the block limit.
-fn select_txs(spec: &ChainSpec, state: &mut State, header: &Header, candidates: &[Tx]) -> Vec<Tx> {
+/// Keeps the candidates that apply, in order, to `state` in `header`'s
+/// block, up to the block limit. Selection skips the unbonding release,
+/// which only adds balance, so whatever it keeps still applies.
+fn select_txs(spec: &ChainSpec, state: &dyn CommittedState, header: &Header, candidates: &[Tx]) -> Vec<Tx> {
     let ctx = spec.block_ctx(spec.epoch_of(header), header.proposer);
+    let mut scratch = StateOverlay::new(state);
     candidates
         .iter()
         .filter(|tx| verify_tx(tx, &spec.chain_id).is_ok())
-        .filter(|tx| state.apply_tx(tx, &ctx).is_ok())
+        .filter(|tx| scratch.apply_tx(tx, &ctx).is_ok())
         .take(MAX_BLOCK_TXS)
         .cloned()
         .collect()
 }
 
-/// Finishes a header: selects transactions, applies the body, sets both
-/// roots. `None` only if the block reward overflows a balance.
+/// Finishes a header on the parent's `state`: selects transactions, runs
+/// the shared transition (moving a PoS state to the block's epoch first),
+/// sets both roots.
 fn fill(
     spec: &ChainSpec,
-    mut state: State,
+    state: &dyn CommittedState,
     mut header: Header,
     candidates: &[Tx],
 ) -> Option<(Header, Vec<Tx>)> {
-    // Selection runs on a scratch copy; the real transition is the shared
-    // one validation uses. Selection skips the unbonding release, which only
-    // adds balance, so whatever it keeps still applies.
-    let txs = select_txs(spec, &mut state.clone(), &header, candidates);
-    apply_body(spec, &mut state, &header, &txs).ok()?;
+    let txs = select_txs(spec, state, &header, candidates);
+    let mut overlay = StateOverlay::new(state);
+    if let (Consensus::Pos(params), Seal::Pos(seal)) = (&spec.consensus, &header.seal) {
+        pos::advance_epoch(&mut overlay, params, seal.slot).ok()?;
+    }
+    apply_body(spec, &mut overlay, &header, &txs).ok()?;
     header.tx_root = tx_root(&txs);
-    header.state_root = state.root();
+    header.state_root = overlay.finish().ok()?.root();
     Some((header, txs))
 }
 
@@ -80,6 +87,7 @@ fn fill(
 pub fn pow_template(
     spec: &ChainSpec,
     parent: &Parent<'_>,
+    state: &dyn CommittedState,
     candidates: &[Tx],
     miner: &Keypair,
     timestamp_ms: u64,
@@ -99,7 +107,7 @@ pub fn pow_template(
         proposer: miner.address(),
         seal: Seal::Pow(PowSeal { target, nonce: 0 }),
     };
-    let (header, txs) = fill(spec, parent.state.clone(), header, candidates)?;
+    let (header, txs) = fill(spec, state, header, candidates)?;
     let pre = header.pow_pre().unwrap_or_default();
     Some(PowTemplate {
         header,
@@ -109,24 +117,37 @@ pub fn pow_template(
     })
 }
 
-/// `key`'s winning ticket for `slot` on top of `parent`, if it has one:
-/// none if it is not in the epoch's snapshot with this key, or was slashed
-/// since (validation would refuse its block).
-pub fn pos_claim(spec: &ChainSpec, parent: &Parent<'_>, key: &Keypair, slot: u64) -> Option<PosClaim> {
+/// `key`'s winning ticket for `slot` on top of `parent` (whose state is
+/// `state`), if it has one: none if it is not in the epoch's snapshot with
+/// this key, or was slashed since (validation would refuse its block).
+pub fn pos_claim(
+    spec: &ChainSpec,
+    parent: &Parent<'_>,
+    state: &dyn CommittedState,
+    key: &Keypair,
+    slot: u64,
+) -> Option<PosClaim> {
     let Consensus::Pos(params) = &spec.consensus else {
         return None;
     };
     if slot <= parent.meta.slot {
         return None;
     }
-    let mut state = parent.state.clone();
-    pos::advance_epoch(&mut state, params, slot);
-    let staker = state.epoch.snapshot.get(&key.address())?.clone();
-    if staker.vrf_key != key.vrf().public_key() || state.is_barred(&staker.address, state.epoch.epoch) {
+    let epoch = params.epoch_of_slot(slot);
+    let mut overlay = StateOverlay::new(state);
+    pos::advance_epoch(&mut overlay, params, slot).ok()?;
+    let snapshot = overlay.snapshot(epoch).ok()??;
+    let staker = snapshot.get(&key.address())?;
+    if staker.vrf_key != key.vrf().public_key() || is_barred(&overlay, &staker.address, epoch).ok()? {
         return None;
     }
     let step = pos::failover_step(params, slot, parent.meta.slot);
-    pos::claim(spec, params, &state, &staker, key.vrf(), slot, step)
+    let eta = parent.meta.epoch.eta_at(epoch);
+    let draw = pos::Draw {
+        eta: &eta,
+        snapshot: &snapshot,
+    };
+    pos::claim(spec, params, draw, staker, key.vrf(), slot, step)
 }
 
 /// The signed PoS block for a winning `claim`.
@@ -135,6 +156,7 @@ pub fn pos_claim(spec: &ChainSpec, parent: &Parent<'_>, key: &Keypair, slot: u64
 pub fn pos_block(
     spec: &ChainSpec,
     parent: &Parent<'_>,
+    state: &dyn CommittedState,
     key: &Keypair,
     claim: &PosClaim,
     candidates: &[Tx],
@@ -142,8 +164,6 @@ pub fn pos_block(
     let Consensus::Pos(params) = &spec.consensus else {
         return None;
     };
-    let mut state = parent.state.clone();
-    pos::advance_epoch(&mut state, params, claim.slot);
     let header = Header {
         height: parent.header.height.saturating_add(1),
         parent: parent.id,

@@ -40,8 +40,10 @@
 //! target_block_ms = 2000
 //! half_life_blocks = 32
 //! initial_target = "0000ffff…"    # 64 hex digits, big-endian
+//! pow_limit = "00ffffff…"         # the easiest target ASERT may reach
 //! max_future_drift_ms = 4000
 //! epoch_blocks = 20
+//! max_rollback = 100              # never reorganise deeper
 //!
 //! [[accounts]]
 //! name = "alice"                  # optional label
@@ -60,11 +62,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::codec;
-use crate::epoch::{EpochState, SNAPSHOT_LAG_EPOCHS, StakeSnapshot};
+use crate::epoch::{EpochInfo, SNAPSHOT_LAG_EPOCHS, StakeSnapshot, Staker};
 use crate::hash::Hash;
 use crate::keys::{Address, Signature};
-use crate::ledger::{Account, BlockCtx, LedgerParams, State};
+use crate::ledger::{Account, BlockCtx, LedgerParams};
+use crate::state::{CommittedState, MemState, StateValue};
+use crate::state_tree::StateKey;
 use crate::types::{Block, Header, PosSeal, PowSeal, Seal, SealedBlock, SignedHeader, tx_root};
 use crate::vrf::{self, VrfOutput, VrfProof, VrfPublicKey};
 
@@ -123,10 +129,18 @@ pub struct PowParams {
     /// Target of the first block after genesis, 64 hex digits big-endian.
     #[serde(deserialize_with = "hex32", serialize_with = "to_hex")]
     pub initial_target: [u8; 32],
+    /// The easiest target allowed (Bitcoin's powLimit): ASERT never goes
+    /// above it, so a branch forked with old timestamps cannot make its
+    /// blocks nearly free. At least `initial_target`.
+    #[serde(deserialize_with = "hex32", serialize_with = "to_hex")]
+    pub pow_limit: [u8; 32],
     /// How far into the future a timestamp may be.
     pub max_future_drift_ms: u64,
     /// Blocks per epoch (times unbonding).
     pub epoch_blocks: u64,
+    /// The deepest reorganisation a node accepts; a block forking deeper
+    /// is refused before it is validated.
+    pub max_rollback: u64,
 }
 
 /// Which lottery chooses proposers.
@@ -222,17 +236,30 @@ impl PowParams {
 
     /// The development difficulty rules for a block every
     /// `target_block_ms` starting at `initial_target` (`testnet/pow.toml`
-    /// has 2000 ms): a 32-block half-life, a future drift of two block
-    /// times but at least 4 s, 10-block epochs.
+    /// has 2000 ms): a 32-block half-life, targets at most 256 times easier
+    /// than the initial one, a future drift of two block times but at least
+    /// 4 s, 10-block epochs, rollbacks of at most 100 blocks.
     pub fn dev(target_block_ms: u64, initial_target: [u8; 32]) -> PowParams {
         PowParams {
             target_block_ms,
             half_life_blocks: 32,
             initial_target,
+            pow_limit: times_256(initial_target),
             max_future_drift_ms: target_block_ms.saturating_mul(2).max(4_000),
             epoch_blocks: 10,
+            max_rollback: 100,
         }
     }
+}
+
+/// `target × 256`, saturating at 2^256 − 1: one byte to the left.
+fn times_256(target: [u8; 32]) -> [u8; 32] {
+    if target[0] != 0 {
+        return [0xff; 32];
+    }
+    let mut out = [0xff; 32];
+    out[..31].copy_from_slice(&target[1..]);
+    out
 }
 
 /// The file's shape, read by [`ChainSpec::from_toml`] and written by
@@ -424,6 +451,16 @@ impl ChainSpec {
         }
     }
 
+    /// The deepest reorganisation the chain allows (`pos.max_rollback` or
+    /// `pow.max_rollback`): a node refuses blocks that fork deeper, and
+    /// keeps the change sets of this many blocks to undo them.
+    pub fn max_rollback(&self) -> u64 {
+        match &self.consensus {
+            Consensus::Pos(params) => params.max_rollback,
+            Consensus::Pow(params) => params.max_rollback,
+        }
+    }
+
     /// "pos" or "pow".
     pub fn consensus_name(&self) -> &'static str {
         match self.consensus {
@@ -438,30 +475,42 @@ impl ChainSpec {
         Hash::of_parts(&[b"klero/spec/v1", &codec::encode(self)])
     }
 
-    /// The genesis state.
-    pub fn genesis_state(&self) -> State {
-        let mut state = State::default();
-        for account in &self.accounts {
-            state.accounts.insert(
-                account.address,
-                Account {
-                    balance: account.balance,
-                    bonded: account.stake,
-                    vrf_key: account.vrf_key,
-                    ..Account::default()
-                },
-            );
-            if let Some(key) = account.vrf_key {
-                state.vrf_keys.insert(key, account.address);
+    /// The genesis state: the spec's accounts, their VRF keys registered,
+    /// epoch 0 with `eta_0`, and the genesis stakes as the snapshots of
+    /// epochs 0 and 1.
+    pub fn genesis_state(&self) -> MemState {
+        let mut entries = Vec::with_capacity(2 * self.accounts.len() + 3);
+        let mut stakers = Vec::new();
+        for genesis in &self.accounts {
+            let account = Account {
+                balance: genesis.balance,
+                bonded: genesis.stake,
+                vrf_key: genesis.vrf_key,
+                ..Account::default()
+            };
+            stakers.extend(Staker::of(genesis.address, &account));
+            entries.push((StateKey::Account(genesis.address), StateValue::Account(account)));
+            if let Some(key) = genesis.vrf_key {
+                entries.push((StateKey::VrfKey(key), StateValue::VrfKey(genesis.address)));
             }
         }
-        state.epoch = EpochState::genesis(self.digest(), StakeSnapshot::of(&state.accounts));
-        state
+        let snapshot = Arc::new(StakeSnapshot::of(stakers));
+        entries.push((
+            StateKey::Epoch,
+            StateValue::Epoch(EpochInfo::genesis(self.digest())),
+        ));
+        for epoch in [0, 1] {
+            entries.push((
+                StateKey::Snapshot { epoch },
+                StateValue::Snapshot(Arc::clone(&snapshot)),
+            ));
+        }
+        MemState::new(entries)
     }
 
     /// The genesis block and state. Nobody signs genesis; its seal carries
     /// the initial target (PoW) or slot 0 (PoS).
-    pub fn genesis(&self) -> (SealedBlock, State) {
+    pub fn genesis(&self) -> (SealedBlock, MemState) {
         let state = self.genesis_state();
         let seal = match &self.consensus {
             Consensus::Pow(pow) => Seal::Pow(PowSeal {
@@ -481,7 +530,7 @@ impl ChainSpec {
             parent: self.digest(),
             timestamp_ms: self.genesis_time_ms,
             tx_root: tx_root(&[]),
-            state_root: state.root(),
+            state_root: CommittedState::root(&state),
             proposer: Address::default(),
             seal,
         };
@@ -540,6 +589,12 @@ fn validate_pow(pow: PowParams) -> Result<PowParams, SpecError> {
     }
     if pow.epoch_blocks == 0 {
         return Err(field_err("pow.epoch_blocks", "must be at least 1"));
+    }
+    if pow.pow_limit < pow.initial_target {
+        return Err(field_err("pow.pow_limit", "must be at least pow.initial_target"));
+    }
+    if pow.max_rollback == 0 {
+        return Err(field_err("pow.max_rollback", "must be at least 1"));
     }
     Ok(pow)
 }

@@ -1,12 +1,23 @@
 //! Block validation: the rules a block must pass, in order, each its own
 //! `validate_*` function.
 //!
-//! [`validate_block`] runs the pipeline: the header alone → against the
-//! parent → the seal (PoW target and hash, or PoS VRF proof and
-//! eligibility) → the proposer's signature → the body (tx root, then
-//! signatures and proofs of possession in parallel) → the ledger → the
-//! state root. It returns the post-state
-//! and the block's [`BlockMeta`], which fork choice compares.
+//! Cheap checks come first, and nothing that needs the parent's state runs
+//! before everything that does not has passed, so a forged block costs a
+//! node no state read:
+//!
+//! 1. [`check_header`], from the parent's header and metadata alone: the
+//!    header alone → against the parent → the seal (PoW: timestamp,
+//!    target, hash; PoS: slot and time, then the VRF proof under the
+//!    header's key and the `eta` the parent's metadata gives) → the
+//!    proposer's signature → the tx root.
+//! 2. [`validate_against_state`], with the parent's state: PoS
+//!    eligibility (the proposer's stake and key in the snapshot, no recent
+//!    slash, the score) → transaction signatures (batched) and proofs of
+//!    possession → the ledger on an overlay → the state root.
+//!
+//! [`validate_block`] runs both. The result is the block's [`ChangeSet`]
+//! (never a copy of the state) and its [`BlockMeta`], which fork choice
+//! compares.
 //!
 //! Errors say whose fault a failure is: [`BlockError::is_peer_fault`] is
 //! true when the block itself is invalid (the gossip layer rejects it and
@@ -17,22 +28,26 @@ use bincode::{Decode, Encode};
 
 use crate::difficulty;
 use crate::draw::Score;
+use crate::epoch::EpochInfo;
 use crate::hash::Hash;
 use crate::keys::{Address, KeyError};
-use crate::ledger::{State, TxRejection, verify_txs};
+use crate::ledger::{ApplyError, TxRejection, is_barred, verify_txs};
 use crate::pos::{self, MAX_CLOCK_DRIFT_MS};
 use crate::pow;
 use crate::spec::{ChainSpec, Consensus, PosParams, PowParams};
+use crate::state::{ChangeSet, CommittedState, StateError, StateOverlay, StateRead};
+use crate::state_tree::StateKey;
 use crate::types::{Header, PosSeal, PowSeal, Seal, SealedBlock, Tx, tx_root};
 use crate::u256::U256;
-use crate::vrf::{self, VrfError};
+use crate::vrf::{self, VrfError, VrfOutput};
 
 /// Most transactions in one block.
 pub const MAX_BLOCK_TXS: usize = 4_096;
 /// How many ancestors' timestamps the median-time-past rule looks at.
 pub const MEDIAN_TIME_SPAN: usize = 11;
 
-/// What fork choice needs to know about a block, computed at import.
+/// What fork choice and the cheap checks of a child need to know about a
+/// block, computed at import and kept beside its header.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct BlockMeta {
     /// Height.
@@ -46,6 +61,10 @@ pub struct BlockMeta {
     pub neg_ln: u128,
     /// See `neg_ln`.
     pub stake: u64,
+    /// The epoch data of the state after the block: its epoch's `eta` is
+    /// the one its VRF proof used, and a child's `eta` follows from it
+    /// ([`EpochInfo::eta_at`]) without reading the state.
+    pub epoch: EpochInfo,
 }
 
 impl BlockMeta {
@@ -55,18 +74,20 @@ impl BlockMeta {
     }
 }
 
-/// The metadata of the genesis block.
-pub fn genesis_meta() -> BlockMeta {
+/// The metadata of `spec`'s genesis block.
+pub fn genesis_meta(spec: &ChainSpec) -> BlockMeta {
     BlockMeta {
         height: 0,
         cumulative_work: [0; 32],
         slot: 0,
         neg_ln: 0,
         stake: 0,
+        epoch: EpochInfo::genesis(spec.digest()),
     }
 }
 
-/// Everything about the parent that validating its child needs.
+/// What validating a child needs to know about its parent besides its
+/// state.
 #[derive(Clone, Copy, Debug)]
 pub struct Parent<'a> {
     /// The parent's id.
@@ -75,20 +96,35 @@ pub struct Parent<'a> {
     pub header: &'a Header,
     /// Its metadata.
     pub meta: &'a BlockMeta,
-    /// The state after it.
-    pub state: &'a State,
     /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending with the
     /// parent, oldest first.
     pub recent_timestamps: &'a [u64],
 }
 
-/// A block that passed every rule, with what it leads to.
+/// A block that passed every rule, with what it does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Imported {
-    /// The state after the block.
-    pub state: State,
+    /// What the block changes in its parent's state.
+    pub changes: ChangeSet,
     /// Its metadata.
     pub meta: BlockMeta,
+}
+
+/// A block whose header passed [`check_header`]: what the checks against
+/// the state still need.
+#[derive(Clone, Debug)]
+pub struct CheckedHeader {
+    meta: BlockMeta,
+    /// PoS: what the eligibility check needs.
+    pos: Option<PosProof>,
+}
+
+/// A PoS seal's proven VRF output and the parent's slot (for the failover
+/// step).
+#[derive(Clone, Debug)]
+struct PosProof {
+    output: VrfOutput,
+    parent_slot: u64,
 }
 
 /// Why a block was refused.
@@ -205,6 +241,18 @@ pub enum BlockError {
     /// A transaction breaks a rule.
     #[error("{0}")]
     Tx(TxRejection),
+    /// The parent's state could not be read (our store's failure, not the block's).
+    #[error("the parent state cannot be read: {0}")]
+    State(StateError),
+    /// The block forks from the best chain deeper than a node may roll
+    /// back (refused before any other check).
+    #[error("the block forks {depth} blocks below the head, deeper than the rollback limit of {max}")]
+    ForkTooDeep {
+        /// How many blocks of the best chain the block's branch would undo.
+        depth: u64,
+        /// The spec's limit.
+        max: u64,
+    },
     /// The state root is not the state the block leads to.
     #[error("state root {got} is not the computed {expected}")]
     StateRootMismatch {
@@ -220,7 +268,7 @@ impl BlockError {
     pub fn is_peer_fault(&self) -> bool {
         !matches!(
             self,
-            BlockError::FromTheFuture { .. } | BlockError::WrongParent { .. }
+            BlockError::FromTheFuture { .. } | BlockError::WrongParent { .. } | BlockError::State(_)
         )
     }
 
@@ -248,32 +296,69 @@ impl BlockError {
             BlockError::TxRootMismatch => "tx_root_mismatch",
             BlockError::Tx(_) => "invalid_tx",
             BlockError::StateRootMismatch { .. } => "state_root_mismatch",
+            BlockError::State(_) => "state_unreadable",
+            BlockError::ForkTooDeep { .. } => "fork_too_deep",
         }
     }
 }
 
-/// Validates `block` as a child of `parent` at local time `now_ms`.
+impl From<ApplyError<TxRejection>> for BlockError {
+    fn from(error: ApplyError<TxRejection>) -> Self {
+        match error {
+            ApplyError::Invalid(rejection) => BlockError::Tx(rejection),
+            ApplyError::State(error) => BlockError::State(error),
+        }
+    }
+}
+
+impl From<StateError> for BlockError {
+    fn from(error: StateError) -> Self {
+        BlockError::State(error)
+    }
+}
+
+/// Validates `block` as a child of `parent`, whose state is `state`, at
+/// local time `now_ms`: [`check_header`], then [`validate_against_state`].
+///
+/// # Errors
+///
+/// The first rule the block breaks, or [`BlockError::State`].
+pub fn validate_block(
+    spec: &ChainSpec,
+    parent: &Parent<'_>,
+    state: &dyn CommittedState,
+    block: &SealedBlock,
+    now_ms: u64,
+) -> Result<Imported, BlockError> {
+    let checked = check_header(spec, parent, block, now_ms)?;
+    validate_against_state(spec, state, checked, block)
+}
+
+/// Everything that can be checked without the parent's state: the header
+/// alone, against the parent, the seal (PoS: the VRF proof under the
+/// header's key, with `eta` from the parent's metadata), the proposer's
+/// signature and the tx root.
 ///
 /// # Errors
 ///
 /// The first rule the block breaks.
-pub fn validate_block(
+pub fn check_header(
     spec: &ChainSpec,
     parent: &Parent<'_>,
     block: &SealedBlock,
     now_ms: u64,
-) -> Result<Imported, BlockError> {
+) -> Result<CheckedHeader, BlockError> {
     let header = block.header();
     let txs = &block.block().txs;
     validate_header_alone(spec, header, txs.len())?;
     validate_against_parent(parent, header)?;
-    let mut state = parent.state.clone();
-    let meta = match (&spec.consensus, &header.seal) {
-        (Consensus::Pow(params), Seal::Pow(seal)) => {
-            validate_pow_seal(spec, params, parent, header, seal, now_ms)?
-        }
+    let checked = match (&spec.consensus, &header.seal) {
+        (Consensus::Pow(params), Seal::Pow(seal)) => CheckedHeader {
+            meta: validate_pow_seal(spec, params, parent, header, seal, now_ms)?,
+            pos: None,
+        },
         (Consensus::Pos(params), Seal::Pos(seal)) => {
-            validate_pos_seal(spec, params, parent, &mut state, header, seal, now_ms)?
+            check_pos_proof(spec, params, parent, header, seal, now_ms)?
         }
         _ => unreachable!("validate_header_alone checked the seal kind"),
     };
@@ -285,33 +370,63 @@ pub fn validate_block(
     if tx_root(txs) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
+    Ok(checked)
+}
+
+/// The rest, on the parent's `state`: PoS eligibility, the transactions'
+/// signatures and proofs, the ledger on an overlay, the state root.
+///
+/// # Errors
+///
+/// The first rule the block breaks, or [`BlockError::State`].
+pub fn validate_against_state(
+    spec: &ChainSpec,
+    state: &dyn CommittedState,
+    checked: CheckedHeader,
+    block: &SealedBlock,
+) -> Result<Imported, BlockError> {
+    let header = block.header();
+    let txs = &block.block().txs;
+    let mut overlay = StateOverlay::new(state);
+    let mut meta = checked.meta;
+    if let (Consensus::Pos(params), Seal::Pos(seal), Some(proof)) =
+        (&spec.consensus, &header.seal, &checked.pos)
+    {
+        let score = validate_pos_eligibility(params, &mut overlay, header, seal, proof)?;
+        meta.neg_ln = score.neg_ln();
+        meta.stake = score.stake();
+    }
     verify_txs(txs, &spec.chain_id).map_err(BlockError::Tx)?;
-    apply_body(spec, &mut state, header, txs).map_err(BlockError::Tx)?;
-    let root = state.root();
-    if root != header.state_root {
+    apply_body(spec, &mut overlay, header, txs)?;
+    meta.epoch = overlay.epoch_info()?;
+    let changes = overlay.finish()?;
+    if changes.root() != header.state_root {
         return Err(BlockError::StateRootMismatch {
-            expected: root,
+            expected: changes.root(),
             got: header.state_root,
         });
     }
-    Ok(Imported { state, meta })
+    Ok(Imported { changes, meta })
 }
 
 /// Applies a block's transactions and reward, and for PoS mixes its VRF
-/// output into the epoch randomness. Shared by validation and production
-/// so the two can never disagree.
+/// output into the epoch randomness, on an overlay already advanced to the
+/// block's epoch. Shared by validation and production so the two can never
+/// disagree.
 pub(crate) fn apply_body(
     spec: &ChainSpec,
-    state: &mut State,
+    state: &mut StateOverlay<'_>,
     header: &Header,
     txs: &[Tx],
-) -> Result<(), TxRejection> {
+) -> Result<(), ApplyError<TxRejection>> {
     let ctx = spec.block_ctx(spec.epoch_of(header), header.proposer);
     state.apply_block_body(txs, &ctx)?;
     if let (Consensus::Pos(pos_params), Seal::Pos(seal)) = (&spec.consensus, &header.seal)
         && pos::before_freeze(pos_params, seal.slot)
     {
-        state.epoch.contribute(&seal.vrf_output);
+        let mut info = state.epoch_info()?;
+        info.contribute(&seal.vrf_output);
+        state.set_epoch_info(info);
     }
     Ok(())
 }
@@ -361,7 +476,8 @@ pub fn median_time_past(recent: &[u64]) -> u64 {
 
 /// The target a PoW block must carry: aserti3-2d anchored at a virtual
 /// parent of genesis one block interval before it, so the first block
-/// after genesis carries exactly `initial_target`.
+/// after genesis carries exactly `initial_target`, and never easier than
+/// the spec's `pow_limit`.
 pub fn required_target(spec: &ChainSpec, params: &PowParams, parent: &Header) -> U256 {
     let spacing = i64::try_from(params.target_block_ms).unwrap_or(i64::MAX);
     let half_life = spacing.saturating_mul(i64::try_from(params.half_life_blocks).unwrap_or(i64::MAX));
@@ -378,7 +494,7 @@ pub fn required_target(spec: &ChainSpec, params: &PowParams, parent: &Header) ->
         height_diff,
         spacing,
         half_life,
-        &U256::MAX,
+        &U256::from_be_bytes(params.pow_limit),
     )
 }
 
@@ -424,18 +540,22 @@ fn validate_pow_seal(
         slot: 0,
         neg_ln: 0,
         stake: 0,
+        epoch: parent.meta.epoch,
     })
 }
 
-fn validate_pos_seal(
+/// The PoS checks that need no state: the slot after the parent's, the
+/// timestamp its start and not ahead of our clock, the suite, and the VRF
+/// proof under the header's key on the input of the slot's epoch, whose
+/// `eta` follows from the parent's metadata.
+fn check_pos_proof(
     spec: &ChainSpec,
     params: &PosParams,
     parent: &Parent<'_>,
-    state: &mut State,
     header: &Header,
     seal: &PosSeal,
     now_ms: u64,
-) -> Result<BlockMeta, BlockError> {
+) -> Result<CheckedHeader, BlockError> {
     let parent_slot = parent.meta.slot;
     if seal.slot <= parent_slot {
         return Err(BlockError::SlotNotAfterParent {
@@ -457,35 +577,53 @@ fn validate_pos_seal(
             now: now_ms,
         });
     }
-    pos::advance_epoch(state, params, seal.slot);
-    let staker = state
-        .epoch
-        .snapshot
+    if seal.suite != vrf::SUITE {
+        return Err(BlockError::UnsupportedSuite(seal.suite));
+    }
+    let eta = parent.meta.epoch.eta_at(params.epoch_of_slot(seal.slot));
+    let alpha = pos::vrf_input(&spec.chain_id, &eta, seal.slot, &header.proposer);
+    let output = vrf::verify(&seal.vrf_key, &alpha, &seal.vrf_proof).map_err(BlockError::BadVrfProof)?;
+    if output != seal.vrf_output {
+        return Err(BlockError::WrongVrfOutput);
+    }
+    Ok(CheckedHeader {
+        meta: BlockMeta {
+            height: header.height,
+            cumulative_work: [0; 32],
+            slot: seal.slot,
+            neg_ln: 0,
+            stake: 0,
+            epoch: parent.meta.epoch,
+        },
+        pos: Some(PosProof { output, parent_slot }),
+    })
+}
+
+/// The PoS checks on the parent's state, moved to the slot's epoch: the
+/// proposer is in the epoch's snapshot with the header's VRF key, is not
+/// barred by a recent slash, and its score is under the threshold of the
+/// failover step. Returns the score.
+fn validate_pos_eligibility(
+    params: &PosParams,
+    state: &mut StateOverlay<'_>,
+    header: &Header,
+    seal: &PosSeal,
+    proof: &PosProof,
+) -> Result<Score, BlockError> {
+    pos::advance_epoch(state, params, seal.slot)?;
+    let epoch = params.epoch_of_slot(seal.slot);
+    let snapshot = state
+        .snapshot(epoch)?
+        .ok_or(StateError::Missing(StateKey::Snapshot { epoch }))?;
+    let staker = snapshot
         .get(&header.proposer)
-        .cloned()
         .ok_or(BlockError::NotAStaker(header.proposer))?;
-    if state.is_barred(&header.proposer, state.epoch.epoch) {
+    if is_barred(state, &header.proposer, epoch)? {
         return Err(BlockError::SlashedProposer(header.proposer));
     }
     if seal.vrf_key != staker.vrf_key {
         return Err(BlockError::WrongVrfKey);
     }
-    if seal.suite != vrf::SUITE {
-        return Err(BlockError::UnsupportedSuite(seal.suite));
-    }
-    let alpha = pos::vrf_input(&spec.chain_id, &state.epoch.eta, seal.slot, &header.proposer);
-    let output = vrf::verify(&seal.vrf_key, &alpha, &seal.vrf_proof).map_err(BlockError::BadVrfProof)?;
-    if output != seal.vrf_output {
-        return Err(BlockError::WrongVrfOutput);
-    }
-    let step = pos::failover_step(params, seal.slot, parent_slot);
-    let score =
-        pos::eligible(params, state, &staker, &output, step).ok_or(BlockError::NotEligible { step })?;
-    Ok(BlockMeta {
-        height: header.height,
-        cumulative_work: [0; 32],
-        slot: seal.slot,
-        neg_ln: score.neg_ln(),
-        stake: score.stake(),
-    })
+    let step = pos::failover_step(params, seal.slot, proof.parent_slot);
+    pos::eligible(params, &snapshot, staker, &proof.output, step).ok_or(BlockError::NotEligible { step })
 }

@@ -99,12 +99,27 @@ fn block() -> Block {
     }
 }
 
+/// The genesis headers of the bundled dev specs: they freeze the spec's
+/// encoding (the parent is its digest) and the genesis state root, so the
+/// state tree's keys and the value encodings of every genesis entry
+/// (accounts, VRF keys, epoch data, snapshots) are covered.
+fn genesis_headers() -> [(&'static str, Header); 2] {
+    let spec = |text| klero_chain::ChainSpec::from_toml(text).unwrap();
+    let pos = spec(include_str!("../../testnet/pos.toml")).genesis().0;
+    let pow = spec(include_str!("../../testnet/pow.toml")).genesis().0;
+    [
+        ("header_genesis_pos", pos.header().clone()),
+        ("header_genesis_pow", pow.header().clone()),
+    ]
+}
+
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![
         ("header_pow", codec::encode(&pow_header())),
         ("header_pos", codec::encode(&pos_header(1))),
         ("block", codec::encode(&block())),
     ];
+    out.extend(genesis_headers().map(|(name, h)| (name, codec::encode(&h))));
     out.extend(txs().into_iter().map(|(name, tx)| (name, codec::encode(&tx))));
     out
 }

@@ -6,6 +6,8 @@
 mod common;
 
 use common::TestChain;
+use std::sync::Arc;
+
 use klero_chain::epoch::StakeSnapshot;
 use klero_chain::fork_choice::prefer;
 use klero_chain::keys::{Keypair, vrf_pop_input};
@@ -13,6 +15,8 @@ use klero_chain::ledger::{TxError, TxRejection, verify_pop};
 use klero_chain::pos;
 use klero_chain::produce::{pos_block, pos_claim};
 use klero_chain::spec::{ChainSpec, Consensus, PosParams};
+use klero_chain::state::{MemState, StateOverlay, StateRead, StateValue};
+use klero_chain::state_tree::StateKey;
 use klero_chain::types::{Block, Equivocation, Seal, SignedHeader, Tx, TxBody, TxKind, tx_root};
 use klero_chain::validate::{BlockError, BlockMeta};
 use klero_chain::vrf::VrfError;
@@ -54,6 +58,20 @@ fn keys() -> Vec<Keypair> {
     STAKERS.iter().map(|n| Keypair::dev(n)).collect()
 }
 
+fn acct(state: &MemState, address: &klero_chain::Address) -> klero_chain::ledger::Account {
+    state.account(address).unwrap().unwrap()
+}
+
+/// The randomness and the snapshot of `slot`'s epoch on top of the tip.
+fn draw_at(chain: &TestChain, slot: u64) -> (klero_chain::Hash, Arc<StakeSnapshot>) {
+    let p = params(&chain.spec);
+    let mut overlay = StateOverlay::new(chain.state());
+    pos::advance_epoch(&mut overlay, p, slot).unwrap();
+    let epoch = p.epoch_of_slot(slot);
+    let snapshot = overlay.snapshot(epoch).unwrap().unwrap();
+    (overlay.epoch_info().unwrap().eta, snapshot)
+}
+
 fn now(chain: &TestChain, slot: u64) -> u64 {
     pos::slot_start(&chain.spec, params(&chain.spec), slot)
 }
@@ -63,10 +81,10 @@ fn best_block(chain: &TestChain, slot: u64, txs: &[Tx]) -> Option<(Keypair, Bloc
     let parent = chain.parent();
     keys()
         .into_iter()
-        .filter_map(|k| pos_claim(&chain.spec, &parent, &k, slot).map(|c| (k, c)))
+        .filter_map(|k| pos_claim(&chain.spec, &parent, chain.state(), &k, slot).map(|c| (k, c)))
         .min_by(|a, b| a.1.score.cmp(&b.1.score))
         .map(|(k, claim)| {
-            let block = pos_block(&chain.spec, &parent, &k, &claim, txs).unwrap();
+            let block = pos_block(&chain.spec, &parent, chain.state(), &k, &claim, txs).unwrap();
             (k, block)
         })
 }
@@ -99,10 +117,10 @@ fn several_stakers_produce_a_valid_chain_over_many_epochs() {
         proposers.len()
     );
     let tip = &chain.tip().1;
-    assert_eq!(tip.epoch.epoch, 8);
+    assert_eq!(tip.epoch_info().unwrap().epoch, 8);
     let rewards = keys()
         .iter()
-        .fold(0u64, |t, k| t + tip.accounts[&k.address()].rewards);
+        .fold(0u64, |t, k| t + acct(tip, &k.address()).rewards);
     assert_eq!(rewards, 10 * chain.height());
 }
 
@@ -115,11 +133,10 @@ fn an_ineligible_staker_cannot_make_a_valid_block() {
         // A staker without a claim at failover step 0 proves the slot anyway.
         if let Some(key) = keys()
             .into_iter()
-            .find(|k| pos_claim(&chain.spec, &parent, k, slot).is_none())
+            .find(|k| pos_claim(&chain.spec, &parent, chain.state(), k, slot).is_none())
         {
-            let mut state = parent.state.clone();
-            pos::advance_epoch(&mut state, params(&chain.spec), slot);
-            let alpha = pos::vrf_input(&chain.spec.chain_id, &state.epoch.eta, slot, &key.address());
+            let (eta, _) = draw_at(&chain, slot);
+            let alpha = pos::vrf_input(&chain.spec.chain_id, &eta, slot, &key.address());
             let proof = key.vrf().prove(&alpha);
             let output = klero_chain::vrf::proof_to_hash(&proof).unwrap();
             let score = klero_chain::draw::score(&output.0, 1);
@@ -129,7 +146,7 @@ fn an_ineligible_staker_cannot_make_a_valid_block() {
                 proof,
                 score,
             };
-            let block = pos_block(&chain.spec, &parent, &key, &claim, &[]).unwrap();
+            let block = pos_block(&chain.spec, &parent, chain.state(), &key, &claim, &[]).unwrap();
             assert_eq!(
                 chain.validate(&block, now(&chain, slot)),
                 Err(BlockError::NotEligible { step: 0 })
@@ -156,6 +173,28 @@ fn resign(
     }
 }
 
+/// `block` re-made as `proposer`'s, with a VRF proof of its slot under
+/// `vrf`'s key: a proof that verifies, whatever the snapshot says.
+fn proven_by(chain: &TestChain, block: &Block, proposer: &Keypair, vrf: &Keypair) -> Block {
+    let slot = block.header().slot().unwrap();
+    let (eta, _) = draw_at(chain, slot);
+    let proof = vrf.vrf().prove(&pos::vrf_input(
+        &chain.spec.chain_id,
+        &eta,
+        slot,
+        &proposer.address(),
+    ));
+    let output = klero_chain::vrf::proof_to_hash(&proof).unwrap();
+    resign(block, proposer, &chain.spec.chain_id, |h| {
+        h.proposer = proposer.address();
+        if let Seal::Pos(s) = &mut h.seal {
+            s.vrf_key = vrf.vrf().public_key();
+            s.vrf_proof = proof;
+            s.vrf_output = output;
+        }
+    })
+}
+
 #[test]
 fn a_block_with_another_stakers_proof_is_rejected() {
     let mut chain = TestChain::new(spec());
@@ -170,10 +209,18 @@ fn a_block_with_another_stakers_proof_is_rejected() {
         .unwrap();
     let id = &chain.spec.chain_id;
     let now = now(&chain, 1000);
-    // Claiming the winner's proof as the thief's block: the header's VRF key
-    // is not the thief's registered key.
+    // Claiming the winner's proof as the thief's block: the proof is for an
+    // input that names the winner (checked before any state is read).
     let stolen = resign(&block, &thief, id, |h| h.proposer = thief.address());
-    assert_eq!(chain.validate(&stolen, now), Err(BlockError::WrongVrfKey));
+    assert_eq!(
+        chain.validate(&stolen, now),
+        Err(BlockError::BadVrfProof(VrfError::ProofMismatch))
+    );
+    // A proof the thief makes for itself with a VRF key it holds but did
+    // not register: the key is not the one in the snapshot.
+    let spare = Keypair::dev("thief-spare");
+    let unregistered = proven_by(&chain, &block, &thief, &spare);
+    assert_eq!(chain.validate(&unregistered, now), Err(BlockError::WrongVrfKey));
     // Swapping in the thief's VRF key: the proof no longer verifies.
     let swapped = resign(&block, &thief, id, |h| {
         h.proposer = thief.address();
@@ -243,7 +290,12 @@ fn every_broken_seal_is_rejected_with_its_reason() {
     ));
 
     let outsider = Keypair::dev("mallory");
-    let unstaked = resign(&block, &outsider, &id, |h| h.proposer = outsider.address());
+    let copied = resign(&block, &outsider, &id, |h| h.proposer = outsider.address());
+    assert_eq!(
+        chain.validate(&copied, at),
+        Err(BlockError::BadVrfProof(VrfError::ProofMismatch))
+    );
+    let unstaked = proven_by(&chain, &block, &outsider, &outsider);
     assert_eq!(
         chain.validate(&unstaked, at),
         Err(BlockError::NotAStaker(outsider.address()))
@@ -260,15 +312,19 @@ fn every_broken_seal_is_rejected_with_its_reason() {
 fn failover_widens_the_threshold_after_empty_slots() {
     let chain = TestChain::new(spec());
     let p = params(&chain.spec);
-    let state = chain.tip().1.clone();
+    let (eta, snapshot) = draw_at(&chain, 1);
     let stakers: Vec<_> = keys()
         .into_iter()
-        .map(|k| (state.epoch.snapshot.get(&k.address()).unwrap().clone(), k))
+        .map(|k| (snapshot.get(&k.address()).unwrap().clone(), k))
         .collect();
+    let draw = pos::Draw {
+        eta: &eta,
+        snapshot: &snapshot,
+    };
     let has_claim = |slot: u64, step: u32| {
         stakers
             .iter()
-            .any(|(staker, key)| pos::claim(&chain.spec, p, &state, staker, key.vrf(), slot, step).is_some())
+            .any(|(staker, key)| pos::claim(&chain.spec, p, draw, staker, key.vrf(), slot, step).is_some())
     };
     let slots = 1..201u64;
     let at_step0: Vec<u64> = slots.clone().filter(|s| has_claim(*s, 0)).collect();
@@ -293,7 +349,7 @@ fn an_epoch_without_blocks_is_skipped_cleanly() {
     // Nothing in epochs 2 and 3 (slots 20..40); the chain resumes in epoch 4.
     grow(&mut chain, 40..55);
     let tip = &chain.tip().1;
-    assert_eq!(tip.epoch.epoch, 5);
+    assert_eq!(tip.epoch_info().unwrap().epoch, 5);
     assert!(
         chain
             .blocks
@@ -332,15 +388,15 @@ fn chain_with_a_slash() -> (TestChain, Keypair, Keypair, Equivocation, u64) {
     );
     let parent = chain.parent();
     let slot = first.header().slot().unwrap();
-    let claim = pos_claim(&chain.spec, &parent, &offender, slot).unwrap();
-    let second = pos_block(&chain.spec, &parent, &offender, &claim, &[filler]).unwrap();
+    let claim = pos_claim(&chain.spec, &parent, chain.state(), &offender, slot).unwrap();
+    let second = pos_block(&chain.spec, &parent, chain.state(), &offender, &claim, &[filler]).unwrap();
     assert_ne!(first.header().id(), second.header().id());
     chain.push(first.clone(), now(&chain, slot));
     let evidence = Equivocation {
         a: first.signed.clone(),
         b: second.signed.clone(),
     };
-    let nonce = chain.tip().1.accounts[&reporter.address()].nonce;
+    let nonce = acct(&chain.tip().1, &reporter.address()).nonce;
     let report = Tx::sign(
         TxBody {
             from: reporter.address(),
@@ -351,7 +407,7 @@ fn chain_with_a_slash() -> (TestChain, Keypair, Keypair, Equivocation, u64) {
         &reporter,
         &chain.spec.chain_id,
     );
-    let stake_before = chain.tip().1.accounts[&offender.address()].bonded;
+    let stake_before = acct(&chain.tip().1, &offender.address()).bonded;
     assert!(stake_before > 0);
     // Include the report in the next canonical block (by whoever wins).
     let next = chain.tip().2.slot + 1;
@@ -367,29 +423,32 @@ fn chain_with_a_slash() -> (TestChain, Keypair, Keypair, Equivocation, u64) {
 #[test]
 fn equivocation_is_slashed_and_the_offender_leaves_the_draw() {
     let (mut chain, offender, reporter, evidence, stake_before) = chain_with_a_slash();
-    assert_eq!(chain.tip().1.accounts[&offender.address()].bonded, 0);
-    assert_eq!(chain.tip().1.burned, stake_before - stake_before / 2);
+    assert_eq!(acct(&chain.tip().1, &offender.address()).bonded, 0);
+    assert_eq!(chain.tip().1.burned().unwrap(), stake_before - stake_before / 2);
     // Reporting the same equivocation again is refused.
     let again = Tx::sign(
         TxBody {
             from: reporter.address(),
-            nonce: chain.tip().1.accounts[&reporter.address()].nonce,
+            nonce: acct(&chain.tip().1, &reporter.address()).nonce,
             fee: 1,
             kind: TxKind::Evidence(Box::new(evidence)),
         },
         &reporter,
         &chain.spec.chain_id,
     );
-    let mut state = chain.tip().1.clone();
+    let mut state = StateOverlay::new(chain.state());
     let ctx = chain.spec.block_ctx(0, reporter.address());
     assert!(matches!(
         state.apply_tx(&again, &ctx),
-        Err(TxError::AlreadySlashed { .. })
+        Err(klero_chain::ledger::ApplyError::Invalid(
+            TxError::AlreadySlashed { .. }
+        ))
     ));
     // Two epochs on, the offender is no longer in the snapshot.
     let resume = chain.tip().2.slot + 1;
     grow(&mut chain, resume..resume + 25);
-    assert!(chain.tip().1.epoch.snapshot.get(&offender.address()).is_none());
+    let (_, snapshot) = draw_at(&chain, chain.tip().2.slot);
+    assert!(snapshot.get(&offender.address()).is_none());
 }
 
 #[test]
@@ -397,25 +456,28 @@ fn a_slashed_stakers_next_block_is_refused() {
     let (chain, offender, ..) = chain_with_a_slash();
     let p = params(&chain.spec);
     let parent = chain.parent();
-    let slashed_epoch = chain.tip().1.epoch.epoch;
+    let slashed_epoch = chain.tip().1.epoch_info().unwrap().epoch;
     // Its next winning ticket while the snapshots still list its stake.
     let (slot, claim) = (parent.meta.slot + 1..)
         .take_while(|s| p.epoch_of_slot(*s) <= slashed_epoch + 1)
         .find_map(|slot| {
-            let mut state = parent.state.clone();
-            pos::advance_epoch(&mut state, p, slot);
-            let staker = state.epoch.snapshot.get(&offender.address())?.clone();
+            let (eta, snapshot) = draw_at(&chain, slot);
+            let staker = snapshot.get(&offender.address())?.clone();
             let step = pos::failover_step(p, slot, parent.meta.slot);
-            pos::claim(&chain.spec, p, &state, &staker, offender.vrf(), slot, step).map(|c| (slot, c))
+            let draw = pos::Draw {
+                eta: &eta,
+                snapshot: &snapshot,
+            };
+            pos::claim(&chain.spec, p, draw, &staker, offender.vrf(), slot, step).map(|c| (slot, c))
         })
         .expect("the offender wins a slot while the snapshots list it");
-    let block = pos_block(&chain.spec, &parent, &offender, &claim, &[]).unwrap();
+    let block = pos_block(&chain.spec, &parent, chain.state(), &offender, &claim, &[]).unwrap();
     assert_eq!(
         chain.validate(&block, now(&chain, slot)),
         Err(BlockError::SlashedProposer(offender.address()))
     );
     assert!(
-        pos_claim(&chain.spec, &parent, &offender, slot).is_none(),
+        pos_claim(&chain.spec, &parent, chain.state(), &offender, slot).is_none(),
         "production does not claim for a slashed staker"
     );
 }
@@ -449,11 +511,16 @@ fn mallory_cannot_register_alices_vrf_key() {
     // VRF secret) meets the registry: the key came with Alice's genesis account.
     let proven = stake_alices_key(alice.vrf().prove(&vrf_pop_input(&id, &mallory.address())));
     assert_eq!(verify_pop(&proven, &id), Ok(()));
-    let ctx = chain.spec.block_ctx(chain.tip().1.epoch.epoch, alice.address());
+    let ctx = chain
+        .spec
+        .block_ctx(chain.tip().1.epoch_info().unwrap().epoch, alice.address());
     let taken = || TxError::VrfKeyTaken {
         owner: alice.address(),
     };
-    assert_eq!(chain.tip().1.clone().apply_tx(&proven, &ctx), Err(taken()));
+    assert_eq!(
+        StateOverlay::new(chain.state()).apply_tx(&proven, &ctx),
+        Err(klero_chain::ledger::ApplyError::Invalid(taken()))
+    );
     // A producer leaves both out; a block that carries one anyway is refused.
     let slot = chain.tip().2.slot + 1;
     let candidates = [copied.clone(), proven.clone()];
@@ -487,33 +554,45 @@ fn mallory_re_signing_alices_block_is_refused() {
     // state is edited by hand because v2's ledger no longer allows it.
     {
         let state = &mut chain.blocks.last_mut().unwrap().1;
-        let account = state.accounts.get_mut(&mallory.address()).unwrap();
+        let epoch = state.epoch_info().unwrap().epoch;
+        let mut account = acct(state, &mallory.address());
         account.bonded = 10_000;
         account.vrf_key = Some(alice.vrf().public_key());
-        let snapshot = StakeSnapshot::of(&state.accounts);
-        state.epoch.snapshot = snapshot.clone();
-        state.epoch.next_snapshot = snapshot;
+        let mut entries: Vec<_> = state.entries().map(|(k, v)| (*k, v.clone())).collect();
+        entries.push((StateKey::Account(mallory.address()), StateValue::Account(account)));
+        let edited = MemState::new(entries.clone());
+        let snapshot = Arc::new(StakeSnapshot::of(edited.stakers().unwrap()));
+        for e in [epoch, epoch + 1] {
+            entries.push((
+                StateKey::Snapshot { epoch: e },
+                StateValue::Snapshot(Arc::clone(&snapshot)),
+            ));
+        }
+        *state = MemState::new(entries);
     }
     let parent = chain.parent();
     let (slot, claim) = (parent.meta.slot + 1..parent.meta.slot + 200)
-        .find_map(|s| pos_claim(&chain.spec, &parent, &alice, s).map(|c| (s, c)))
+        .find_map(|s| pos_claim(&chain.spec, &parent, chain.state(), &alice, s).map(|c| (s, c)))
         .unwrap();
-    let honest = pos_block(&chain.spec, &parent, &alice, &claim, &[]).unwrap();
+    let honest = pos_block(&chain.spec, &parent, chain.state(), &alice, &claim, &[]).unwrap();
     let at = now(&chain, slot);
     assert!(chain.validate(&honest, at).is_ok());
     // Mallory takes Alice's block as it is gossiped: same slot, same VRF
     // key, output and proof; she names herself the proposer, recomputes the
     // state root for her reward and signs.
-    let mut state = parent.state.clone();
-    pos::advance_epoch(&mut state, &p, slot);
+    let mut state = StateOverlay::new(chain.state());
+    pos::advance_epoch(&mut state, &p, slot).unwrap();
     let ctx = chain.spec.block_ctx(p.epoch_of_slot(slot), mallory.address());
     state.apply_block_body(&[], &ctx).unwrap();
     if pos::before_freeze(&p, slot) {
-        state.epoch.contribute(&claim.output);
+        let mut info = state.epoch_info().unwrap();
+        info.contribute(&claim.output);
+        state.set_epoch_info(info);
     }
+    let root = state.finish().unwrap().root();
     let forged = resign(&honest, &mallory, &chain.spec.chain_id, |h| {
         h.proposer = mallory.address();
-        h.state_root = state.root();
+        h.state_root = root;
     });
     // Alice's proof is for an input that names Alice.
     assert_eq!(
@@ -531,7 +610,7 @@ fn a_tx_signature_is_committed_by_the_block_id() {
     let tx = Tx::sign(
         TxBody {
             from: alice.address(),
-            nonce: chain.tip().1.accounts[&alice.address()].nonce,
+            nonce: acct(&chain.tip().1, &alice.address()).nonce,
             fee: 1,
             kind: TxKind::Transfer {
                 to: bob.address(),
@@ -565,6 +644,7 @@ fn meta(height: u64, slot: u64, neg_ln: u128, stake: u64) -> BlockMeta {
         slot,
         neg_ln,
         stake,
+        epoch: Default::default(),
     }
 }
 
@@ -634,7 +714,7 @@ fn two_blocks_of_one_slot_resolve_to_the_lower_score_whichever_came_first() {
         .find_map(|slot| {
             let claims: Vec<_> = keys()
                 .into_iter()
-                .filter_map(|k| pos_claim(&base.spec, &parent, &k, slot).map(|c| (k, c)))
+                .filter_map(|k| pos_claim(&base.spec, &parent, base.state(), &k, slot).map(|c| (k, c)))
                 .collect();
             (claims.len() >= 2).then_some((slot, claims))
         })
@@ -643,7 +723,7 @@ fn two_blocks_of_one_slot_resolve_to_the_lower_score_whichever_came_first() {
     let metas: Vec<BlockMeta> = claims[..2]
         .iter()
         .map(|(k, c)| {
-            let block = pos_block(&base.spec, &parent, k, c, &[]).unwrap();
+            let block = pos_block(&base.spec, &parent, base.state(), k, c, &[]).unwrap();
             base.validate(&block, now(&base, slot)).unwrap().meta
         })
         .collect();
@@ -654,4 +734,102 @@ fn two_blocks_of_one_slot_resolve_to_the_lower_score_whichever_came_first() {
         "the lower score displaces a first-seen rival"
     );
     assert!(!prefer(&base.spec, best, second), "and is not displaced by one");
+}
+
+/// A parent state that counts every read: the cheap checks must refuse a
+/// forged block without touching it.
+struct Watched<'a> {
+    state: &'a MemState,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Watched<'_> {
+    fn touch(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl StateRead for Watched<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, klero_chain::state::StateError> {
+        self.touch();
+        self.state.get(key)
+    }
+
+    fn unbonding_due(
+        &self,
+        epoch: u64,
+    ) -> Result<Vec<(u64, klero_chain::Address, u64)>, klero_chain::state::StateError> {
+        self.touch();
+        self.state.unbonding_due(epoch)
+    }
+
+    fn stakers(&self) -> Result<Vec<klero_chain::epoch::Staker>, klero_chain::state::StateError> {
+        self.touch();
+        self.state.stakers()
+    }
+}
+
+impl klero_chain::state::CommittedState for Watched<'_> {
+    fn root(&self) -> klero_chain::Hash {
+        self.touch();
+        klero_chain::state::CommittedState::root(self.state)
+    }
+
+    fn node(
+        &self,
+        hash: &klero_chain::Hash,
+    ) -> Result<Option<klero_chain::state_tree::Node>, klero_chain::state::StateError> {
+        self.touch();
+        self.state.node(hash)
+    }
+}
+
+#[test]
+fn a_forged_seal_or_signature_is_refused_before_the_parent_state_is_read() {
+    let mut chain = TestChain::new(spec());
+    grow(&mut chain, 1..6);
+    // A block three epochs on: a valid one would advance the state through
+    // the empty epochs between.
+    let from = chain.tip().2.slot + 30;
+    let (key, block) = (from..from + 50)
+        .find_map(|s| best_block(&chain, s, &[]))
+        .unwrap();
+    let slot = block.header().slot().unwrap();
+    let at = now(&chain, slot);
+    let id = chain.spec.chain_id.clone();
+    let mut bad_sig = block.clone();
+    bad_sig.signed.signature.0[0] ^= 1;
+    let mut bad_proof = block.header().clone();
+    if let Seal::Pos(s) = &mut bad_proof.seal {
+        s.vrf_proof.0[40] ^= 0x10;
+    }
+    let bad_proof = Block {
+        signed: SignedHeader::sign(bad_proof, &key, &id),
+        txs: vec![],
+    };
+    let copied = resign(&block, &Keypair::dev("mallory"), &id, |h| {
+        h.proposer = Keypair::dev("mallory").address();
+    });
+    let watched = Watched {
+        state: chain.state(),
+        reads: Default::default(),
+    };
+    let parent = chain.parent();
+    for (forged, expected) in [
+        (bad_sig, "bad_signature"),
+        (bad_proof, "bad_vrf_proof"),
+        (copied, "bad_vrf_proof"),
+    ] {
+        let err = klero_chain::validate::validate_block(&chain.spec, &parent, &watched, &forged.seal(), at)
+            .unwrap_err();
+        assert_eq!(err.reason(), expected);
+        assert_eq!(watched.reads(), 0, "a {expected} block read the parent state");
+    }
+    // The genuine block reads it (so the counter counts).
+    klero_chain::validate::validate_block(&chain.spec, &parent, &watched, &block.seal(), at).unwrap();
+    assert!(watched.reads() > 0);
 }

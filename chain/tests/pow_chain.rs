@@ -20,7 +20,8 @@ fn spec() -> ChainSpec {
          [ledger]\nblock_reward = 10\nmin_fee = 1\nmin_stake = 100\nunbonding_epochs = 1\n\
          [pow]\ntarget_block_ms = 1000\nhalf_life_blocks = 8\n\
          initial_target = \"00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"\n\
-         max_future_drift_ms = 4000\nepoch_blocks = 10\n\
+         pow_limit = \"0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"\n\
+         max_future_drift_ms = 4000\nepoch_blocks = 10\nmax_rollback = 50\n\
          [[accounts]]\naddress = \"{}\"\nbalance = 1000\n",
         miner.address()
     ))
@@ -36,7 +37,15 @@ fn solve(template: PowTemplate, key: &Keypair, chain_id: &str) -> Block {
 }
 
 fn mine(chain: &mut TestChain, key: &Keypair, timestamp_ms: u64) {
-    let template = pow_template(&chain.spec, &chain.parent(), &[], key, timestamp_ms).unwrap();
+    let template = pow_template(
+        &chain.spec,
+        &chain.parent(),
+        chain.state(),
+        &[],
+        key,
+        timestamp_ms,
+    )
+    .unwrap();
     let block = solve(template, key, &chain.spec.chain_id);
     chain.push(block, timestamp_ms);
 }
@@ -98,7 +107,7 @@ fn every_broken_pow_block_is_rejected_with_its_reason() {
     }
     let id = chain.spec.chain_id.clone();
     let at = start + 13_000;
-    let template = pow_template(&chain.spec, &chain.parent(), &[], &key, at).unwrap();
+    let template = pow_template(&chain.spec, &chain.parent(), chain.state(), &[], &key, at).unwrap();
     let good = solve(template.clone(), &key, &id);
     assert!(chain.validate(&good, at).is_ok());
 
@@ -131,7 +140,7 @@ fn every_broken_pow_block_is_rejected_with_its_reason() {
             .map(|b| b.0.header().timestamp_ms)
             .collect::<Vec<_>>(),
     );
-    let old = pow_template(&chain.spec, &chain.parent(), &[], &key, 0).unwrap();
+    let old = pow_template(&chain.spec, &chain.parent(), chain.state(), &[], &key, 0).unwrap();
     assert_eq!(
         old.header.timestamp_ms,
         median + 1,
@@ -147,7 +156,7 @@ fn every_broken_pow_block_is_rejected_with_its_reason() {
     ));
 
     // Too far in the future: ignored, not the peer's fault.
-    let future = pow_template(&chain.spec, &chain.parent(), &[], &key, at + 4_001).unwrap();
+    let future = pow_template(&chain.spec, &chain.parent(), chain.state(), &[], &key, at + 4_001).unwrap();
     let future = solve(future, &key, &id);
     let err = chain.validate(&future, at).unwrap_err();
     assert!(matches!(err, BlockError::FromTheFuture { .. }));

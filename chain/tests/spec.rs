@@ -3,6 +3,7 @@
 
 use klero_chain::Keypair;
 use klero_chain::spec::{ChainSpec, Consensus, SpecError};
+use klero_chain::state::{CommittedState, StateRead};
 
 const POS: &str = include_str!("../../testnet/pos.toml");
 const POW: &str = include_str!("../../testnet/pow.toml");
@@ -34,7 +35,7 @@ fn genesis_is_deterministic_and_bound_to_the_spec() {
     let (a, state_a) = ChainSpec::from_toml(POS).unwrap().genesis();
     let (b, _) = ChainSpec::from_toml(POS).unwrap().genesis();
     assert_eq!(a.id(), b.id());
-    assert_eq!(a.header().state_root, state_a.root());
+    assert_eq!(a.header().state_root, CommittedState::root(&state_a));
     let other = POS.replace("block_reward = 1000", "block_reward = 1001");
     let (c, _) = ChainSpec::from_toml(&other).unwrap().genesis();
     assert_ne!(a.id(), c.id(), "any change of the spec changes genesis");
@@ -116,7 +117,7 @@ fn genesis_registers_every_vrf_key_to_its_account() {
     let state = spec.genesis_state();
     for account in &spec.accounts {
         let key = account.vrf_key.unwrap();
-        assert_eq!(state.vrf_keys.get(&key), Some(&account.address));
+        assert_eq!(state.vrf_owner(&key).unwrap(), Some(account.address));
     }
 }
 

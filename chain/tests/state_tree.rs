@@ -62,11 +62,24 @@ fn fixed_tree() -> (Hash, MemNodes) {
     (root, store)
 }
 
+/// Kinds added after the fixed set was frozen (protocol v3): their keys
+/// only, so the set's root and proofs stay as they were.
+fn later_key_kinds() -> Vec<(&'static str, StateKey)> {
+    vec![
+        (
+            "key_slashed_in",
+            StateKey::SlashedIn(Keypair::dev("bob").address()),
+        ),
+        ("key_snapshot", StateKey::Snapshot { epoch: 7 }),
+    ]
+}
+
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![("empty", EMPTY.0.to_vec())];
     out.extend(
         key_kinds()
             .into_iter()
+            .chain(later_key_kinds())
             .map(|(name, key)| (name, key.tree_key().as_bytes().to_vec())),
     );
     let (key, value) = entries()[0];

@@ -86,6 +86,16 @@ impl ApiClient {
         not_found_is_none(self.get(&format!("/accounts/{address}")))
     }
 
+    /// `GET /accounts/{address}?proof=true`: the account with the head's
+    /// header and a state proof, if the account exists.
+    ///
+    /// # Errors
+    ///
+    /// Unreachable node or an unexpected answer.
+    pub fn account_with_proof(&self, address: &str) -> Result<Option<Account>, ClientError> {
+        not_found_is_none(self.get(&format!("/accounts/{address}?proof=true")))
+    }
+
     /// `GET /blocks/{height}`: the canonical block there, if any.
     ///
     /// # Errors

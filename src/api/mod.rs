@@ -236,6 +236,23 @@ pub struct Account {
     pub unbonding: Vec<Unbonding>,
     /// The head's epoch.
     pub epoch: u64,
+    /// With `?proof=true`: what a wallet checks the account against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<AccountProof>,
+}
+
+/// The head's signed header and a proof of the account's entry under its
+/// state root (docs/state.md, "Proofs"). The entry's value is the account
+/// above (balance, nonce, bonded, VRF key, rewards, blocks proposed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountProof {
+    /// The head's id, hex.
+    pub head: String,
+    /// The head's `SignedHeader`, hex of its encoding (protocol.md, section 2).
+    pub header: String,
+    /// The state-tree proof of `Account(address)` under the header's
+    /// `state_root`, hex of its encoding.
+    pub proof: String,
 }
 
 /// Stake that frees at the start of `release_epoch`.

@@ -31,11 +31,11 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use klero_chain::codec;
-use klero_chain::ledger::State;
 use klero_chain::pow::{meets_target, pow_hash};
 use klero_chain::spec::{Consensus, GenesisAccount, PowParams};
+use klero_chain::state::MemState;
 use klero_chain::types::{TxBody, TxKind};
-use klero_chain::validate::{BlockMeta, MEDIAN_TIME_SPAN, Parent, genesis_meta};
+use klero_chain::validate::{BlockMeta, MEDIAN_TIME_SPAN, Parent, genesis_meta, validate_block};
 use klero_chain::{Address, Block, ChainSpec, Hash, Keypair, SealedBlock, Tx, produce};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -303,7 +303,7 @@ struct Builder<'a> {
     id: Hash,
     header: klero_chain::Header,
     meta: BlockMeta,
-    state: State,
+    state: MemState,
     timestamps: Vec<u64>,
 }
 
@@ -315,12 +315,11 @@ impl<'a> Builder<'a> {
             id: self.id,
             header: &self.header,
             meta: &self.meta,
-            state: &self.state,
             recent_timestamps: &self.timestamps[n.saturating_sub(MEDIAN_TIME_SPAN)..],
         };
         let ts = self.header.timestamp_ms + BLOCK_MS;
-        let template =
-            produce::pow_template(self.spec, &parent, txs, &self.miner, ts).context("building a template")?;
+        let template = produce::pow_template(self.spec, &parent, &self.state, txs, &self.miner, ts)
+            .context("building a template")?;
         ensure!(
             template.txs.len() == txs.len(),
             "a bench transaction does not apply"
@@ -329,14 +328,17 @@ impl<'a> Builder<'a> {
             .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
             .context("no nonce")?;
         let block = template.complete(nonce, &self.miner, &self.spec.chain_id).seal();
-        let header = block.header();
-        let ctx = self.spec.block_ctx(self.spec.epoch_of(header), header.proposer);
+        // Validated like any import (the builder is not measured), which
+        // also yields the change set that moves the tip's state.
+        let imported = validate_block(self.spec, &parent, &self.state, &block, u64::MAX)
+            .map_err(|e| anyhow::anyhow!("validating a bench block: {e}"))?;
         self.state
-            .apply_block_body(&block.block().txs, &ctx)
+            .apply(&imported.changes)
             .map_err(|e| anyhow::anyhow!("applying a bench block: {e}"))?;
+        let header = block.header();
         self.id = block.id();
         self.header = header.clone();
-        self.meta.height = header.height;
+        self.meta = imported.meta;
         self.timestamps.push(header.timestamp_ms);
         Ok(block)
     }
@@ -369,7 +371,7 @@ fn build(args: &StoreArgs, dir: &Path) -> Result<()> {
         miner: Keypair::dev("bench-miner"),
         id: genesis.id(),
         header: genesis.header().clone(),
-        meta: genesis_meta(),
+        meta: genesis_meta(&spec),
         state,
         timestamps: vec![genesis.header().timestamp_ms],
     };

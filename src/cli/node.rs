@@ -86,6 +86,11 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(default)]
     i_know_this_is_an_attack: bool,
+    /// Keep every block's change set and old state tree (default: prune
+    /// those deeper than the chain's max_rollback).
+    #[arg(long)]
+    #[serde(default)]
+    archive: bool,
     /// Read options from this TOML file.
     #[arg(long)]
     #[serde(skip)]
@@ -161,6 +166,7 @@ impl NodeArgs {
             stake: args.stake,
             mdns: args.mdns,
             strategy: args.strategy,
+            archive: args.archive,
         };
         if args.chaos_port.is_some() && !args.chaos {
             bail!("--chaos-port needs --chaos");
@@ -197,6 +203,7 @@ impl NodeArgs {
             chaos_port: self.chaos_port.or(file.chaos_port),
             strategy: self.strategy.or(file.strategy),
             i_know_this_is_an_attack: self.i_know_this_is_an_attack || file.i_know_this_is_an_attack,
+            archive: self.archive || file.archive,
             config: self.config,
         }
     }

@@ -195,7 +195,8 @@ struct UpArgs {
     /// The ASERT half-life in block intervals (PoW: pow.half_life_blocks).
     #[arg(long)]
     half_life: Option<u64>,
-    /// The first target, 64 hex digits big-endian (PoW: pow.initial_target).
+    /// The first target, 64 hex digits big-endian (PoW: pow.initial_target;
+    /// pow.pow_limit follows, 256 times easier).
     #[arg(long)]
     initial_target: Option<String>,
     /// Return once the nodes answer, leaving them running.

@@ -102,6 +102,10 @@ enum WalletCommand {
     Balance {
         /// Another address to look up.
         address: Option<String>,
+        /// Check the balance against the head's header (its signature, its
+        /// PoW seal) with a state proof, instead of trusting the node.
+        #[arg(long)]
+        verify: bool,
     },
     /// Send AMOUNT to the address TO.
     Transfer {
@@ -280,21 +284,39 @@ impl WalletArgs {
                     }
                 }
             }
-            WalletCommand::Balance { address } => {
+            WalletCommand::Balance { address, verify } => {
                 let address = match address {
                     Some(a) => parse_address(&a)?.to_bech32(),
                     None => Keystore::load(&dir.existing(&opts.name)?)?.address,
                 };
-                let account = ApiClient::new(&opts.node, NODE_TIMEOUT)?
-                    .account(&address)?
-                    .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
+                let client = ApiClient::new(&opts.node, NODE_TIMEOUT)?;
+                let account = if verify {
+                    client.account_with_proof(&address)?
+                } else {
+                    client.account(&address)?
+                }
+                .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
+                let verified = if verify {
+                    let chain_id = client.status()?.chain_id;
+                    let parsed = parse_address(&address)?;
+                    Some(
+                        crate::wallet::verify::verify_account(&account, &parsed, &chain_id)
+                            .map_err(WalletError::from)?,
+                    )
+                } else {
+                    None
+                };
                 if opts.json {
-                    println!(
-                        "{}",
-                        json!({"address": address, "balance": account.balance, "bonded": account.bonded, "nonce": account.nonce})
-                    );
+                    let mut out = json!({"address": address, "balance": account.balance, "bonded": account.bonded, "nonce": account.nonce});
+                    if let Some(v) = &verified {
+                        out["verified_at"] = json!({"height": v.height, "head": v.id.to_hex()});
+                    }
+                    println!("{out}");
                 } else {
                     println!("{} (bonded {})", account.balance, account.bonded);
+                    if let Some(v) = verified {
+                        println!("verified against block {} at height {}", v.id.to_hex(), v.height);
+                    }
                 }
             }
             WalletCommand::Status => status(&dir, &opts)?,

@@ -1,28 +1,46 @@
 //! The block tree: imports blocks, keeps the head, switches branches.
 //!
-//! [`BlockTree`] is the only writer of the store. It holds every block's header
-//! and metadata in memory (the fork tree) and the head's state; blocks whose
-//! parent has not arrived yet wait outside it, in the orphan pool
+//! [`BlockTree`] is the only writer of the store. It holds every block's
+//! header and metadata in memory (the fork tree), the best chain by height,
+//! the head with a read view of its state in the store; blocks whose parent
+//! has not arrived yet wait outside it, in the orphan pool
 //! ([`super::orphans`]). Fork choice itself is `klero_chain::fork_choice`; this
-//! module finds the fork point, enforces the PoS rollback limit, and turns a
-//! switch into one store transaction. It also notices PoS equivocation: two
-//! valid blocks signed by one proposer for one slot, the evidence the ledger
-//! slashes for, and remembers the blocks a reorg took off the canonical
-//! chain so their transactions can go back to the mempool
-//! ([`BlockTree::take_reverted_txs`]).
+//! module finds the fork point, refuses branches deeper than the rollback
+//! limit before anything else, builds a side branch's state from change
+//! sets ([`Layered`]), and turns a switch into one store transaction. It
+//! also notices PoS equivocation (two valid blocks signed by one proposer
+//! for one slot, the evidence the ledger slashes for) and remembers the
+//! blocks a reorg took off the canonical chain so their transactions can go
+//! back to the mempool ([`BlockTree::take_reverted_txs`]).
+//!
+//! # The order of the checks
+//!
+//! Cheapest first, and nothing reads a state before everything that needs
+//! none has passed (`docs/architecture.md`):
+//!
+//! 1. known? parent known? (else the orphan pool);
+//! 2. the fork depth, from the in-memory tree: a branch that would undo
+//!    more than `max_rollback` blocks is refused (`ForkTooDeep`);
+//! 3. `validate::check_header`: header, seal, proposer signature, tx root,
+//!    from the parent's header and metadata;
+//! 4. the parent's state: the head's view, or a [`Layered`] view made
+//!    from the change sets between the head and the parent;
+//! 5. `validate::validate_against_state`: eligibility, transactions,
+//!    ledger, state root.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use klero_chain::fork_choice;
-use klero_chain::ledger::State;
-use klero_chain::spec::Consensus;
+use klero_chain::state::{CommittedState, Layered};
 use klero_chain::types::{Equivocation, SignedHeader};
-use klero_chain::validate::{BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, validate_block};
+use klero_chain::validate::{
+    BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, check_header, validate_against_state,
+};
 use klero_chain::{Address, ChainSpec, Hash, Header, SealedBlock};
 use tracing::{debug, info, warn};
 
-use super::store::{HeadChange, Store, StoreError};
+use super::store::{HeadMove, Store, StoreError, StoreState};
 
 /// Slots behind the newest seen for which proposals are remembered to catch
 /// equivocation; older entries are dropped so the map stays bounded.
@@ -72,10 +90,20 @@ pub struct Head {
     pub header: Header,
     /// Its metadata.
     pub meta: BlockMeta,
-    /// The state after it.
-    pub state: Arc<State>,
+    /// The state after it: a read view of the store as of its commit.
+    pub state: Arc<StoreState>,
     /// Its epoch (PoS: of its slot; PoW: of its height).
     pub epoch: u64,
+}
+
+/// Where a block's parent is relative to the best chain.
+struct ForkPoint {
+    /// The height of the last block the parent's branch shares with the
+    /// best chain.
+    height: u64,
+    /// The parent's branch after that block, oldest first (empty when the
+    /// parent is on the best chain).
+    side: Vec<Hash>,
 }
 
 /// The block tree over the store.
@@ -84,7 +112,16 @@ pub struct BlockTree {
     spec: ChainSpec,
     store: Store,
     tree: HashMap<Hash, TreeNode>,
+    /// Every stored block by height, to forget side branches that fell out
+    /// of the reorg window.
+    by_height: BTreeMap<u64, Vec<Hash>>,
+    /// The best chain's ids, by height.
+    canonical: Vec<Hash>,
     head: Head,
+    /// The highest canonical height whose change set is pruned.
+    pruned_through: u64,
+    /// Keep every change set and every old tree (`--archive`).
+    archive: bool,
     /// The signed PoS header seen first for each (proposer, slot), for the
     /// last [`EQUIVOCATION_WINDOW_SLOTS`] slots or so.
     proposals: HashMap<(Address, u64), SignedHeader>,
@@ -95,6 +132,9 @@ pub struct BlockTree {
     /// The depths of the reorgs done (by a block or an orphan it
     /// connected), not yet taken.
     reorgs: Vec<u64>,
+    /// How many times the state of a parent other than the head was built
+    /// (the costly read the cheap checks protect).
+    branch_states: u64,
 }
 
 impl BlockTree {
@@ -104,41 +144,58 @@ impl BlockTree {
     ///
     /// If the store cannot be read or misses the head's records.
     pub fn load(spec: ChainSpec, store: Store) -> Result<BlockTree, StoreError> {
-        let tree: HashMap<Hash, TreeNode> = store
-            .all_info()?
-            .into_iter()
-            .map(|info| {
-                (
-                    info.id,
-                    TreeNode {
-                        header: info.header,
-                        meta: info.meta,
-                    },
-                )
-            })
-            .collect();
+        let mut tree = HashMap::new();
+        let mut by_height: BTreeMap<u64, Vec<Hash>> = BTreeMap::new();
+        for info in store.all_info()? {
+            by_height.entry(info.meta.height).or_default().push(info.id);
+            tree.insert(
+                info.id,
+                TreeNode {
+                    header: info.header,
+                    meta: info.meta,
+                },
+            );
+        }
         let head_id = store.head()?;
         let node = tree.get(&head_id).ok_or(StoreError::Missing("the head block"))?;
-        let state = store
-            .state(&head_id)?
-            .ok_or(StoreError::Missing("the head state"))?;
-        let head = make_head(&spec, head_id, node, state);
+        let canonical = store.canonical_chain(node.meta.height)?;
+        if canonical.last() != Some(&head_id) {
+            return Err(StoreError::Missing("the head in the canonical index"));
+        }
+        let head = make_head(&spec, &store, head_id, node)?;
+        let pruned_through = store.pruned_through()?;
         info!(height = head.meta.height, head = %head.id.short(), blocks = tree.len(), "chain loaded");
         Ok(BlockTree {
             spec,
             store,
             tree,
+            by_height,
+            canonical,
             head,
+            pruned_through,
+            archive: false,
             proposals: HashMap::new(),
             equivocations: Vec::new(),
             reorgs: Vec::new(),
             reverted: Vec::new(),
+            branch_states: 0,
         })
+    }
+
+    /// Keeps every change set and every old state tree from now on, instead
+    /// of pruning what falls out of the reorg window (`--archive`).
+    pub fn set_archive(&mut self, archive: bool) {
+        self.archive = archive;
     }
 
     /// The chain spec.
     pub fn spec(&self) -> &ChainSpec {
         &self.spec
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The current head.
@@ -151,47 +208,54 @@ impl BlockTree {
         self.tree.contains_key(id)
     }
 
-    /// Runs `f` with the head as a [`Parent`], for block production.
-    pub fn with_head_parent<R>(&self, f: impl FnOnce(&Parent<'_>) -> R) -> R {
-        let timestamps = self.recent_timestamps(self.head.id);
-        f(&Parent {
-            id: self.head.id,
-            header: &self.head.header,
-            meta: &self.head.meta,
-            state: &self.head.state,
-            recent_timestamps: &timestamps,
-        })
+    /// How many times a side branch's state was built from change sets.
+    pub fn branch_states(&self) -> u64 {
+        self.branch_states
     }
 
-    /// Runs `f` with the stored block `id` as a [`Parent`] (its state read
-    /// from the store unless it is the head); `None` if it is not stored.
+    /// Runs `f` with the head as a [`Parent`] and its state, for block
+    /// production.
+    pub fn with_head_parent<R>(&self, f: impl FnOnce(&Parent<'_>, &dyn CommittedState) -> R) -> R {
+        let timestamps = self.recent_timestamps(self.head.id);
+        f(
+            &Parent {
+                id: self.head.id,
+                header: &self.head.header,
+                meta: &self.head.meta,
+                recent_timestamps: &timestamps,
+            },
+            self.head.state.as_ref(),
+        )
+    }
+
+    /// Runs `f` with any stored block inside the reorg window as a
+    /// [`Parent`] and its state (built from change sets): producing on a
+    /// side branch, in tests and benchmarks.
     ///
     /// # Errors
     ///
-    /// If the store cannot give its state.
+    /// If the block is unknown, forks deeper than the window, or a change
+    /// set cannot be read.
     pub fn with_parent<R>(
         &self,
         id: Hash,
-        f: impl FnOnce(&Parent<'_>) -> R,
-    ) -> Result<Option<R>, StoreError> {
-        if id == self.head.id {
-            return Ok(Some(self.with_head_parent(f)));
-        }
-        let Some(node) = self.tree.get(&id) else {
-            return Ok(None);
-        };
-        let state = self
-            .store
-            .state(&id)?
-            .ok_or(StoreError::Missing("a parent state"))?;
+        f: impl FnOnce(&Parent<'_>, &dyn CommittedState) -> R,
+    ) -> Result<R, ImportError> {
+        let node = self.tree.get(&id).ok_or(StoreError::Missing("the block"))?;
+        let fork = self.fork_point(id);
+        fork_choice::check_fork_depth(&self.spec, self.head.meta.height.saturating_sub(fork.height))?;
         let timestamps = self.recent_timestamps(id);
-        Ok(Some(f(&Parent {
+        let parent = Parent {
             id,
             header: &node.header,
             meta: &node.meta,
-            state: &state,
             recent_timestamps: &timestamps,
-        })))
+        };
+        if id == self.head.id {
+            return Ok(f(&parent, self.head.state.as_ref()));
+        }
+        let state = self.branch_state(&fork)?;
+        Ok(f(&parent, &state))
     }
 
     /// The fork-choice metadata of a stored block.
@@ -267,55 +331,100 @@ impl BlockTree {
             .tree
             .get(&parent_id)
             .ok_or(StoreError::Missing("a parent block"))?;
-        let parent_state = if parent_id == self.head.id {
-            Arc::clone(&self.head.state)
-        } else {
-            Arc::new(
-                self.store
-                    .state(&parent_id)?
-                    .ok_or(StoreError::Missing("a parent state"))?,
-            )
-        };
+        let fork = self.fork_point(parent_id);
+        fork_choice::check_fork_depth(&self.spec, self.head.meta.height.saturating_sub(fork.height))?;
         let timestamps = self.recent_timestamps(parent_id);
-        let imported = validate_block(
-            &self.spec,
-            &Parent {
-                id: parent_id,
-                header: &parent.header,
-                meta: &parent.meta,
-                state: &parent_state,
-                recent_timestamps: &timestamps,
-            },
-            block,
-            now_ms,
-        )?;
+        let parent_view = Parent {
+            id: parent_id,
+            header: &parent.header,
+            meta: &parent.meta,
+            recent_timestamps: &timestamps,
+        };
+        let checked = check_header(&self.spec, &parent_view, block, now_ms)?;
+        let imported = if parent_id == self.head.id {
+            validate_against_state(&self.spec, self.head.state.as_ref(), checked, block)?
+        } else {
+            self.branch_states += 1;
+            let state = self.branch_state(&fork)?;
+            validate_against_state(&self.spec, &state, checked, block)?
+        };
         self.watch_for_equivocation(block);
-        let switch = self.head_switch(parent_id, id, &imported.meta);
-        self.store.commit(
-            block,
-            &imported.meta,
-            &imported.state,
-            switch.as_ref().map(|(c, _)| c),
-        )?;
+        let switch = self.head_switch(parent_id, id, &imported.meta, fork);
+        self.store
+            .commit(block, &imported.meta, &imported.changes, switch.as_ref())?;
         let node = TreeNode {
             header: block.header().clone(),
             meta: imported.meta,
         };
-        let outcome = match switch {
-            Some((_, old_branch)) => {
-                let rolled_back = old_branch.len() as u64;
-                self.reverted.extend(old_branch);
-                self.head = make_head(&self.spec, id, &node, imported.state);
-                if rolled_back > 0 {
-                    self.reorgs.push(rolled_back);
-                    info!(height = node.meta.height, head = %id.short(), rolled_back, "reorg");
-                }
-                ImportOutcome::NewHead { rolled_back }
-            }
-            None => ImportOutcome::SideBranch,
-        };
+        let height = node.meta.height;
+        self.by_height.entry(height).or_default().push(id);
         self.tree.insert(id, node);
-        Ok(outcome)
+        let Some(switch) = switch else {
+            return Ok(ImportOutcome::SideBranch);
+        };
+        let rolled_back = switch.undo.len() as u64;
+        let fork_height = height - switch.canonical.len() as u64;
+        self.canonical.truncate(
+            usize::try_from(fork_height)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        self.canonical.extend(switch.canonical.iter().map(|(_, b)| *b));
+        self.reverted.extend(switch.undo.iter().rev());
+        self.pruned_through = switch.pruned_through;
+        self.head = make_head(&self.spec, &self.store, id, &self.tree[&id])?;
+        if rolled_back > 0 {
+            self.reorgs.push(rolled_back);
+            info!(height, head = %id.short(), rolled_back, "reorg");
+        }
+        Ok(ImportOutcome::NewHead { rolled_back })
+    }
+
+    /// Where `id`'s branch meets the best chain.
+    fn fork_point(&self, id: Hash) -> ForkPoint {
+        let mut side = Vec::new();
+        let mut cursor = id;
+        while let Some(node) = self.tree.get(&cursor) {
+            if self.is_canonical(cursor, node.meta.height) {
+                side.reverse();
+                return ForkPoint {
+                    height: node.meta.height,
+                    side,
+                };
+            }
+            side.push(cursor);
+            cursor = node.header.parent;
+        }
+        // Every stored block descends from genesis, which is canonical.
+        side.reverse();
+        ForkPoint { height: 0, side }
+    }
+
+    fn is_canonical(&self, id: Hash, height: u64) -> bool {
+        usize::try_from(height).ok().and_then(|h| self.canonical.get(h)) == Some(&id)
+    }
+
+    /// The state after the last block of `fork.side` (or after the fork
+    /// point itself): the head's state with the best chain's change sets
+    /// undone down to the fork point and the side branch's applied.
+    fn branch_state(&self, fork: &ForkPoint) -> Result<Layered<'_>, ImportError> {
+        let mut state = Layered::new(self.head.state.as_ref());
+        let from = usize::try_from(fork.height)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        for id in self.canonical.get(from..).unwrap_or_default().iter().rev() {
+            state.undo(&self.change_set(id)?).map_err(BlockError::State)?;
+        }
+        for id in &fork.side {
+            state.apply(&self.change_set(id)?).map_err(BlockError::State)?;
+        }
+        Ok(state)
+    }
+
+    fn change_set(&self, id: &Hash) -> Result<klero_chain::state::ChangeSet, StoreError> {
+        self.store.change_set(id)?.ok_or(StoreError::Missing(
+            "the change set of a block in the reorg window",
+        ))
     }
 
     fn watch_for_equivocation(&mut self, block: &SealedBlock) {
@@ -340,68 +449,62 @@ impl BlockTree {
     }
 
     /// If a child `id` of `parent_id` with `meta` should become the head:
-    /// the canonical index change and how many blocks it rolls back.
-    fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta) -> Option<(HeadChange, Vec<Hash>)> {
+    /// how the head moves (undo, redo, canonical index, pruning).
+    fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta, fork: ForkPoint) -> Option<HeadMove> {
         let old = &self.head;
-        if parent_id == old.id {
-            let change = HeadChange {
-                canonical: vec![(meta.height, id)],
-                old_height: old.meta.height,
-            };
-            return Some((change, Vec::new()));
-        }
-        let (old_branch, mut new_branch) = self.branches(old.id, parent_id);
-        new_branch.push(id);
-        if !fork_choice::prefer(&self.spec, &old.meta, meta) {
+        if parent_id != old.id && !fork_choice::prefer(&self.spec, &old.meta, meta) {
             return None;
         }
-        let rolled_back = old_branch.len() as u64;
-        if let Consensus::Pos(params) = &self.spec.consensus
-            && rolled_back > params.max_rollback
-        {
-            warn!(rolled_back, limit = params.max_rollback, block = %id.short(), "refusing a reorg deeper than the rollback limit");
-            return None;
-        }
-        let canonical = new_branch
+        let from = usize::try_from(fork.height)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let undo: Vec<Hash> = self
+            .canonical
+            .get(from..)
+            .unwrap_or_default()
             .iter()
-            .map(|b| (self.meta_of(b, id, meta).height, *b))
+            .rev()
+            .copied()
             .collect();
-        Some((
-            HeadChange {
-                canonical,
-                old_height: old.meta.height,
-            },
-            old_branch,
-        ))
-    }
-
-    /// The metadata of a tree block, or of the block being imported.
-    fn meta_of<'a>(&'a self, block: &Hash, new_id: Hash, new_meta: &'a BlockMeta) -> &'a BlockMeta {
-        if *block == new_id {
-            new_meta
-        } else {
-            &self.tree[block].meta
+        let mut canonical: Vec<(u64, Hash)> =
+            fork.side.iter().map(|b| (self.tree[b].meta.height, *b)).collect();
+        canonical.push((meta.height, id));
+        let mut head = HeadMove {
+            undo,
+            redo: fork.side,
+            canonical,
+            old_height: old.meta.height,
+            pruned_through: self.pruned_through,
+            ..HeadMove::default()
+        };
+        if !self.archive {
+            self.plan_pruning(&mut head, fork.height, meta.height);
         }
+        Some(head)
     }
 
-    /// The blocks after the common ancestor of `a` and `b` on each side,
-    /// oldest first.
-    fn branches(&self, a: Hash, b: Hash) -> (Vec<Hash>, Vec<Hash>) {
-        let (mut a, mut b) = (a, b);
-        let (mut side_a, mut side_b) = (Vec::new(), Vec::new());
-        let height = |id: &Hash| self.tree[id].meta.height;
-        while a != b {
-            if height(&a) >= height(&b) {
-                side_a.push(a);
-                a = self.tree[&a].header.parent;
+    /// Rule 4 of docs/state.md: canonical blocks deeper than the window
+    /// below the new head at `new_height` can never be undone; their stale
+    /// nodes go, with their change sets and those of side blocks as deep.
+    fn plan_pruning(&self, head: &mut HeadMove, fork_height: u64, new_height: u64) {
+        let Some(limit) = new_height.checked_sub(self.spec.max_rollback().saturating_add(1)) else {
+            return;
+        };
+        for height in self.pruned_through.saturating_add(1)..=limit {
+            let id = if height <= fork_height {
+                usize::try_from(height)
+                    .ok()
+                    .and_then(|h| self.canonical.get(h))
+                    .copied()
             } else {
-                side_b.push(b);
-                b = self.tree[&b].header.parent;
-            }
+                head.canonical.iter().find(|(h, _)| *h == height).map(|(_, b)| *b)
+            };
+            let Some(id) = id else { continue };
+            head.prune.push(id);
+            let siblings = self.by_height.get(&height).into_iter().flatten();
+            head.forget.extend(siblings.filter(|b| **b != id));
+            head.pruned_through = height;
         }
-        side_a.reverse();
-        side_b.reverse();
-        (side_a, side_b)
     }
 
     /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `id`, oldest first.
@@ -420,21 +523,22 @@ impl BlockTree {
     }
 }
 
-fn make_head(spec: &ChainSpec, id: Hash, node: &TreeNode, state: State) -> Head {
-    Head {
+fn make_head(spec: &ChainSpec, store: &Store, id: Hash, node: &TreeNode) -> Result<Head, StoreError> {
+    Ok(Head {
         id,
         header: node.header.clone(),
         meta: node.meta.clone(),
-        state: Arc::new(state),
+        state: Arc::new(store.head_state(node.header.state_root)?),
         epoch: spec.epoch_of(&node.header),
-    }
+    })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use klero_chain::pow::{meets_target, pow_hash};
     use klero_chain::produce;
-    use klero_chain::spec::PowParams;
+    use klero_chain::spec::{Consensus, PowParams};
+    use klero_chain::state::StateRead;
     use klero_chain::{Keypair, Tx};
 
     use super::*;
@@ -467,7 +571,9 @@ pub(crate) mod tests {
             .map(|txs| {
                 let ts = chain.head().header.timestamp_ms + step;
                 let template = chain
-                    .with_head_parent(|p| produce::pow_template(chain.spec(), p, txs, miner, ts))
+                    .with_head_parent(|p, state| {
+                        produce::pow_template(chain.spec(), p, state, txs, miner, ts)
+                    })
                     .expect("template");
                 let nonce = (0..)
                     .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
@@ -482,11 +588,25 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `block` with a nonce that misses its target (and so a bad signature too).
+    fn without_work(block: &SealedBlock) -> klero_chain::Block {
+        let mut block = block.clone().into_block();
+        let pre = block.signed.header.pow_pre().expect("PoW");
+        let klero_chain::types::Seal::Pow(seal) = &mut block.signed.header.seal else {
+            panic!("a PoW block")
+        };
+        seal.nonce = (0..)
+            .find(|n| !meets_target(&pow_hash(&pre, *n), &seal.target))
+            .expect("a nonce that misses");
+        block
+    }
+
     fn rewards(chain: &BlockTree, key: &Keypair) -> u64 {
         chain
             .head()
             .state
             .account(&key.address())
+            .expect("read")
             .map_or(0, |a| a.rewards)
     }
 
@@ -520,7 +640,12 @@ pub(crate) mod tests {
         assert!(a.take_reorgs().is_empty());
 
         assert_eq!(a.head().id, b.head().id);
-        assert_eq!(*a.head().state, *b.head().state);
+        assert_eq!(a.head().state.root(), b.head().state.root());
+        assert_eq!(
+            a.store.recompute_root().expect("root"),
+            b.head().header.state_root,
+            "the flat tables hold the new branch's state"
+        );
         assert_eq!(
             rewards(&a, &alice),
             0,
@@ -534,7 +659,80 @@ pub(crate) mod tests {
         drop(a);
         let reopened = open(dir_a.path());
         assert_eq!(reopened.head().id, head);
-        assert_eq!(*reopened.head().state, *b.head().state);
+        assert_eq!(reopened.head().state.root(), b.head().state.root());
+        assert_eq!(
+            reopened.store.recompute_root().expect("root"),
+            b.head().header.state_root
+        );
+    }
+
+    #[test]
+    fn a_bad_seal_on_a_side_branch_reads_no_state() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = open(dir_a.path());
+        mine(&mut a, &Keypair::dev("alice"), 3);
+        let mut b = open(dir_b.path());
+        let branch = mine(&mut b, &Keypair::dev("bob"), 2);
+        assert_eq!(
+            a.import(branch[0].clone(), u64::MAX / 2).expect("side"),
+            ImportOutcome::SideBranch
+        );
+        assert_eq!(a.branch_states(), 1, "a side block's parent state is built");
+
+        // The child of a side block, with a wrong signature, then a nonce
+        // that misses the target: both refused before its parent's state.
+        let mut bad_signature = branch[1].clone().into_block();
+        bad_signature.signed.signature.0[0] ^= 1;
+        let bad_seal = without_work(&branch[1]);
+        for (forged, what) in [(bad_signature, "signature"), (bad_seal, "seal")] {
+            let err = a.import(forged.seal(), u64::MAX / 2).expect_err(what);
+            assert!(
+                matches!(
+                    err,
+                    ImportError::Invalid(BlockError::BadSignature(_) | BlockError::InsufficientWork { .. })
+                ),
+                "{what}: {err}"
+            );
+            assert_eq!(a.branch_states(), 1, "{what}: no state was built for it");
+        }
+        assert_eq!(
+            a.import(branch[1].clone(), u64::MAX / 2).expect("the real one"),
+            ImportOutcome::SideBranch
+        );
+        assert_eq!(a.branch_states(), 2);
+    }
+
+    #[test]
+    fn a_block_forking_deeper_than_max_rollback_is_refused_before_its_seal() {
+        let mut spec = spec();
+        if let Consensus::Pow(params) = &mut spec.consensus {
+            params.max_rollback = 5;
+        }
+        let load = |dir: &std::path::Path| {
+            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = load(dir_a.path());
+        mine(&mut a, &Keypair::dev("alice"), 8);
+        let mut b = load(dir_b.path());
+        let deep = mine(&mut b, &Keypair::dev("bob"), 1).remove(0);
+        // A no-work copy: its nonce misses the target.
+        let no_work = without_work(&deep);
+        let (blocks, change_sets) = (a.tree.len(), a.store.change_set_count().expect("count"));
+        for block in [deep, no_work.seal()] {
+            let err = a.import(block.clone(), u64::MAX / 2).expect_err("too deep");
+            assert!(
+                matches!(
+                    err,
+                    ImportError::Invalid(BlockError::ForkTooDeep { depth: 8, max: 5 })
+                ),
+                "{err}"
+            );
+            assert!(a.store.block(&block.id()).expect("read").is_none(), "not stored");
+        }
+        assert_eq!(a.tree.len(), blocks);
+        assert_eq!(a.store.change_set_count().expect("count"), change_sets);
+        assert_eq!(a.branch_states(), 0);
     }
 
     #[test]
@@ -598,12 +796,12 @@ pub(crate) mod tests {
             &alice,
             &spec.chain_id,
         );
-        let (a, b) = chain.with_head_parent(|parent| {
+        let (a, b) = chain.with_head_parent(|parent, state| {
             let claim = (1..10_000)
-                .find_map(|slot| produce::pos_claim(&spec, parent, &alice, slot))
+                .find_map(|slot| produce::pos_claim(&spec, parent, state, &alice, slot))
                 .expect("alice wins some slot");
-            let empty = produce::pos_block(&spec, parent, &alice, &claim, &[]).expect("block a");
-            let full = produce::pos_block(&spec, parent, &alice, &claim, std::slice::from_ref(&tx))
+            let empty = produce::pos_block(&spec, parent, state, &alice, &claim, &[]).expect("block a");
+            let full = produce::pos_block(&spec, parent, state, &alice, &claim, std::slice::from_ref(&tx))
                 .expect("block b");
             (empty.seal(), full.seal())
         });

@@ -28,6 +28,7 @@ use klero_chain::ledger::BlockCtx;
 use klero_chain::pos;
 use klero_chain::produce::{self, PowTemplate};
 use klero_chain::spec::Consensus;
+use klero_chain::state::{StateOverlay, StateRead};
 use klero_chain::types::{Equivocation, TxBody, TxKind};
 use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
@@ -477,14 +478,19 @@ impl ChainTask {
         let reverted = self.tree.take_reverted_txs();
         let head = self.tree.head().clone();
         let ctx = checks_ctx(&self.tree);
-        self.mempool.revalidate(&head.state, &ctx);
+        self.mempool.revalidate(head.state.as_ref(), &ctx);
         match reverted {
             Ok(txs) => {
                 // Oldest block first, so each sender's come back in nonce
                 // order; those the new branch includes no longer apply.
                 let back = txs
                     .into_iter()
-                    .filter(|tx| matches!(self.mempool.insert(tx.clone(), &head.state, &ctx), Ok(true)))
+                    .filter(|tx| {
+                        matches!(
+                            self.mempool.insert(tx.clone(), head.state.as_ref(), &ctx),
+                            Ok(true)
+                        )
+                    })
                     .count();
                 if back > 0 {
                     debug!(back, "reorged-out transactions returned to the mempool");
@@ -503,9 +509,19 @@ impl ChainTask {
     /// key, which gossips it; a node without a key (or funds) only logs it.
     async fn submit_evidence(&mut self, evidence: Equivocation) {
         let Some(key) = self.key.clone() else { return };
+        let nonce = match self
+            .mempool
+            .next_nonce(&key.address(), self.tree.head().state.as_ref())
+        {
+            Ok(nonce) => nonce,
+            Err(error) => {
+                warn!(%error, "could not read our account to report an equivocation");
+                return;
+            }
+        };
         let body = TxBody {
             from: key.address(),
-            nonce: self.mempool.next_nonce(&key.address(), &self.tree.head().state),
+            nonce,
             fee: self.tree.spec().ledger.min_fee,
             kind: TxKind::Evidence(Box::new(evidence)),
         };
@@ -520,7 +536,7 @@ impl ChainTask {
         let bytes = publish.then(|| codec::encode(&tx));
         let result = self
             .mempool
-            .insert(tx, &self.tree.head().state, &checks_ctx(&self.tree));
+            .insert(tx, self.tree.head().state.as_ref(), &checks_ctx(&self.tree));
         self.metrics
             .mempool
             .store(self.mempool.len() as u64, Ordering::Relaxed);
@@ -535,8 +551,8 @@ impl ChainTask {
     fn pow_template(&self) -> Option<PowTemplate> {
         let key = self.key.as_ref()?;
         let candidates = self.mempool.candidates(MAX_BLOCK_TXS);
-        self.tree.with_head_parent(|parent| {
-            produce::pow_template(self.tree.spec(), parent, &candidates, key, now_ms())
+        self.tree.with_head_parent(|parent, state| {
+            produce::pow_template(self.tree.spec(), parent, state, &candidates, key, now_ms())
         })
     }
 
@@ -550,13 +566,14 @@ impl ChainTask {
         let Consensus::Pos(params) = &spec.consensus else {
             return None;
         };
-        self.tree.with_head_parent(|parent| {
-            let claim = produce::pos_claim(spec, parent, key, slot)?;
-            let mut state = parent.state.clone();
-            pos::advance_epoch(&mut state, params, slot);
+        self.tree.with_head_parent(|parent, state| {
+            let claim = produce::pos_claim(spec, parent, state, key, slot)?;
+            let mut overlay = StateOverlay::new(state);
+            pos::advance_epoch(&mut overlay, params, slot).ok()?;
+            let snapshot = overlay.snapshot(params.epoch_of_slot(slot)).ok()??;
             Some(Ticket {
                 score: claim.score,
-                total_stake: state.epoch.snapshot.total(),
+                total_stake: snapshot.total(),
                 step: pos::failover_step(params, slot, parent.meta.slot),
             })
         })
@@ -573,8 +590,8 @@ impl ChainTask {
         } else {
             head.id
         };
-        let built = self.tree.with_parent(parent_id, |parent| {
-            let claim = produce::pos_claim(spec, parent, key, slot)?;
+        let built = self.tree.with_parent(parent_id, |parent, state| {
+            let claim = produce::pos_claim(spec, parent, state, key, slot)?;
             if self
                 .best_seen(parent_id, slot)
                 .is_some_and(|best| best <= claim.score)
@@ -583,10 +600,10 @@ impl ChainTask {
                 return None;
             }
             let candidates = self.mempool.candidates(MAX_BLOCK_TXS);
-            produce::pos_block(spec, parent, key, &claim, &candidates).map(klero_chain::Block::seal)
+            produce::pos_block(spec, parent, state, key, &claim, &candidates).map(klero_chain::Block::seal)
         });
         match built {
-            Ok(block) => block.flatten(),
+            Ok(block) => block,
             Err(error) => {
                 warn!(slot, %error, "could not read the parent to propose on");
                 None
@@ -618,6 +635,7 @@ impl ChainTask {
 mod tests {
     use klero_chain::ChainSpec;
     use klero_chain::pow::{meets_target, pow_hash};
+    use klero_chain::state::StateRead;
     use klero_chain::types::{TxBody, TxKind};
 
     use super::*;
@@ -674,19 +692,18 @@ mod tests {
         let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
         let (alice, bob) = (Keypair::dev("alice"), Keypair::dev("bob"));
         let (genesis, state) = spec.genesis();
-        let meta = klero_chain::validate::genesis_meta();
+        let meta = klero_chain::validate::genesis_meta(&spec);
         let parent = klero_chain::validate::Parent {
             id: genesis.id(),
             header: genesis.header(),
             meta: &meta,
-            state: &state,
             recent_timestamps: &[genesis.header().timestamp_ms],
         };
         // A slot both win on genesis; `better` scores lower.
         let (slot, better, worse) = (1..10_000)
             .find_map(|slot| {
-                let a = produce::pos_claim(&spec, &parent, &alice, slot)?;
-                let b = produce::pos_claim(&spec, &parent, &bob, slot)?;
+                let a = produce::pos_claim(&spec, &parent, &state, &alice, slot)?;
+                let b = produce::pos_claim(&spec, &parent, &state, &bob, slot)?;
                 Some(if a.score < b.score {
                     (slot, alice.clone(), bob.clone())
                 } else {
@@ -695,8 +712,8 @@ mod tests {
             })
             .expect("a slot both win");
         let block_of = |key: &Keypair| {
-            let claim = produce::pos_claim(&spec, &parent, key, slot).expect("claim");
-            produce::pos_block(&spec, &parent, key, &claim, &[])
+            let claim = produce::pos_claim(&spec, &parent, &state, key, slot).expect("claim");
+            produce::pos_block(&spec, &parent, &state, key, &claim, &[])
                 .expect("block")
                 .seal()
         };
@@ -786,7 +803,7 @@ mod tests {
         let head = chain.head();
         assert_eq!(head.id, rival.head().id, "the rival branch is the head");
         assert_eq!(
-            head.state.account(&erin).map(|a| a.balance),
+            head.state.account(&erin).expect("read").map(|a| a.balance),
             None,
             "T is off the chain"
         );
@@ -813,8 +830,17 @@ mod tests {
         );
         chain.import(next, Origin::Sync).await.expect("next");
         let head = chain.head();
-        assert_eq!(head.state.account(&erin).map(|a| a.balance), Some(77));
-        assert_eq!(head.state.account(&alice.address()).map(|a| a.nonce), Some(1));
+        assert_eq!(
+            head.state.account(&erin).expect("read").map(|a| a.balance),
+            Some(77)
+        );
+        assert_eq!(
+            head.state
+                .account(&alice.address())
+                .expect("read")
+                .map(|a| a.nonce),
+            Some(1)
+        );
 
         drop(chain);
         let tree = task.await.expect("task ends with its last handle");

@@ -29,6 +29,8 @@ use klero_chain::codec;
 use klero_chain::pos;
 use klero_chain::pow::pow_hash;
 use klero_chain::spec::Consensus;
+use klero_chain::state::StateRead;
+use klero_chain::state_tree::StateKey;
 use klero_chain::types::{Seal, TxKind};
 use klero_chain::{Address, ChainSpec, Hash, SealedBlock, Tx};
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -40,6 +42,7 @@ use utoipa::openapi::path::ParameterBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::block_tree::Head;
 use super::chain_task::{ChainError, ChainHandle};
 use super::mempool::MempoolError;
 use super::metrics::Metrics;
@@ -52,8 +55,8 @@ use crate::api::overview::{
     BlockList, BlockSummary, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
 };
 use crate::api::{
-    Account, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx, SyncState,
-    TxAccepted, TxKindView, TxView, Unbonding,
+    Account, AccountProof, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx,
+    SyncState, TxAccepted, TxKindView, TxView, Unbonding,
 };
 use crate::p2p::NetworkHandle;
 
@@ -284,6 +287,10 @@ enum LookupErrors {
     Unknown(ErrorBody),
 }
 
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
@@ -397,7 +404,7 @@ fn block_view(s: &ApiState, id: &Hash) -> Result<BlockView, ApiError> {
             slot: seal.slot,
             suite: seal.suite,
             vrf_key: hex::encode(seal.vrf_key.0),
-            vrf_input: vrf_input(s, &block, seal.slot)?.map(hex::encode),
+            vrf_input: vrf_input(s, id, &block, seal.slot)?.map(hex::encode),
             vrf_output: hex::encode(seal.vrf_output.0),
             vrf_proof: hex::encode(seal.vrf_proof.0),
         },
@@ -417,19 +424,15 @@ fn block_view(s: &ApiState, id: &Hash) -> Result<BlockView, ApiError> {
     })
 }
 
-/// The VRF input a PoS block proved: from the parent's state advanced to
-/// the slot's epoch, exactly as validation builds it.
-fn vrf_input(s: &ApiState, block: &SealedBlock, slot: u64) -> Result<Option<Vec<u8>>, ApiError> {
-    let Consensus::Pos(params) = &s.spec.consensus else {
+/// The VRF input a PoS block proved: its epoch's `eta` is kept in the
+/// block's stored metadata, so no state is read (or rebuilt) to show it.
+fn vrf_input(s: &ApiState, id: &Hash, block: &SealedBlock, slot: u64) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(info) = s.store.info(id)? else {
         return Ok(None);
     };
-    let Some(mut state) = s.store.state(&block.header().parent)? else {
-        return Ok(None);
-    };
-    pos::advance_epoch(&mut state, params, slot);
     Ok(Some(pos::vrf_input(
         &s.spec.chain_id,
-        &state.epoch.eta,
+        &info.meta.epoch.eta,
         slot,
         &block.header().proposer,
     )))
@@ -461,25 +464,42 @@ fn tx_view(tx: &Tx) -> TxView {
     }
 }
 
-/// An account in the head state (404 for a valid address the chain has never seen).
+/// `GET /accounts/{address}`'s query.
+#[derive(Debug, Default, serde::Deserialize)]
+struct AccountQuery {
+    /// Add the head's signed header and a proof of the account under it.
+    #[serde(default)]
+    proof: bool,
+}
+
+/// An account in the head state (404 for a valid address the chain has
+/// never seen); with `?proof=true`, with a proof against the head's
+/// header.
 #[utoipa::path(
     get,
     path = "/accounts/{address}",
     responses((status = 200, body = Account), LookupErrors),
-    params(("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"))
+    params(
+        ("address" = String, Path, description = "A bech32m address (klero1…)", pattern = "^(klero|KLERO)1[qpzry9x8gf2tvdw0s3jn54khce6mua7lQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}$"),
+        ("proof" = Option<bool>, Query, description = "Add the head's signed header and a state proof of the account")
+    )
 )]
 async fn account(
     State(s): State<ApiState>,
     PathParam(address): PathParam<Address>,
+    query: Result<Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Account>, ApiError> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let head = s.chain.head();
     let account = head
         .state
         .account(&address)
+        .map_err(internal)?
         .ok_or_else(|| not_found(format!("unknown account {address}")))?;
     let unbonding = head
         .state
-        .unbonding_of(&address)
+        .unbonding_of(&address, head.epoch, s.spec.ledger.unbonding_epochs)
+        .map_err(internal)?
         .into_iter()
         .map(|(release_epoch, amount)| Unbonding {
             amount,
@@ -496,7 +516,27 @@ async fn account(
         blocks_proposed: account.blocks_proposed,
         unbonding,
         epoch: head.epoch,
+        proof: query
+            .proof
+            .then(|| account_proof(&s, &head, &address))
+            .transpose()?,
     }))
+}
+
+/// The head's signed header and the proof of `address`'s entry, both from
+/// the head the account was read from.
+fn account_proof(s: &ApiState, head: &Head, address: &Address) -> Result<AccountProof, ApiError> {
+    let block = s
+        .store
+        .block(&head.id)?
+        .ok_or_else(|| internal("the head block is missing"))?;
+    let proof =
+        klero_chain::state::prove(head.state.as_ref(), &StateKey::Account(*address)).map_err(internal)?;
+    Ok(AccountProof {
+        head: head.id.to_hex(),
+        header: hex::encode(codec::encode(&block.block().signed)),
+        proof: hex::encode(proof.encode()),
+    })
 }
 
 /// Submits a signed transaction: checked against the head state, then

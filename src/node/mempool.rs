@@ -1,12 +1,13 @@
 //! Transactions waiting for a block.
 //!
 //! Admission costs O(1) in the size of the ledger: nothing copies the head
-//! state. Each sender with pending transactions has an *overlay*, a small
-//! [`State`] holding only the head entries its pending transactions touch
-//! (its account, the recipients', a stake's VRF key entry, …) with those
-//! transactions applied by the ledger's own [`State::apply_tx`], so the
-//! pool and blocks never disagree. A new transaction is checked in this
-//! order, cheapest first:
+//! state. Each sender with pending transactions has an *overlay*: the
+//! [`Writes`] its pending transactions make, laid over the head state as a
+//! [`StateOverlay`] at each use, with those transactions applied by the
+//! ledger's own [`StateOverlay::apply_tx`], so the pool and blocks never
+//! disagree. Reads fall through to the head (by key; unbonding entries by
+//! the epochs they can have), never a copy of it. A new transaction is
+//! checked in this order, cheapest first:
 //!
 //! 1. already pooled, or its sender already has [`MAX_PENDING_PER_SENDER`];
 //! 2. the pool is full and the fee cannot evict anything;
@@ -22,13 +23,12 @@
 //! that relayed it gets a strike).
 //!
 //! After every new head (or reorg) [`Mempool::revalidate`] rebuilds each
-//! overlay from the new head's entries and keeps each sender's longest run
-//! of transactions that still applies: per transaction a few key lookups
-//! and one `apply_tx` on a handful of entries, never a state copy.
+//! overlay over the new head and keeps each sender's longest run of
+//! transactions that still applies: per transaction a few key lookups and
+//! one `apply_tx` writing a handful of entries, never a state copy. A head
+//! that cannot be read drops the sender's transactions (gossip or the
+//! wallet offer them again).
 //!
-//! The head state is read in one place only, [`load_touched`] (with its
-//! helper `load_account`), by key; unbonding entries, which an unstake or
-//! evidence touches and which are not keyed by owner, are the one scan.
 //! When the pool is full, a better-paying transaction evicts the cheapest
 //! one that no other pending transaction depends on (the last of its
 //! sender's).
@@ -37,8 +37,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use klero_chain::keys::KeyError;
-use klero_chain::ledger::{BlockCtx, State, TxError, verify_tx};
-use klero_chain::types::TxKind;
+use klero_chain::ledger::{ApplyError, BlockCtx, TxError, verify_tx};
+use klero_chain::state::{CommittedState, StateError, StateOverlay, StateRead, Writes};
 use klero_chain::{Address, Hash, Tx};
 
 /// Default most transactions held.
@@ -62,6 +62,18 @@ pub enum MempoolError {
     /// The sender already has as many transactions waiting as it may.
     #[error("the sender already has {0} transactions waiting")]
     TooManyPending(usize),
+    /// The head state could not be read (the node's fault, not the sender's).
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<ApplyError<TxError>> for MempoolError {
+    fn from(error: ApplyError<TxError>) -> Self {
+        match error {
+            ApplyError::Invalid(error) => MempoolError::Invalid(error),
+            ApplyError::State(error) => MempoolError::State(error),
+        }
+    }
 }
 
 impl MempoolError {
@@ -81,32 +93,44 @@ impl MempoolError {
 struct Pending {
     /// By nonce, consecutive from the head's.
     txs: BTreeMap<u64, Tx>,
-    /// The head entries `txs` touch, with `txs` applied.
-    overlay: State,
+    /// What `txs` write over the head state.
+    writes: Writes,
 }
 
 impl Pending {
     /// The overlay of `txs` on `head`, keeping the longest run from the
     /// head's nonce that still applies; returns the ids of the rest, which
     /// are dropped.
-    fn rebuild(&mut self, head: &State, ctx: &BlockCtx<'_>) -> Vec<Hash> {
-        let mut overlay = State::default();
+    fn rebuild(&mut self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) -> Vec<Hash> {
+        let mut overlay = StateOverlay::new(head);
         let mut dropped = Vec::new();
         let mut broken = false;
         self.txs.retain(|nonce, tx| {
             if !broken {
-                load_touched(head, tx, &mut overlay);
-                let included = overlay.account(&tx.body.from).map_or(0, |a| a.nonce);
-                broken = *nonce >= included && overlay.apply_tx(tx, ctx).is_err();
-                if *nonce >= included && !broken {
+                // An unreadable head breaks the run like a failed apply.
+                let included = overlay.account(&tx.body.from).map(|a| a.map_or(0, |a| a.nonce));
+                broken = match included {
+                    Ok(included) if *nonce < included => {
+                        dropped.push(tx.id());
+                        return false;
+                    }
+                    Ok(_) => overlay.apply_tx(tx, ctx).is_err(),
+                    Err(_) => true,
+                };
+                if !broken {
                     return true;
                 }
             }
             dropped.push(tx.id());
             false
         });
-        self.overlay = overlay;
+        self.writes = overlay.into_writes();
         dropped
+    }
+
+    /// The sender's overlay over `head`.
+    fn overlay<'h>(&self, head: &'h dyn CommittedState) -> StateOverlay<'h> {
+        StateOverlay::with_writes(head, self.writes.clone())
     }
 
     /// The fee and nonce of the last transaction, which nothing pending
@@ -157,15 +181,16 @@ impl Mempool {
 
     /// The nonce `sender`'s next transaction needs: after the head state's
     /// and the pool's.
-    pub(crate) fn next_nonce(&self, sender: &Address, head: &State) -> u64 {
-        match self.by_sender.get(sender) {
-            Some(pending) => pending.overlay.account(sender).map_or(0, |a| a.nonce),
-            None => {
-                let mut view = State::default();
-                load_account(head, sender, &mut view);
-                view.account(sender).map_or(0, |a| a.nonce)
-            }
-        }
+    ///
+    /// # Errors
+    ///
+    /// If the head state cannot be read.
+    pub(crate) fn next_nonce(&self, sender: &Address, head: &dyn CommittedState) -> Result<u64, StateError> {
+        let account = match self.by_sender.get(sender) {
+            Some(pending) => pending.overlay(head).account(sender)?,
+            None => head.account(sender)?,
+        };
+        Ok(account.map_or(0, |a| a.nonce))
     }
 
     /// Adds `tx` if it applies after the sender's pending ones. Returns
@@ -175,8 +200,14 @@ impl Mempool {
     /// # Errors
     ///
     /// Why it does not apply, that its signature does not verify, or that
-    /// the pool (or the sender's share of it) is full.
-    pub fn insert(&mut self, tx: Tx, head: &State, ctx: &BlockCtx<'_>) -> Result<bool, MempoolError> {
+    /// the pool (or the sender's share of it) is full, or that the head
+    /// state cannot be read.
+    pub fn insert(
+        &mut self,
+        tx: Tx,
+        head: &dyn CommittedState,
+        ctx: &BlockCtx<'_>,
+    ) -> Result<bool, MempoolError> {
         let id = tx.id();
         if self.ids.contains_key(&id) {
             return Ok(false);
@@ -192,9 +223,11 @@ impl Mempool {
             None
         };
         let pending = self.by_sender.entry(sender).or_default();
-        load_touched(head, &tx, &mut pending.overlay);
-        if let Err(error) = pending.overlay.apply_tx(&tx, ctx) {
-            // A rejected transaction changed nothing.
+        let mut overlay = StateOverlay::with_writes(head, std::mem::take(&mut pending.writes));
+        let applied = overlay.apply_tx(&tx, ctx);
+        // A rejected transaction wrote nothing.
+        pending.writes = overlay.into_writes();
+        if let Err(error) = applied {
             if pending.txs.is_empty() {
                 self.by_sender.remove(&sender);
             }
@@ -237,7 +270,7 @@ impl Mempool {
     }
 
     /// Drops `sender`'s last transaction, which nothing depends on.
-    fn evict(&mut self, sender: Address, nonce: u64, head: &State, ctx: &BlockCtx<'_>) {
+    fn evict(&mut self, sender: Address, nonce: u64, head: &dyn CommittedState, ctx: &BlockCtx<'_>) {
         let Some(pending) = self.by_sender.get_mut(&sender) else {
             return;
         };
@@ -262,7 +295,7 @@ impl Mempool {
     /// Replays the pool against a new head state: drops what the chain now
     /// includes, then keeps for each sender the longest run of transactions
     /// that still applies. Signatures are not checked again.
-    pub fn revalidate(&mut self, head: &State, ctx: &BlockCtx<'_>) {
+    pub fn revalidate(&mut self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) {
         self.by_sender.retain(|sender, pending| {
             let before = pending.last();
             for id in pending.rebuild(head, ctx) {
@@ -307,52 +340,10 @@ impl Mempool {
     }
 }
 
-/// Copies into `overlay` the head entries that applying `tx` reads, those
-/// it does not hold yet (an entry it holds carries the effects of the
-/// sender's earlier pending transactions). Key lookups only.
-///
-/// This (with `load_account`) is the only code that reads the head state.
-fn load_touched(head: &State, tx: &Tx, overlay: &mut State) {
-    let from = tx.body.from;
-    load_account(head, &from, overlay);
-    match &tx.body.kind {
-        TxKind::Transfer { to, .. } => load_account(head, to, overlay),
-        TxKind::Stake { vrf_key, .. } => {
-            if let Some(owner) = head.vrf_keys.get(vrf_key) {
-                overlay.vrf_keys.entry(*vrf_key).or_insert(*owner);
-            }
-        }
-        TxKind::Unstake { .. } => {
-            for (key, amount) in head.unbonding.iter().filter(|((_, o), _)| *o == from) {
-                overlay.unbonding.entry(*key).or_insert(*amount);
-            }
-        }
-        TxKind::Evidence(evidence) => {
-            let offender = evidence.a.header.proposer;
-            load_account(head, &offender, overlay);
-            if let Some(slot) = evidence.a.header.slot()
-                && head.slashed.contains(&(offender, slot))
-            {
-                overlay.slashed.insert((offender, slot));
-            }
-            for (key, amount) in head.unbonding.iter().filter(|((_, o), _)| *o == offender) {
-                overlay.unbonding.entry(*key).or_insert(*amount);
-            }
-        }
-    }
-}
-
-fn load_account(head: &State, address: &Address, overlay: &mut State) {
-    if let Some(account) = head.account(address)
-        && !overlay.accounts.contains_key(address)
-    {
-        overlay.accounts.insert(*address, account.clone());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use klero_chain::ledger::LedgerParams;
+    use klero_chain::state::MemState;
     use klero_chain::types::{TxBody, TxKind};
     use klero_chain::{ChainSpec, Keypair};
 
@@ -360,9 +351,17 @@ mod tests {
 
     const CHAIN: &str = "klero-pos-dev";
 
-    fn setup() -> (State, LedgerParams) {
+    fn setup() -> (MemState, LedgerParams) {
         let spec = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).expect("spec");
         (spec.genesis_state(), spec.ledger_params())
+    }
+
+    /// `state` after `tx`, as a block would leave it.
+    fn apply(state: &mut MemState, tx: &Tx, params: &LedgerParams) {
+        let mut overlay = StateOverlay::new(state);
+        overlay.apply_tx(tx, &ctx(params)).expect("apply");
+        let set = overlay.finish().expect("finish");
+        state.apply(&set).expect("state");
     }
 
     fn ctx(params: &LedgerParams) -> BlockCtx<'static> {
@@ -411,7 +410,7 @@ mod tests {
         let broke = pool.insert(transfer("alice", 2, 1, u64::MAX / 2), &state, &ctx(&params));
         assert!(matches!(broke, Err(MempoolError::Invalid(_))), "{broke:?}");
         assert_eq!(pool.len(), 2);
-        assert_eq!(pool.next_nonce(&Keypair::dev("alice").address(), &state), 2);
+        assert_eq!(pool.next_nonce(&Keypair::dev("alice").address(), &state), Ok(2));
     }
 
     #[test]
@@ -486,7 +485,7 @@ mod tests {
         let fees: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.fee).collect();
         assert_eq!(fees, vec![5, 4]);
         // Bob's overlay went with his transaction: his nonce 0 is free again.
-        assert_eq!(pool.next_nonce(&Keypair::dev("bob").address(), &state), 0);
+        assert_eq!(pool.next_nonce(&Keypair::dev("bob").address(), &state), Ok(0));
     }
 
     #[test]
@@ -529,7 +528,7 @@ mod tests {
         pool.insert(first.clone(), &state, &ctx(&params)).expect("a0");
         pool.insert(transfer("alice", 1, 1, 1), &state, &ctx(&params))
             .expect("a1");
-        state.apply_tx(&first, &ctx(&params)).expect("apply");
+        apply(&mut state, &first, &params);
         pool.revalidate(&state, &ctx(&params));
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.candidates(10)[0].body.nonce, 1);
@@ -539,7 +538,7 @@ mod tests {
     fn revalidate_cuts_a_run_at_the_first_transaction_that_no_longer_applies() {
         let (mut state, params) = setup();
         let alice = Keypair::dev("alice").address();
-        let balance = state.account(&alice).expect("alice").balance;
+        let balance = state.account(&alice).expect("read").expect("alice").balance;
         let mut pool = Mempool::new(10);
         for nonce in 0..3 {
             pool.insert(transfer("alice", nonce, 1, balance / 4), &state, &ctx(&params))
@@ -547,12 +546,12 @@ mod tests {
         }
         // The new head has alice spend most of her balance elsewhere.
         let elsewhere = transfer_to("alice", "bob", 0, 1, balance / 2);
-        state.apply_tx(&elsewhere, &ctx(&params)).expect("apply");
+        apply(&mut state, &elsewhere, &params);
         pool.revalidate(&state, &ctx(&params));
         // Her nonce 0 is taken; 1 still applies (a quarter), 2 does not.
         let left: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.nonce).collect();
         assert_eq!(left, vec![1]);
-        assert_eq!(pool.next_nonce(&alice, &state), 2);
+        assert_eq!(pool.next_nonce(&alice, &state), Ok(2));
     }
 
     #[test]

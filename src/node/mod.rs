@@ -106,6 +106,9 @@ pub(crate) struct NodeConfig {
     /// A testnet strategy: the producer's blocks are withheld and released
     /// by it (`crate::testnet::strategy`). `None` on every honest node.
     pub strategy: Option<Strategy>,
+    /// Keep every block's change set and every old state tree instead of
+    /// pruning what falls out of the reorg window.
+    pub archive: bool,
 }
 
 /// The sockets a node is handed, already bound.
@@ -201,7 +204,8 @@ pub(crate) async fn run(
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store = store::Store::open(&data_dir, &spec)
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let tree = block_tree::BlockTree::load((*spec).clone(), store.clone())?;
+    let mut tree = block_tree::BlockTree::load((*spec).clone(), store.clone())?;
+    tree.set_archive(config.archive);
     let genesis = store.canonical(0)?.context("the database has no genesis block")?;
 
     let identity = p2p::load_or_create_identity(&data_dir).context("loading the network identity")?;

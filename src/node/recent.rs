@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+use klero_chain::state::StateRead;
 use klero_chain::types::Seal;
 use klero_chain::{Address, Hash, SealedBlock};
 
@@ -119,7 +120,15 @@ impl ChainStats {
         if let Some(before) = chain.next() {
             floor_slot = before.slot().unwrap_or(0);
         }
-        let snapshot = &head.state.epoch.snapshot;
+        // A head state that cannot be read shows an empty snapshot and no
+        // wins: statistics, never a reason to fail.
+        let snapshot = head
+            .state
+            .epoch_info()
+            .and_then(|info| head.state.snapshot(info.epoch))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         if pos {
             for staker in snapshot.stakers() {
                 wins.entry(staker.address).or_default();
@@ -130,7 +139,12 @@ impl ChainStats {
             .map(|(address, window_wins)| ProposerStat {
                 address,
                 window_wins,
-                blocks_won: head.state.account(&address).map_or(0, |a| a.blocks_proposed),
+                blocks_won: head
+                    .state
+                    .account(&address)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |a| a.blocks_proposed),
                 stake: pos.then(|| snapshot.get(&address).map_or(0, |s| s.stake)),
             })
             .collect();

@@ -21,7 +21,7 @@ use klero_chain::validate::MAX_BLOCK_TXS;
 use klero_chain::{Address, Hash, SealedBlock, Tx};
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
-use super::store::{BLOCKS, CANON, HeadChange, Store, StoreError, db, decode_block};
+use super::store::{BLOCKS, CANON, HeadMove, Store, StoreError, db, decode_block};
 
 const TX_LOC: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_loc");
 const ACCOUNT_TXS: TableDefinition<(&[u8; 32], u64), &[u8; 32]> = TableDefinition::new("account_txs");
@@ -109,7 +109,7 @@ pub(super) fn create(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 ///
 /// If the database fails or a stored block is damaged; the caller's
 /// transaction then commits nothing.
-pub(super) fn on_head_change(txn: &redb::WriteTransaction, change: &HeadChange) -> Result<(), StoreError> {
+pub(super) fn on_head_change(txn: &redb::WriteTransaction, change: &HeadMove) -> Result<(), StoreError> {
     let Some(first) = change.canonical.first().map(|(h, _)| *h) else {
         return Ok(());
     };

@@ -112,7 +112,8 @@ pub(crate) struct Overrides {
     pub rollback: Option<u64>,
     /// `--half-life`: `pow.half_life_blocks`.
     pub half_life: Option<u64>,
-    /// `--initial-target`: `pow.initial_target`.
+    /// `--initial-target`: `pow.initial_target`, with `pow.pow_limit` kept
+    /// 256 times easier (as [`PowParams::dev`] sets it).
     pub initial_target: Option<[u8; 32]>,
 }
 
@@ -177,7 +178,10 @@ pub(crate) fn apply(spec: &mut ChainSpec, overrides: &Overrides) -> Result<(), O
     }
     if let Some(target) = o.initial_target {
         edit(spec, "--initial-target", hex::encode(target), |c| {
-            pow(c).map(|p| p.initial_target = target)
+            pow(c).map(|p| {
+                p.initial_target = target;
+                p.pow_limit = PowParams::dev(p.target_block_ms, target).pow_limit;
+            })
         })?;
     }
     Ok(())

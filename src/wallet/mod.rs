@@ -14,12 +14,15 @@
 
 pub(crate) mod keystore;
 pub(crate) mod mnemonic;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use klero_chain::ledger::{Account, BlockCtx, LedgerParams, State, TxError};
+use klero_chain::ledger::{Account, ApplyError, BlockCtx, LedgerParams, TxError};
+use klero_chain::state::{MemState, StateOverlay, StateValue};
+use klero_chain::state_tree::StateKey;
 use klero_chain::{Address, Tx};
 
 use crate::api::client::ClientError;
@@ -65,6 +68,9 @@ pub(crate) enum WalletError {
     /// The ledger would refuse the transaction; its own reason.
     #[error("the chain would refuse this transaction: {0}")]
     Rejected(TxError),
+    /// The node's answer does not match the header it comes with.
+    #[error("the node's answer does not check out, do not trust it: {0}")]
+    Unverified(#[from] verify::VerifyError),
     /// An address that does not parse (checksum, prefix, length).
     #[error("{0}")]
     BadAddress(String),
@@ -177,16 +183,13 @@ impl std::fmt::Display for ChainBinding {
 pub(crate) fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status) -> Result<(), WalletError> {
     let from = tx.body.from;
     let account = account.ok_or_else(|| WalletError::UnknownAccount(from.to_bech32()))?;
-    let mut state = State::default();
-    state.accounts.insert(
-        from,
-        Account {
-            balance: account.balance,
-            nonce: account.nonce,
-            bonded: account.bonded,
-            ..Account::default()
-        },
-    );
+    let account = Account {
+        balance: account.balance,
+        nonce: account.nonce,
+        bonded: account.bonded,
+        ..Account::default()
+    };
+    let state = MemState::new([(StateKey::Account(from), StateValue::Account(account))]);
     let params = LedgerParams {
         block_reward: 0,
         min_fee: status.ledger.min_fee,
@@ -195,7 +198,12 @@ pub(crate) fn check_tx(tx: &Tx, account: Option<&api::Account>, status: &Status)
         slashing: false,
     };
     let ctx = BlockCtx::new(&status.chain_id, status.epoch, from, params);
-    state.apply_tx(tx, &ctx).map_err(WalletError::Rejected)
+    match StateOverlay::new(&state).apply_tx(tx, &ctx) {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Invalid(error)) => Err(WalletError::Rejected(error)),
+        // A state in memory always reads.
+        Err(ApplyError::State(error)) => Err(WalletError::Io(error.to_string())),
+    }
 }
 
 /// Where keystores live: `dir/<name>.json`.

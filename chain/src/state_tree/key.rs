@@ -10,7 +10,7 @@
 //! fields have fixed widths, so the encoding of one kind is never a prefix
 //! of another's: distinct keys hash distinct inputs.
 
-use bincode::Encode;
+use bincode::{Decode, Encode};
 
 use super::TreeKey;
 use crate::codec;
@@ -21,8 +21,10 @@ use crate::vrf::VrfPublicKey;
 const KEY_DOMAIN: &[u8] = b"klero/smt/key/v1";
 
 /// One entry of the ledger state, by kind. The variant order is part of
-/// the protocol: append new kinds, never reorder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode)]
+/// the protocol: append new kinds, never reorder. Keys order by kind, then
+/// by their fields in order (so the unbonding entries of an epoch are
+/// adjacent, and earlier epochs come first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 pub enum StateKey {
     /// An account (value: the account).
     Account(Address),
@@ -45,9 +47,18 @@ pub enum StateKey {
     VrfKey(VrfPublicKey),
     /// Value destroyed by slashing (value: the total).
     Burned,
-    /// Epoch bookkeeping: stake snapshots and the draw's randomness
-    /// (value: the epoch state).
+    /// Epoch bookkeeping: the current epoch and the draw's randomness
+    /// (value: the [`EpochInfo`](crate::epoch::EpochInfo)).
     Epoch,
+    /// The epoch of the block that applied an offender's latest slash
+    /// (value: the epoch).
+    SlashedIn(Address),
+    /// The stakes drawn from in an epoch (value: the
+    /// [`StakeSnapshot`](crate::epoch::StakeSnapshot)).
+    Snapshot {
+        /// The epoch whose draws use it.
+        epoch: u64,
+    },
 }
 
 impl StateKey {
@@ -85,6 +96,9 @@ mod tests {
             StateKey::VrfKey(VrfPublicKey([1; 32])),
             StateKey::Burned,
             StateKey::Epoch,
+            StateKey::SlashedIn(a),
+            StateKey::Snapshot { epoch: 1 },
+            StateKey::Snapshot { epoch: 2 },
         ];
         let tree_keys: std::collections::BTreeSet<TreeKey> = keys.iter().map(StateKey::tree_key).collect();
         assert_eq!(tree_keys.len(), keys.len());

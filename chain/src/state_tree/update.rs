@@ -33,7 +33,7 @@ const PARALLEL_MIN: usize = 32;
 /// in `new` may already be in the store (an older or a side branch's tree
 /// had it), so a store counts references rather than assuming it is absent
 /// (see [`super::MemNodes`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct NodeBatch {
     new: Vec<(Hash, Node)>,
     stale: Vec<Hash>,

@@ -3,15 +3,15 @@
 #![allow(dead_code)]
 
 use klero_chain::Block;
-use klero_chain::ledger::State;
 use klero_chain::spec::ChainSpec;
+use klero_chain::state::MemState;
 use klero_chain::types::SealedBlock;
 use klero_chain::validate::{self, BlockError, BlockMeta, Imported, Parent, genesis_meta};
 
 #[derive(Clone)]
 pub(crate) struct TestChain {
     pub(crate) spec: ChainSpec,
-    pub(crate) blocks: Vec<(SealedBlock, State, BlockMeta)>,
+    pub(crate) blocks: Vec<(SealedBlock, MemState, BlockMeta)>,
     timestamps: Vec<u64>,
 }
 
@@ -19,14 +19,15 @@ impl TestChain {
     pub(crate) fn new(spec: ChainSpec) -> TestChain {
         let (genesis, state) = spec.genesis();
         let ts = genesis.header().timestamp_ms;
+        let meta = genesis_meta(&spec);
         TestChain {
             spec,
-            blocks: vec![(genesis, state, genesis_meta())],
+            blocks: vec![(genesis, state, meta)],
             timestamps: vec![ts],
         }
     }
 
-    pub(crate) fn tip(&self) -> &(SealedBlock, State, BlockMeta) {
+    pub(crate) fn tip(&self) -> &(SealedBlock, MemState, BlockMeta) {
         self.blocks.last().unwrap()
     }
 
@@ -35,19 +36,29 @@ impl TestChain {
     }
 
     pub(crate) fn parent(&self) -> Parent<'_> {
-        let (block, state, meta) = self.tip();
+        let (block, _, meta) = self.tip();
         let n = self.timestamps.len();
         Parent {
             id: block.id(),
             header: block.header(),
             meta,
-            state,
             recent_timestamps: &self.timestamps[n.saturating_sub(validate::MEDIAN_TIME_SPAN)..],
         }
     }
 
     pub(crate) fn validate(&self, block: &Block, now_ms: u64) -> Result<Imported, BlockError> {
-        validate::validate_block(&self.spec, &self.parent(), &block.clone().seal(), now_ms)
+        validate::validate_block(
+            &self.spec,
+            &self.parent(),
+            self.state(),
+            &block.clone().seal(),
+            now_ms,
+        )
+    }
+
+    /// The tip's state.
+    pub(crate) fn state(&self) -> &MemState {
+        &self.tip().1
     }
 
     /// Validates and appends; panics with the error if invalid.
@@ -55,7 +66,9 @@ impl TestChain {
         let imported = self
             .validate(&block, now_ms)
             .unwrap_or_else(|e| panic!("block refused: {e}"));
+        let mut state = self.state().clone();
+        state.apply(&imported.changes).unwrap();
         self.timestamps.push(block.header().timestamp_ms);
-        self.blocks.push((block.seal(), imported.state, imported.meta));
+        self.blocks.push((block.seal(), state, imported.meta));
     }
 }

@@ -10,15 +10,17 @@
 //! unbonding, is close to 1 once both blocks reach one honest node.
 //!
 //! The amounts are not computed here but measured on the ledger: two real
-//! signed headers of one slot, an `Evidence` transaction, `State::apply_tx`
+//! signed headers of one slot, an `Evidence` transaction, `StateOverlay::apply_tx`
 //! with the development ledger rules, and the accounts before and after,
 //! once with an honest reporter and once with the offender reporting itself
 //! (which v2 pays nothing; v1 paid half, shown as a counterfactual).
 //! Then `E[net] = gain − p · slashed` per attempt (`− p · (slashed − refund)`
 //! when self-reported), and the break-even is `p* = gain / slashed`.
 
-use klero_chain::ledger::State;
+use klero_chain::ledger::{ApplyError, TxError};
 use klero_chain::spec::{Consensus, GenesisAccount, LedgerSection, PosParams};
+use klero_chain::state::{MemState, StateOverlay, StateRead, StateValue};
+use klero_chain::state_tree::StateKey;
 use klero_chain::types::{Equivocation, PosSeal, Seal, SignedHeader, TxBody, TxKind};
 use klero_chain::vrf::{self, VrfOutput, VrfProof};
 use klero_chain::{Address, ChainSpec, Hash, Header, Keypair, Tx};
@@ -52,7 +54,7 @@ pub(crate) struct Row {
 /// Why the measurement failed (a bug in this experiment or the ledger).
 #[derive(Debug, thiserror::Error)]
 #[error("the evidence transaction was refused: {0}")]
-pub(crate) struct Refused(klero_chain::ledger::TxError);
+pub(crate) struct Refused(ApplyError<TxError>);
 
 /// Measures one row for a stake, fees per block and the chances `ps`.
 ///
@@ -139,7 +141,7 @@ fn evidence(spec: &ChainSpec, offender: &Keypair) -> Equivocation {
 }
 
 /// The genesis state after `reporter`'s evidence transaction.
-fn apply(spec: &ChainSpec, reporter: &Keypair, evidence: &Equivocation) -> Result<State, Refused> {
+fn apply(spec: &ChainSpec, reporter: &Keypair, evidence: &Equivocation) -> Result<MemState, Refused> {
     let mut state = spec.genesis_state();
     let tx = Tx::sign(
         TxBody {
@@ -153,18 +155,24 @@ fn apply(spec: &ChainSpec, reporter: &Keypair, evidence: &Equivocation) -> Resul
     );
     // The block's proposer is nobody involved, so the fee leaves both.
     let ctx = spec.block_ctx(0, Address([0; 32]));
-    state.apply_tx(&tx, &ctx).map_err(Refused)?;
+    let mut overlay = StateOverlay::new(&state);
+    overlay.apply_tx(&tx, &ctx).map_err(Refused)?;
+    let changes = overlay.finish().map_err(|e| Refused(e.into()))?;
+    state.apply(&changes).map_err(|e| Refused(e.into()))?;
     Ok(state)
 }
 
 /// Balance, bonded and unbonding stake of an account.
-fn wealth(state: &State, address: &Address) -> i128 {
-    let account = state.account(address).cloned().unwrap_or_default();
+fn wealth(state: &MemState, address: &Address) -> i128 {
+    let account = state.account(address).ok().flatten().unwrap_or_default();
     let unbonding: u64 = state
-        .unbonding
-        .iter()
-        .filter(|((_, owner), _)| owner == address)
-        .map(|(_, amount)| *amount)
+        .entries()
+        .filter_map(|entry| match entry {
+            (StateKey::Unbonding { owner, .. }, StateValue::Unbonding(amount)) if owner == address => {
+                Some(*amount)
+            }
+            _ => None,
+        })
         .fold(0, u64::saturating_add);
     i128::from(account.balance) + i128::from(account.bonded) + i128::from(unbonding)
 }

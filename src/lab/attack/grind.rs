@@ -4,8 +4,8 @@
 //! `eta_e` among `2^k` candidates: the one that gives it the most slots of
 //! epoch `e`.
 //!
-//! All of it is the chain's code: `epoch::EpochState` (`contribute`,
-//! `advance_to`) computes every candidate `eta_e` from `eta_{e−1}` and the
+//! All of it is the chain's code: `epoch::EpochInfo` (`contribute`,
+//! `at`) computes every candidate `eta_e` from `eta_{e−1}` and the
 //! contributed outputs; the tickets are real ECVRF proofs
 //! (`VrfSecretKey::prove`, `vrf::proof_to_hash`) on `pos::vrf_input`; scores
 //! are `draw::score` on the stakes of a real `StakeSnapshot`. The honest
@@ -20,10 +20,8 @@
 //! The reference is what `2^k` independent draws give: the expected
 //! maximum of `2^k` Binomial(slots, alpha) counts, divided by the slots.
 
-use std::collections::BTreeMap;
-
 use klero_chain::draw;
-use klero_chain::epoch::{EpochState, StakeSnapshot};
+use klero_chain::epoch::{EpochInfo, StakeSnapshot, Staker};
 use klero_chain::ledger::Account;
 use klero_chain::pos;
 use klero_chain::spec::PosParams;
@@ -95,18 +93,18 @@ pub(crate) fn point(alpha: f64, k: u64, cfg: &Config, index: u64) -> Point {
     let honest =
         Keypair::from_seed(*Hash::of_parts(&[b"klero/lab/grind/honest", &cfg.seed.to_le_bytes()]).as_bytes());
     let stake = ((alpha * TOTAL_STAKE as f64).round() as u64).clamp(1, TOTAL_STAKE - 1);
-    let accounts: BTreeMap<_, _> = [(&adversary, stake), (&honest, TOTAL_STAKE - stake)]
+    let stakers: Vec<Staker> = [(&adversary, stake), (&honest, TOTAL_STAKE - stake)]
         .into_iter()
-        .map(|(key, bonded)| {
+        .filter_map(|(key, bonded)| {
             let account = Account {
                 bonded,
                 vrf_key: Some(key.vrf().public_key()),
                 ..Account::default()
             };
-            (key.address(), account)
+            Staker::of(key.address(), &account)
         })
         .collect();
-    let snapshot = StakeSnapshot::of(&accounts);
+    let snapshot = StakeSnapshot::of(stakers);
     let trial = Trial {
         cfg,
         k,
@@ -191,10 +189,7 @@ impl Trial<'_> {
     }
 
     fn run(&self, seed: u64) -> TrialResult {
-        let mut start = EpochState::genesis(
-            Hash::of_parts(&[b"klero/lab/grind/eta", &seed.to_le_bytes()]),
-            self.snapshot.clone(),
-        );
+        let mut start = EpochInfo::genesis(Hash::of_parts(&[b"klero/lab/grind/eta", &seed.to_le_bytes()]));
         let eta_prev = start.eta;
         let open = self.cfg.max_k();
         for slot in 0..open - self.k {
@@ -208,14 +203,13 @@ impl Trial<'_> {
         let mut best: Option<(u64, u64)> = None;
         let mut published_all = 0;
         for mask in (0..=all).rev() {
-            let mut state = start.clone();
+            let mut state = start;
             for (i, output) in mine.iter().enumerate() {
                 if mask >> i & 1 == 1 {
                     state.contribute(output);
                 }
             }
-            state.advance_to(1, || self.snapshot.clone());
-            let wins = self.wins(&state.eta);
+            let wins = self.wins(&state.eta_at(1));
             if mask == all {
                 published_all = wins;
             }

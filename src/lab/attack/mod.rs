@@ -4,7 +4,7 @@
 //! Every experiment drives `klero-chain` itself: the honest nodes' choices
 //! are `fork_choice::prefer` on real `BlockMeta`s, PoW targets come from
 //! `validate::required_target` (ASERT), PoS scores and eligibility from
-//! `draw` and `pos`, epoch randomness from `epoch::EpochState`, VRF tickets
+//! `draw` and `pos`, epoch randomness from `epoch::EpochInfo`, VRF tickets
 //! from `vrf`, and slashing from the ledger's `apply_tx`. What is simulated
 //! is only what the chain does not decide: who finds a block when, and in
 //! which order a node hears of two blocks.

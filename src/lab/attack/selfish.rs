@@ -227,7 +227,7 @@ impl Sim {
             blocks: vec![SimBlock {
                 parent: 0,
                 header: genesis,
-                meta: genesis_meta(),
+                meta: genesis_meta(&spec),
                 child_target,
                 pool: false,
                 published: true,
@@ -280,6 +280,7 @@ impl Sim {
             slot: 0,
             neg_ln: 0,
             stake: 0,
+            epoch: p.meta.epoch,
         };
         let child_target = required_target(&self.spec, params, &header);
         self.blocks.push(SimBlock {

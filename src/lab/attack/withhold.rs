@@ -165,6 +165,7 @@ impl Sim {
         let honest = honest.max(1) as u64;
         let mut stakes = vec![adversary];
         stakes.extend((0..honest).map(|_| (TOTAL_STAKE - adversary) / honest));
+        let genesis = genesis_meta(&spec);
         Sim {
             spec,
             params,
@@ -172,7 +173,7 @@ impl Sim {
             stakes,
             blocks: vec![SimBlock {
                 parent: 0,
-                meta: genesis_meta(),
+                meta: genesis,
                 adversary: false,
             }],
             tip: 0,
@@ -200,6 +201,7 @@ impl Sim {
             slot,
             neg_ln: score.neg_ln(),
             stake: score.stake(),
+            epoch: self.blocks[parent].meta.epoch,
         };
         self.blocks.push(SimBlock {
             parent,
@@ -335,6 +337,7 @@ mod tests {
             slot,
             neg_ln: 1,
             stake: 1,
+            epoch: klero_chain::epoch::EpochInfo::default(),
         };
         let node = |parent, height, slot| SimBlock {
             parent,
