@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use klero_chain::ledger::State;
+use klero_chain::state::MemState;
 use klero_chain::types::SealedBlock;
 use klero_chain::validate::{self, Parent, genesis_meta};
 use klero_chain::{ChainSpec, codec};
@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 struct Fixed {
     spec: ChainSpec,
     genesis: SealedBlock,
-    state: State,
+    state: MemState,
 }
 
 fn fixed(toml: &str) -> Fixed {
@@ -37,15 +37,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let f = &PARENTS[usize::from(which & 1)];
-    let meta = genesis_meta();
+    let meta = genesis_meta(&f.spec);
     let ts = f.genesis.header().timestamp_ms;
     let parent = Parent {
         id: f.genesis.id(),
         header: f.genesis.header(),
         meta: &meta,
-        state: &f.state,
         recent_timestamps: &[ts],
     };
     let now = block.header().timestamp_ms.saturating_add(1);
-    let _ = validate::validate_block(&f.spec, &parent, &block.seal(), now);
+    let _ = validate::validate_block(&f.spec, &parent, &f.state, &block.seal(), now);
 });
