@@ -213,10 +213,11 @@ fn decode_proof(proof: &VrfProof) -> Result<DecodedProof, VrfError> {
     })
 }
 
-fn output_of(gamma: &EdwardsPoint) -> VrfOutput {
+/// RFC 9381 5.2 from the encoding of `8·Gamma`.
+fn output_of(eight_gamma: &CompressedEdwardsY) -> VrfOutput {
     let digest = Sha512::new()
         .chain_update([SUITE, 0x03])
-        .chain_update(gamma.mul_by_cofactor().compress().as_bytes())
+        .chain_update(eight_gamma.as_bytes())
         .chain_update([0x00])
         .finalize();
     VrfOutput(digest.into())
@@ -228,7 +229,7 @@ fn output_of(gamma: &EdwardsPoint) -> VrfOutput {
 ///
 /// If the proof does not decode.
 pub fn proof_to_hash(proof: &VrfProof) -> Result<VrfOutput, VrfError> {
-    decode_proof(proof).map(|d| output_of(&d.gamma))
+    decode_proof(proof).map(|d| output_of(&d.gamma.mul_by_cofactor().compress()))
 }
 
 /// RFC 9381 5.3: verifies `proof` for `alpha` under `public` and returns the output.
@@ -249,12 +250,14 @@ pub fn verify(public: &VrfPublicKey, alpha: &[u8], proof: &VrfProof) -> Result<V
     let u = EdwardsPoint::mul_base(&d.s)
         + EdwardsPoint::vartime_double_scalar_mul_basepoint(&d.c, &(-y), &Scalar::ZERO);
     let v = EdwardsPoint::vartime_multiscalar_mul([d.s, d.c], [h, -d.gamma]);
-    let [h, gamma, u, v] = EdwardsPoint::compress_batch(&[h, d.gamma, u, v]);
+    // One field inversion for the five encodings, the output's `8·Gamma` too.
+    let [h, gamma, u, v, eight_gamma] =
+        EdwardsPoint::compress_batch(&[h, d.gamma, u, v, d.gamma.mul_by_cofactor()]);
     let c = challenge(&public.0, &h.0, &gamma.0, &u.0, &v.0);
     if c != d.c {
         return Err(VrfError::ProofMismatch);
     }
-    Ok(output_of(&d.gamma))
+    Ok(output_of(&eight_gamma))
 }
 
 #[cfg(test)]
