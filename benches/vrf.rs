@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey};
 use klero_chain::Keypair;
 use klero_chain::vrf;
@@ -73,19 +73,19 @@ fn vrf_and_peers(c: &mut Criterion) {
         slot
     };
     for round in 0..ROUNDS {
-        group.bench_function(format!("ecvrf_prove/{round}"), |b| {
+        group.bench_function(BenchmarkId::new("ecvrf_prove", round), |b| {
             b.iter(|| secret.prove(&alphas[next()]))
         });
-        group.bench_function(format!("schnorrkel_vrf_sign/{round}"), |b| {
+        group.bench_function(BenchmarkId::new("schnorrkel_vrf_sign", round), |b| {
             b.iter(|| babe.vrf_sign(transcripts[next()].clone()))
         });
-        group.bench_function(format!("ecvrf_verify/{round}"), |b| {
+        group.bench_function(BenchmarkId::new("ecvrf_verify", round), |b| {
             b.iter(|| {
                 let i = next();
                 vrf::verify(&public, &alphas[i], &proofs[i])
             })
         });
-        group.bench_function(format!("schnorrkel_vrf_verify/{round}"), |b| {
+        group.bench_function(BenchmarkId::new("schnorrkel_vrf_verify", round), |b| {
             b.iter(|| {
                 let i = next();
                 let (preout, proof) = &babe_proofs[i];
