@@ -20,11 +20,14 @@
 //! - [`testnet`]: the local testnet launcher's spec and process control.
 //! - [`bench`]: the hashrate and fairness benchmarks, their statistics, the
 //!   SHA unit ceiling and the kernel calibration the miner runs at start.
+//! - [`chain_builder`]: a PoW chain mined in memory, the input of the store
+//!   bench and of the store's crash and reorg tests.
 //! - [`lab`]: the deterministic leader-election simulator behind `klero lab`.
 //! - `rng`: the seeded generator of the lab and of the link conditioner.
 
 pub mod api;
 pub(crate) mod bench;
+pub mod chain_builder;
 pub mod cli;
 pub mod keyfile;
 pub(crate) mod lab;

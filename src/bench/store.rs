@@ -31,22 +31,18 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use klero_chain::codec;
-use klero_chain::pow::{meets_target, pow_hash};
-use klero_chain::spec::{Consensus, GenesisAccount, PowParams};
-use klero_chain::state::MemState;
+use klero_chain::spec::GenesisAccount;
 use klero_chain::types::{TxBody, TxKind};
-use klero_chain::validate::{BlockMeta, MEDIAN_TIME_SPAN, Parent, genesis_meta, validate_block};
-use klero_chain::{Address, Block, ChainSpec, Hash, Keypair, SealedBlock, Tx, produce};
+use klero_chain::{Address, Block, ChainSpec, Hash, Keypair, SealedBlock, Tx};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::chain_builder::{ChainBuilder, easy_pow_spec};
 use crate::node::block_tree::{BlockTree, ImportOutcome};
 use crate::node::store::{DB_FILE, Store};
 
 /// How far below the tip the competing branch forks.
 const REORG_DEPTH: u64 = 10;
-/// Milliseconds between blocks (the spec's target block time).
-const BLOCK_MS: u64 = 2_000;
 /// What every genesis account holds: enough for any run.
 const GENESIS_BALANCE: u64 = 1 << 40;
 
@@ -239,15 +235,11 @@ fn fork_path(dir: &Path) -> PathBuf {
     dir.join("fork.bin")
 }
 
-/// The bench chain: the PoW dev rules with a target met in a few tries and
-/// `accounts` funded senders.
+/// The bench chain: the builder's easy PoW rules with `accounts` funded
+/// senders.
 fn bench_spec(senders: &[Keypair]) -> ChainSpec {
-    let mut easy = [0xff; 32];
-    easy[0] = 0x0f;
-    let mut spec = ChainSpec::from_toml(include_str!("../../testnet/pow.toml"))
-        .unwrap_or_else(|e| unreachable!("the bundled spec is valid: {e}"));
+    let mut spec = easy_pow_spec();
     spec.chain_id = "klero-bench-store".to_owned();
-    spec.consensus = Consensus::Pow(PowParams::dev(BLOCK_MS, easy));
     spec.accounts = senders
         .iter()
         .map(|k| GenesisAccount {
@@ -295,67 +287,6 @@ fn block_txs(args: &StoreArgs, spec: &ChainSpec, senders: &[Keypair], height: u6
         .collect()
 }
 
-/// A chain held in memory while it is built: the tip's state and the last
-/// timestamps.
-struct Builder<'a> {
-    spec: &'a ChainSpec,
-    miner: Keypair,
-    id: Hash,
-    header: klero_chain::Header,
-    meta: BlockMeta,
-    state: MemState,
-    timestamps: Vec<u64>,
-}
-
-impl<'a> Builder<'a> {
-    /// Mines a block of `txs` on the tip and makes it the tip.
-    fn extend(&mut self, txs: &[Tx]) -> Result<SealedBlock> {
-        let n = self.timestamps.len();
-        let parent = Parent {
-            id: self.id,
-            header: &self.header,
-            meta: &self.meta,
-            recent_timestamps: &self.timestamps[n.saturating_sub(MEDIAN_TIME_SPAN)..],
-        };
-        let ts = self.header.timestamp_ms + BLOCK_MS;
-        let template = produce::pow_template(self.spec, &parent, &self.state, txs, &self.miner, ts)
-            .context("building a template")?;
-        ensure!(
-            template.txs.len() == txs.len(),
-            "a bench transaction does not apply"
-        );
-        let nonce = (0..)
-            .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
-            .context("no nonce")?;
-        let block = template.complete(nonce, &self.miner, &self.spec.chain_id).seal();
-        // Validated like any import (the builder is not measured), which
-        // also yields the change set that moves the tip's state.
-        let imported = validate_block(self.spec, &parent, &self.state, &block, u64::MAX)
-            .map_err(|e| anyhow::anyhow!("validating a bench block: {e}"))?;
-        self.state
-            .apply(&imported.changes)
-            .map_err(|e| anyhow::anyhow!("applying a bench block: {e}"))?;
-        let header = block.header();
-        self.id = block.id();
-        self.header = header.clone();
-        self.meta = imported.meta;
-        self.timestamps.push(header.timestamp_ms);
-        Ok(block)
-    }
-
-    fn fork(&self, miner: Keypair) -> Builder<'a> {
-        Builder {
-            spec: self.spec,
-            miner,
-            id: self.id,
-            header: self.header.clone(),
-            meta: self.meta.clone(),
-            state: self.state.clone(),
-            timestamps: self.timestamps.clone(),
-        }
-    }
-}
-
 /// Builds the chain and the competing branch into `dir`.
 fn build(args: &StoreArgs, dir: &Path) -> Result<()> {
     let started = Instant::now();
@@ -365,16 +296,7 @@ fn build(args: &StoreArgs, dir: &Path) -> Result<()> {
         .collect();
     let spec = bench_spec(&senders);
     std::fs::write(spec_path(dir), spec.to_toml()?).context("writing the spec")?;
-    let (genesis, state) = spec.genesis();
-    let mut builder = Builder {
-        spec: &spec,
-        miner: Keypair::dev("bench-miner"),
-        id: genesis.id(),
-        header: genesis.header().clone(),
-        meta: genesis_meta(&spec),
-        state,
-        timestamps: vec![genesis.header().timestamp_ms],
-    };
+    let mut builder = ChainBuilder::genesis(&spec, Keypair::dev("bench-miner"));
     let bar = ProgressBar::new(args.blocks);
     bar.set_style(
         ProgressStyle::with_template("building {bar:40} {pos}/{len} blocks (eta {eta})")
