@@ -15,89 +15,30 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use klero::chain_builder::{ChainBuilder, easy_pow_spec as spec};
 use klero::node::block_tree::{BlockTree, ImportOutcome};
 use klero::node::store::Store;
-use klero_chain::pow::{meets_target, pow_hash};
-use klero_chain::spec::{Consensus, PowParams};
-use klero_chain::state::{CommittedState, MemState, StateRead};
+use klero_chain::state::{CommittedState, StateRead};
 use klero_chain::types::{TxBody, TxKind};
-use klero_chain::validate::{BlockMeta, MEDIAN_TIME_SPAN, Parent, genesis_meta, validate_block};
-use klero_chain::{Address, ChainSpec, Hash, Header, Keypair, SealedBlock, Tx, codec, produce};
+use klero_chain::{Address, ChainSpec, Hash, Keypair, SealedBlock, Tx, codec};
 
 const CHAIN_BLOCKS: u64 = 1_000;
 const KILLS: u64 = 20;
 const CHILD_DIR: &str = "KLERO_CRASH_DIR";
 const NOW: u64 = u64::MAX / 2;
 
-/// The pow dev spec with a target easy enough to mine in a test.
-fn spec() -> ChainSpec {
-    let mut spec = ChainSpec::from_toml(include_str!("../testnet/pow.toml")).expect("spec");
-    let mut easy = [0xff; 32];
-    easy[0] = 0x0f;
-    spec.consensus = Consensus::Pow(PowParams::dev(2_000, easy));
-    spec
-}
-
-/// A chain tip built in memory (not through the store under test).
-#[derive(Clone)]
-struct Tip {
-    id: Hash,
-    header: Header,
-    meta: BlockMeta,
-    state: MemState,
-    timestamps: Vec<u64>,
-}
-
-impl Tip {
-    fn genesis(spec: &ChainSpec) -> Tip {
-        let (genesis, state) = spec.genesis();
-        Tip {
-            id: genesis.id(),
-            header: genesis.header().clone(),
-            meta: genesis_meta(spec),
-            state,
-            timestamps: vec![genesis.header().timestamp_ms],
-        }
-    }
-
-    /// Mines a block of `txs` on the tip and moves the tip to it.
-    fn extend(&mut self, spec: &ChainSpec, miner: &Keypair, txs: &[Tx]) -> SealedBlock {
-        let n = self.timestamps.len();
-        let parent = Parent {
-            id: self.id,
-            header: &self.header,
-            meta: &self.meta,
-            recent_timestamps: &self.timestamps[n.saturating_sub(MEDIAN_TIME_SPAN)..],
-        };
-        let ts = self.header.timestamp_ms + 2_000;
-        let template = produce::pow_template(spec, &parent, &self.state, txs, miner, ts).expect("template");
-        assert_eq!(template.txs.len(), txs.len(), "every transaction applies");
-        let nonce = (0..)
-            .find(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
-            .expect("a nonce");
-        let block = template.complete(nonce, miner, &spec.chain_id).seal();
-        let imported = validate_block(spec, &parent, &self.state, &block, NOW).expect("valid");
-        self.state.apply(&imported.changes).expect("applies");
-        self.id = block.id();
-        self.header = block.header().clone();
-        self.meta = imported.meta;
-        self.timestamps.push(self.header.timestamp_ms);
-        block
-    }
-}
-
 /// `count` blocks on `tip`, each with two transfers (one of them to a new
 /// address), so every block changes the state.
-fn blocks(spec: &ChainSpec, tip: &mut Tip, miner: &Keypair, count: u64, salt: u8) -> Vec<SealedBlock> {
+fn blocks(spec: &ChainSpec, tip: &mut ChainBuilder<'_>, count: u64, salt: u8) -> Vec<SealedBlock> {
     let senders: Vec<Keypair> = ["alice", "bob", "carol", "dave"].map(Keypair::dev).into();
     (0..count)
         .map(|_| {
-            let height = tip.header.height + 1;
+            let height = tip.header().height + 1;
             let txs: Vec<Tx> = (0..2u64)
                 .map(|j| {
                     let sender = &senders[((height * 2 + j) % 4) as usize];
                     let nonce = tip
-                        .state
+                        .state()
                         .account(&sender.address())
                         .expect("read")
                         .map_or(0, |a| a.nonce);
@@ -115,7 +56,7 @@ fn blocks(spec: &ChainSpec, tip: &mut Tip, miner: &Keypair, count: u64, salt: u8
                     Tx::sign(body, sender, &spec.chain_id)
                 })
                 .collect();
-            tip.extend(spec, miner, &txs)
+            tip.extend(&txs).expect("a block")
         })
         .collect()
 }
@@ -162,8 +103,8 @@ fn crash_child() {
 #[test]
 fn kill_9_during_import_reopens_at_the_last_commit() {
     let spec = spec();
-    let mut tip = Tip::genesis(&spec);
-    let chain = blocks(&spec, &mut tip, &Keypair::dev("alice"), CHAIN_BLOCKS, 0);
+    let mut tip = ChainBuilder::genesis(&spec, Keypair::dev("alice"));
+    let chain = blocks(&spec, &mut tip, CHAIN_BLOCKS, 0);
     let ids: Vec<Hash> = chain.iter().map(SealedBlock::id).collect();
     let dir = tempfile::tempdir().expect("dir");
     let encoded: Vec<klero_chain::Block> = chain.into_iter().map(SealedBlock::into_block).collect();
@@ -237,16 +178,16 @@ fn kill_9_during_import_reopens_at_the_last_commit() {
 #[test]
 fn a_depth_ten_reorg_and_back_restores_identical_roots() {
     let spec = spec();
-    let (alice, bob) = (Keypair::dev("alice"), Keypair::dev("bob"));
-    let mut main = Tip::genesis(&spec);
-    let first = blocks(&spec, &mut main, &alice, 30, 1);
+    let mut main = ChainBuilder::genesis(&spec, Keypair::dev("alice"));
+    let first = blocks(&spec, &mut main, 30, 1);
     let mut side = main.clone();
     // The side branch forks 10 below the tip: undo 10 blocks, apply 11.
-    let mut fork = Tip::genesis(&spec);
-    let shared = blocks(&spec, &mut fork, &alice, 20, 1);
-    assert_eq!(shared.last().map(SealedBlock::id), Some(first[19].id()));
-    let branch = blocks(&spec, &mut fork, &bob, 11, 2);
-    let back = blocks(&spec, &mut side, &alice, 2, 1);
+    let mut shared = ChainBuilder::genesis(&spec, Keypair::dev("alice"));
+    let prefix = blocks(&spec, &mut shared, 20, 1);
+    assert_eq!(prefix.last().map(SealedBlock::id), Some(first[19].id()));
+    let mut fork = shared.fork(Keypair::dev("bob"));
+    let branch = blocks(&spec, &mut fork, 11, 2);
+    let back = blocks(&spec, &mut side, 2, 1);
 
     let dir = tempfile::tempdir().expect("dir");
     let mut tree = open(dir.path(), &spec);
@@ -259,13 +200,13 @@ fn a_depth_ten_reorg_and_back_restores_identical_roots() {
         outcome = tree.import(block.clone(), NOW).expect("branch");
     }
     assert_eq!(outcome, ImportOutcome::NewHead { rolled_back: 10 });
-    assert_eq!(tree.head().header.state_root, fork.header.state_root);
+    assert_eq!(tree.head().header.state_root, fork.header().state_root);
     assert_consistent(&tree);
     for block in &back {
         outcome = tree.import(block.clone(), NOW).expect("back");
     }
     assert_eq!(outcome, ImportOutcome::NewHead { rolled_back: 11 });
-    assert_eq!(tree.head().header.state_root, side.header.state_root);
+    assert_eq!(tree.head().header.state_root, side.header().state_root);
     assert_consistent(&tree);
 
     // The same final chain imported alone: identical state and tree.
@@ -282,6 +223,6 @@ fn a_depth_ten_reorg_and_back_restores_identical_roots() {
     );
     drop(tree);
     let reopened = open(dir.path(), &spec);
-    assert_eq!(reopened.head().header.state_root, side.header.state_root);
+    assert_eq!(reopened.head().header.state_root, side.header().state_root);
     assert_consistent(&reopened);
 }
