@@ -559,9 +559,9 @@ fn winning_nonces(template: &klero_chain::produce::PowTemplate) -> impl Iterator
     (0u64..).filter(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
 }
 
-/// PoW, the free-work attack. A peer forks 24 blocks below the head
-/// with a block stamped now: 24 block times late, so ASERT (a 2-block
-/// half-life here) gives its children the easiest target the spec allows,
+/// PoW, the free-work attack. A peer forks 40 blocks below the head
+/// with a block stamped now: 40 block times late, so ASERT (a 4-block
+/// half-life here, with the future drift cut to 3 s to stay below it) gives its children the easiest target the spec allows,
 /// `pow_limit` = 2^248 - 1, about 256 hashes each. It mines 10,000 such
 /// children (about 2.6 million hashes) and gossips the fork block and then
 /// the children. The node checks each one's seal and signature, finds its
@@ -573,13 +573,14 @@ fn winning_nonces(template: &klero_chain::produce::PowTemplate) -> impl Iterator
 fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
     use klero_chain::spec::Consensus;
 
-    const DEPTH: u64 = 24;
+    const DEPTH: u64 = 40;
     const CHILDREN: usize = 10_000;
     let mut spec = common::test_spec(Kind::Pow);
     let Consensus::Pow(params) = &mut spec.consensus else {
         unreachable!("a PoW spec")
     };
-    params.half_life_blocks = 2;
+    params.half_life_blocks = 4;
+    params.max_future_drift_ms = 3_000;
     let pow_limit = params.pow_limit;
     let mut net = Net::with_spec(Kind::Pow, &spec);
     net.start("n0", Some("alice"), &[]);
