@@ -490,3 +490,208 @@ fn an_api_client_that_floods_or_stalls_is_bounded() {
         "the node stopped producing"
     );
 }
+
+/// The side blocks stored on `node` (every stored block off its best
+/// chain), from `GET /proposers`.
+fn side_blocks(node: &Node) -> u64 {
+    let url = format!("{}/proposers", node.api_url());
+    let body: serde_json::Value = reqwest::blocking::get(url)
+        .and_then(reqwest::blocking::Response::json)
+        .expect("GET /proposers");
+    body["orphaned"].as_u64().expect("orphaned")
+}
+
+/// A copy of a PoW chain's tip kept by a test peer: enough to validate the
+/// next block and to build on it.
+struct Replica {
+    spec: klero_chain::ChainSpec,
+    tip: klero_chain::SealedBlock,
+    meta: klero_chain::validate::BlockMeta,
+    state: klero_chain::state::MemState,
+    timestamps: Vec<u64>,
+}
+
+impl Replica {
+    fn genesis(spec: &klero_chain::ChainSpec) -> Replica {
+        let (tip, state) = spec.genesis();
+        Replica {
+            meta: klero_chain::validate::genesis_meta(spec),
+            timestamps: vec![tip.header().timestamp_ms],
+            spec: spec.clone(),
+            tip,
+            state,
+        }
+    }
+
+    fn with_parent<R>(&self, f: impl FnOnce(&klero_chain::validate::Parent<'_>) -> R) -> R {
+        let recent = &self.timestamps[self.timestamps.len().saturating_sub(11)..];
+        f(&klero_chain::validate::Parent {
+            id: self.tip.id(),
+            header: self.tip.header(),
+            meta: &self.meta,
+            recent_timestamps: recent,
+        })
+    }
+
+    /// Validates `block` on the tip and moves the tip to it.
+    fn extend(&mut self, block: klero_chain::SealedBlock) {
+        let imported = self.with_parent(|parent| {
+            klero_chain::validate::validate_block(&self.spec, parent, &self.state, &block, u64::MAX / 2)
+                .expect("valid")
+        });
+        self.state.apply(&imported.changes).expect("apply");
+        self.timestamps.push(block.header().timestamp_ms);
+        (self.tip, self.meta) = (block, imported.meta);
+    }
+
+    /// An empty block template on the tip, by `key`, stamped `ts`.
+    fn template(&self, key: &klero_chain::Keypair, ts: u64) -> klero_chain::produce::PowTemplate {
+        self.with_parent(|parent| {
+            klero_chain::produce::pow_template(&self.spec, parent, &self.state, &[], key, ts)
+                .expect("template")
+        })
+    }
+}
+
+/// The nonces whose hash meets the template's target, in order.
+fn winning_nonces(template: &klero_chain::produce::PowTemplate) -> impl Iterator<Item = u64> + '_ {
+    use klero_chain::pow::{meets_target, pow_hash};
+    (0u64..).filter(|n| meets_target(&pow_hash(&template.pre, *n), &template.target))
+}
+
+/// PoW, the free-work attack. A peer forks 40 blocks below the head
+/// with a block stamped now: 40 block times late, so ASERT (a 4-block
+/// half-life here, with the future drift cut to 3 s to stay below it) gives its children the easiest target the spec allows,
+/// `pow_limit` = 2^248 - 1, about 256 hashes each. It mines 10,000 such
+/// children (about 2.6 million hashes) and gossips the fork block and then
+/// the children. The node checks each one's seal and signature, finds its
+/// branch more than `SIDE_BRANCH_LAG` blocks of work behind the head, and
+/// stores nothing: no side block on the node, none forwarded to its
+/// follower; past the peer's small allowance each one is a reject, and
+/// three of those ban the peer. The node keeps mining and agreeing.
+#[test]
+fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
+    use klero_chain::spec::Consensus;
+
+    const DEPTH: u64 = 40;
+    const CHILDREN: usize = 10_000;
+    let mut spec = common::test_spec(Kind::Pow);
+    let Consensus::Pow(params) = &mut spec.consensus else {
+        unreachable!("a PoW spec")
+    };
+    params.half_life_blocks = 4;
+    params.max_future_drift_ms = 3_000;
+    let pow_limit = params.pow_limit;
+    let mut net = Net::with_spec(Kind::Pow, &spec);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", None, &[0]);
+    assert!(
+        wait_for(Duration::from_secs(120), || net.nodes[0].height() > DEPTH + 2),
+        "the miner did not pass height {DEPTH}"
+    );
+    let n0 = net.nodes[0].peer_id();
+    let side_before = [side_blocks(&net.nodes[0]), side_blocks(&net.nodes[1])];
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, mut events) = rt.block_on(common::peer::connect_peer_on(&net.nodes[0], &spec.chain_id));
+    let refuser = {
+        let handle = handle.clone();
+        rt.spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let NetworkEvent::SyncRequest { channel, .. } = event {
+                    let _ = handle.respond(channel, SyncResponse::Refused).await;
+                }
+            }
+        })
+    };
+    // The node's chain up to the fork point, replayed to know its state.
+    let fork_height = net.nodes[0].height() - DEPTH;
+    let mut replica = Replica::genesis(&spec);
+    let count = u32::try_from(fork_height).expect("height");
+    for bytes in rt.block_on(canonical_blocks(&handle, n0, 1, count)) {
+        replica.extend(codec::decode_block(&bytes).expect("block").seal());
+    }
+    assert_eq!(replica.meta.height, fork_height);
+
+    // The fork block, at the fork point's own target, stamped now.
+    let mallory = klero_chain::Keypair::dev("mallory");
+    let stamp = common::now_ms() + 1_000;
+    let fork = replica.template(&mallory, stamp);
+    let nonce = winning_nonces(&fork).next().expect("nonce");
+    let fork_block = fork.complete(nonce, &mallory, &spec.chain_id).seal();
+    replica.extend(fork_block.clone());
+
+    // Its children: one template, 10,000 nonces that meet the eased target.
+    let children = replica.template(&mallory, stamp);
+    assert_eq!(
+        children.target, pow_limit,
+        "the fork block's children need only the easiest target"
+    );
+    let started = std::time::Instant::now();
+    let blocks: Vec<Vec<u8>> = winning_nonces(&children)
+        .take(CHILDREN)
+        .map(|nonce| codec::encode(&children.clone().complete(nonce, &mallory, &spec.chain_id)))
+        .collect();
+    eprintln!("{CHILDREN} children mined and signed in {:?}", started.elapsed());
+    let sample: Vec<String> = blocks
+        .iter()
+        .step_by(1_000)
+        .map(|bytes| codec::decode_block(bytes).expect("child").seal().id().to_string())
+        .collect();
+
+    let published = rt.block_on(async {
+        // Let gossipsub exchange subscriptions before publishing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (mut published, mut failures) = (0usize, 0u32);
+        for bytes in std::iter::once(codec::encode(fork_block.block())).chain(blocks) {
+            // A full queue passes; once the node has banned us, nobody is
+            // left to publish to.
+            while handle.publish_block(bytes.clone()).await.is_err() {
+                failures += 1;
+                if failures > 20 {
+                    return published;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (published, failures) = (published + 1, 0);
+            if published % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        published
+    });
+    let banned = || net.nodes[0].metric("klero_peers_banned_total").unwrap_or(0.0) >= 1.0;
+    assert!(
+        wait_for(Duration::from_secs(60), banned),
+        "the sender was not banned after {published} blocks ({} side blocks stored): {}",
+        side_blocks(&net.nodes[0]),
+        net.nodes[0].metrics()
+    );
+    let light = net.nodes[0]
+        .metric("klero_blocks_rejected_total{reason=\"light_branch\"}")
+        .unwrap_or(0.0);
+    eprintln!("{published} blocks published, {light} refused as light before the ban");
+    assert!(light >= 1.0, "no block was refused as light");
+
+    let fork_hex = fork_block.id().to_string();
+    for node in &net.nodes {
+        assert!(
+            node.block_by_id(&fork_hex).is_none(),
+            "{} stored the fork block",
+            node.name
+        );
+        for id in &sample {
+            assert!(node.block_by_id(id).is_none(), "{} stored a child", node.name);
+        }
+    }
+    let side_after = [side_blocks(&net.nodes[0]), side_blocks(&net.nodes[1])];
+    assert_eq!(side_after, side_before, "side blocks stored on n0 and n1");
+    let height = net.nodes[0].height();
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 3)),
+        "the honest nodes stalled"
+    );
+    refuser.abort();
+    rt.block_on(handle.shutdown()).ok();
+}

@@ -119,6 +119,14 @@ pub struct CheckedHeader {
     pos: Option<PosProof>,
 }
 
+impl CheckedHeader {
+    /// The block's metadata as far as the header gives it (PoW: all of it,
+    /// the cumulative work included; PoS: without the score and epoch data).
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+}
+
 /// A PoS seal's proven VRF output and the parent's slot (for the failover
 /// step).
 #[derive(Clone, Debug)]
@@ -253,6 +261,14 @@ pub enum BlockError {
         /// The spec's limit.
         max: u64,
     },
+    /// A PoW side block whose branch has too little work to overtake the
+    /// best chain soon (node policy, [`crate::fork_choice::check_branch_work`]):
+    /// refused after its seal and signature, before its parent's state.
+    #[error("the block's branch trails the best chain by more than {lag} blocks of work")]
+    LightBranch {
+        /// The node's allowance, in blocks of the best chain.
+        lag: u64,
+    },
     /// The state root is not the state the block leads to.
     #[error("state root {got} is not the computed {expected}")]
     StateRootMismatch {
@@ -268,7 +284,10 @@ impl BlockError {
     pub fn is_peer_fault(&self) -> bool {
         !matches!(
             self,
-            BlockError::FromTheFuture { .. } | BlockError::WrongParent { .. } | BlockError::State(_)
+            BlockError::FromTheFuture { .. }
+                | BlockError::WrongParent { .. }
+                | BlockError::State(_)
+                | BlockError::LightBranch { .. }
         )
     }
 
@@ -298,6 +317,7 @@ impl BlockError {
             BlockError::StateRootMismatch { .. } => "state_root_mismatch",
             BlockError::State(_) => "state_unreadable",
             BlockError::ForkTooDeep { .. } => "fork_too_deep",
+            BlockError::LightBranch { .. } => "light_branch",
         }
     }
 }

@@ -23,12 +23,16 @@
 //!    more than `max_rollback` blocks is refused (`ForkTooDeep`);
 //! 3. `validate::check_header`: header, seal, proposer signature, tx root,
 //!    from the parent's header and metadata;
-//! 4. the parent's state: the head's view, or a [`Layered`] view made
+//! 4. a PoW side block a peer pushed ([`Delivery::Pushed`]) must leave its
+//!    branch within `fork_choice::SIDE_BRANCH_LAG` blocks of work of the
+//!    head (`LightBranch` otherwise): it is not stored, only its header is
+//!    remembered ([`LightBlocks`]) so its children are refused as cheaply;
+//! 5. the parent's state: the head's view, or a [`Layered`] view made
 //!    from the change sets between the head and the parent;
-//! 5. `validate::validate_against_state`: eligibility, transactions,
+//! 6. `validate::validate_against_state`: eligibility, transactions,
 //!    ledger, state root.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use klero_chain::fork_choice;
@@ -45,6 +49,20 @@ use super::store::{HeadMove, Store, StoreError, StoreState};
 /// Slots behind the newest seen for which proposals are remembered to catch
 /// equivocation; older entries are dropped so the map stays bounded.
 const EQUIVOCATION_WINDOW_SLOTS: u64 = 4096;
+/// Most light side blocks remembered ([`LightBlocks`]).
+const LIGHT_BLOCKS: usize = 1024;
+
+/// How a block reached the node, which decides whether a PoW side block
+/// must be able to contend for the head (`fork_choice::check_branch_work`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Pushed by a peer (gossip): a side block must keep its branch within
+    /// `fork_choice::SIDE_BRANCH_LAG` blocks of work of the head.
+    Pushed,
+    /// Asked for (sync), or our own: any branch within the rollback limit,
+    /// so a heavier branch whose first blocks trail our head still arrives.
+    Requested,
+}
 
 /// What importing a block did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +114,33 @@ pub struct Head {
     pub epoch: u64,
 }
 
+/// Headers of pushed PoW side blocks refused as light (seal and signature
+/// valid, too little work): never stored, remembered so that their
+/// children are judged from the header alone (and charged to their sender)
+/// instead of waiting as orphans. The oldest are forgotten first.
+#[derive(Debug, Default)]
+struct LightBlocks {
+    nodes: HashMap<Hash, TreeNode>,
+    order: VecDeque<Hash>,
+}
+
+impl LightBlocks {
+    fn get(&self, id: &Hash) -> Option<&TreeNode> {
+        self.nodes.get(id)
+    }
+
+    fn insert(&mut self, id: Hash, node: TreeNode) {
+        if self.nodes.insert(id, node).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > LIGHT_BLOCKS {
+            if let Some(old) = self.order.pop_front() {
+                self.nodes.remove(&old);
+            }
+        }
+    }
+}
+
 /// Where a block's parent is relative to the best chain.
 struct ForkPoint {
     /// The height of the last block the parent's branch shares with the
@@ -135,6 +180,8 @@ pub struct BlockTree {
     /// How many times the state of a parent other than the head was built
     /// (the costly read the cheap checks protect).
     branch_states: u64,
+    /// Pushed side blocks refused as light.
+    light: LightBlocks,
 }
 
 impl BlockTree {
@@ -179,6 +226,7 @@ impl BlockTree {
             reorgs: Vec::new(),
             reverted: Vec::new(),
             branch_states: 0,
+            light: LightBlocks::default(),
         })
     }
 
@@ -263,23 +311,53 @@ impl BlockTree {
         self.tree.get(id).map(|node| &node.meta)
     }
 
-    /// Validates and stores `block`. A block whose parent is not stored is
-    /// not stored either ([`ImportOutcome::Orphan`]): keeping it until the
-    /// parent arrives is the orphan pool's job ([`super::orphans`]).
+    /// Validates and stores `block`, as a block the node asked for
+    /// ([`Delivery::Requested`]): [`BlockTree::import_from`].
     ///
     /// # Errors
     ///
     /// If the block is invalid or the store fails. Nothing is stored then.
     pub fn import(&mut self, block: SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
+        self.import_from(&block, now_ms, Delivery::Requested)
+    }
+
+    /// Validates and stores `block`. A block whose parent is not stored is
+    /// not stored either ([`ImportOutcome::Orphan`]): keeping it until the
+    /// parent arrives is the orphan pool's job ([`super::orphans`]). A
+    /// pushed child of a light block is judged from its header and the
+    /// light parent's: light too, or an orphan if it brings enough work
+    /// (its branch must then come by sync).
+    ///
+    /// # Errors
+    ///
+    /// If the block is invalid, light ([`BlockError::LightBranch`], pushed
+    /// PoW side blocks only) or the store fails. Nothing is stored then.
+    pub fn import_from(
+        &mut self,
+        block: &SealedBlock,
+        now_ms: u64,
+        delivery: Delivery,
+    ) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
         if self.tree.contains_key(&id) {
             return Ok(ImportOutcome::Known);
         }
-        if !self.tree.contains_key(&block.header().parent) {
-            debug!(block = %id.short(), parent = %block.header().parent.short(), "orphan");
-            return Ok(ImportOutcome::Orphan);
+        let pushed = delivery == Delivery::Pushed;
+        if pushed && self.light.get(&id).is_some() {
+            return Err(BlockError::LightBranch {
+                lag: fork_choice::SIDE_BRANCH_LAG,
+            }
+            .into());
         }
-        self.connect(&block, now_ms)
+        let parent = block.header().parent;
+        if self.tree.contains_key(&parent) {
+            return self.connect(block, now_ms, delivery);
+        }
+        if pushed && self.light.get(&parent).is_some() {
+            return self.judge_light_child(block, now_ms);
+        }
+        debug!(block = %id.short(), parent = %parent.short(), "orphan");
+        Ok(ImportOutcome::Orphan)
     }
 
     /// The depths of the reorgs done since the last call, those of
@@ -324,7 +402,12 @@ impl BlockTree {
         })
     }
 
-    fn connect(&mut self, block: &SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
+    fn connect(
+        &mut self,
+        block: &SealedBlock,
+        now_ms: u64,
+        delivery: Delivery,
+    ) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
         let parent_id = block.header().parent;
         let parent = self
@@ -341,6 +424,9 @@ impl BlockTree {
             recent_timestamps: &timestamps,
         };
         let checked = check_header(&self.spec, &parent_view, block, now_ms)?;
+        if delivery == Delivery::Pushed && parent_id != self.head.id {
+            self.refuse_if_light(block, checked.meta())?;
+        }
         let imported = if parent_id == self.head.id {
             validate_against_state(&self.spec, self.head.state.as_ref(), checked, block)?
         } else {
@@ -378,6 +464,59 @@ impl BlockTree {
             info!(height, head = %id.short(), rolled_back, "reorg");
         }
         Ok(ImportOutcome::NewHead { rolled_back })
+    }
+
+    /// A pushed child of a light block: its fork depth, then its header
+    /// against the light parent's; never a state, never stored.
+    fn judge_light_child(&mut self, block: &SealedBlock, now_ms: u64) -> Result<ImportOutcome, ImportError> {
+        let parent_id = block.header().parent;
+        // Down the light blocks to the stored one the branch leaves from.
+        let mut stored = parent_id;
+        while let Some(node) = self.light.get(&stored) {
+            stored = node.header.parent;
+        }
+        if !self.tree.contains_key(&stored) {
+            return Ok(ImportOutcome::Orphan);
+        }
+        let fork = self.fork_point(stored);
+        fork_choice::check_fork_depth(&self.spec, self.head.meta.height.saturating_sub(fork.height))?;
+        let Some(parent) = self.light.get(&parent_id) else {
+            return Ok(ImportOutcome::Orphan);
+        };
+        let timestamps = self.recent_timestamps(parent_id);
+        let parent_view = Parent {
+            id: parent_id,
+            header: &parent.header,
+            meta: &parent.meta,
+            recent_timestamps: &timestamps,
+        };
+        let checked = check_header(&self.spec, &parent_view, block, now_ms)?;
+        self.refuse_if_light(block, checked.meta())?;
+        // It could contend, but its parent was never stored: the branch
+        // has to come by sync.
+        Ok(ImportOutcome::Orphan)
+    }
+
+    /// [`fork_choice::check_branch_work`] against the best chain's block
+    /// `SIDE_BRANCH_LAG` below the head; a light block's header is
+    /// remembered.
+    fn refuse_if_light(&mut self, block: &SealedBlock, meta: &BlockMeta) -> Result<(), BlockError> {
+        let floor_height = self.head.meta.height.saturating_sub(fork_choice::SIDE_BRANCH_LAG);
+        let floor = usize::try_from(floor_height)
+            .ok()
+            .and_then(|h| self.canonical.get(h))
+            .and_then(|id| self.tree.get(id))
+            .map_or_else(|| self.head.meta.clone(), |node| node.meta.clone());
+        fork_choice::check_branch_work(&self.spec, meta, &floor).inspect_err(|_| {
+            debug!(block = %block.id().short(), height = meta.height, "light side block: not stored");
+            self.light.insert(
+                block.id(),
+                TreeNode {
+                    header: block.header().clone(),
+                    meta: meta.clone(),
+                },
+            );
+        })
     }
 
     /// Where `id`'s branch meets the best chain.
@@ -507,11 +646,12 @@ impl BlockTree {
         }
     }
 
-    /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `id`, oldest first.
+    /// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `id` (a
+    /// stored or a light block), oldest first.
     fn recent_timestamps(&self, id: Hash) -> Vec<u64> {
         let mut out = Vec::with_capacity(MEDIAN_TIME_SPAN);
         let mut cursor = Some(id);
-        while let Some(node) = cursor.and_then(|c| self.tree.get(&c)) {
+        while let Some(node) = cursor.and_then(|c| self.tree.get(&c).or_else(|| self.light.get(&c))) {
             out.push(node.header.timestamp_ms);
             if out.len() == MEDIAN_TIME_SPAN || node.meta.height == 0 {
                 break;
@@ -733,6 +873,57 @@ pub(crate) mod tests {
         assert_eq!(a.tree.len(), blocks);
         assert_eq!(a.store.change_set_count().expect("count"), change_sets);
         assert_eq!(a.branch_states(), 0);
+    }
+
+    #[test]
+    fn a_pushed_side_block_far_behind_in_work_is_refused_unstored_as_are_its_children() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = open(dir_a.path());
+        let ours = mine(&mut a, &Keypair::dev("alice"), fork_choice::SIDE_BRANCH_LAG + 3);
+        let mut b = open(dir_b.path());
+        let branch = mine(&mut b, &Keypair::dev("bob"), 2);
+        let (blocks, change_sets) = (a.tree.len(), a.store.change_set_count().expect("count"));
+        // Pushed: forking at genesis, nine blocks of work behind the head.
+        let light = |err: ImportError| matches!(err, ImportError::Invalid(BlockError::LightBranch { .. }));
+        for block in &branch {
+            let err = a
+                .import_from(block, u64::MAX / 2, Delivery::Pushed)
+                .expect_err("light");
+            assert!(light(err), "height {}", block.header().height);
+        }
+        // A child of the light block is still checked for its seal first.
+        let forged = without_work(&branch[1]).seal();
+        let err = a
+            .import_from(&forged, u64::MAX / 2, Delivery::Pushed)
+            .expect_err("no work");
+        assert!(
+            matches!(err, ImportError::Invalid(BlockError::InsufficientWork { .. })),
+            "{err}"
+        );
+        assert_eq!(a.tree.len(), blocks, "nothing stored");
+        assert_eq!(a.store.change_set_count().expect("count"), change_sets);
+        assert_eq!(a.branch_states(), 0, "no state built for them");
+
+        // Asked for (as sync asks for a heavier branch), the same blocks are
+        // stored: a branch whose first blocks trail the head still arrives.
+        for block in &branch {
+            assert_eq!(
+                a.import(block.clone(), u64::MAX / 2).expect("requested"),
+                ImportOutcome::SideBranch
+            );
+        }
+        // A pushed side block two blocks below the head is kept.
+        let dir_c = tempfile::tempdir().expect("c");
+        let mut c = open(dir_c.path());
+        for block in &ours[..ours.len() - 2] {
+            c.import(block.clone(), u64::MAX / 2).expect("shared prefix");
+        }
+        let near = mine(&mut c, &Keypair::dev("carol"), 1).remove(0);
+        assert_eq!(
+            a.import_from(&near, u64::MAX / 2, Delivery::Pushed)
+                .expect("near"),
+            ImportOutcome::SideBranch
+        );
     }
 
     #[test]

@@ -9,10 +9,18 @@
 //! and is a strike ([`super::peers`]); duplicate, stale or not checkable yet
 //! (unknown parent, from the future) → ignore. A block with an unknown
 //! parent also starts a sync from the peer that sent it, at most once per
-//! [`POLL_INTERVAL`] and peer, however many such blocks it sends. A valid
-//! PoS block that lost its slot to one we hold (same slot and parent, lower
-//! score) is stored but ignored, not forwarded: it cannot become the head
-//! by itself ([`super::slot_battle`]). A transaction from a sender that
+//! [`POLL_INTERVAL`] and peer, however many such blocks it sends.
+//!
+//! Only a block that is or may become the head is accepted (forwarded): a
+//! new head, or a side block fork choice may still switch to. A PoW side
+//! block whose branch trails the head by more than
+//! `fork_choice::SIDE_BRANCH_LAG` blocks of work is refused unstored
+//! (`LightBranch`) and ignored, but each peer may send only [`LIGHT`] of
+//! them: past that each one is a reject (an honest peer forwards none, its
+//! own fork choice having moved to the heavier branch). A valid PoS block
+//! that lost its slot to one we hold (same slot and parent, lower score) is
+//! stored but ignored, not forwarded: it cannot become the head by itself
+//! ([`super::slot_battle`]). A transaction from a sender that
 //! cannot pay is ignored too, but each peer may relay only [`UNFUNDED`] of
 //! them: past that, its transactions are dropped unread until its
 //! allowance refills.
@@ -23,6 +31,7 @@ use std::sync::atomic::Ordering;
 
 use klero_chain::codec::{self, CodecError};
 use klero_chain::ledger::TxError;
+use klero_chain::validate::BlockError;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -43,6 +52,14 @@ use crate::p2p::{NetworkEvent, NetworkHandle, SyncResponse, TopicKind, Verdict};
 const UNFUNDED: Rate = Rate {
     burst: 50,
     per_second: 10,
+};
+
+/// How many light side blocks one peer may send before each is a reject: a
+/// burst (blocks crossing ours in a race, a peer a few blocks behind), then
+/// a rate per second.
+const LIGHT: Rate = Rate {
+    burst: 16,
+    per_second: 1,
 };
 
 /// The network side of the node.
@@ -68,6 +85,8 @@ struct PeerLog {
     sync_asked: HashMap<PeerId, Instant>,
     /// Its allowance of unfunded transactions.
     unfunded: HashMap<PeerId, TokenBucket>,
+    /// Its allowance of light side blocks.
+    light: HashMap<PeerId, TokenBucket>,
 }
 
 impl GossipHandler {
@@ -124,6 +143,7 @@ impl GossipHandler {
                     peers.remove(&peer);
                     log.sync_asked.remove(&peer);
                     log.unfunded.remove(&peer);
+                    log.light.remove(&peer);
                     self.metrics.peers.store(peers.len() as u64, Ordering::Relaxed);
                     continue;
                 }
@@ -160,6 +180,7 @@ impl GossipHandler {
                 }
                 Verdict::Ignore
             }
+            Err(ChainError::Invalid(BlockError::LightBranch { .. })) => light_verdict(from, log),
             Err(ChainError::Invalid(error)) if error.is_peer_fault() => Verdict::Reject,
             Err(_) => Verdict::Ignore,
         }
@@ -205,6 +226,22 @@ impl GossipHandler {
             // are no one's fault.
             Ok(false) | Err(_) => Verdict::Ignore,
         }
+    }
+}
+
+/// A light side block: ignored within the peer's [`LIGHT`] allowance,
+/// rejected past it.
+fn light_verdict(from: PeerId, log: &mut PeerLog) -> Verdict {
+    let now = Instant::now();
+    let allowance = log
+        .light
+        .entry(from)
+        .or_insert_with(|| TokenBucket::full(LIGHT, now));
+    if allowance.take(1, now) {
+        Verdict::Ignore
+    } else {
+        debug!(%from, "peer keeps pushing side blocks that cannot become the head");
+        Verdict::Reject
     }
 }
 

@@ -20,7 +20,7 @@ use klero_chain::{Hash, SealedBlock, codec};
 use libp2p::PeerId;
 use tracing::{debug, warn};
 
-use super::block_tree::{BlockTree, ImportError, ImportOutcome};
+use super::block_tree::{BlockTree, Delivery, ImportError, ImportOutcome};
 
 /// Most blocks waiting for their parent.
 const MAX_ORPHANS: usize = 512;
@@ -85,21 +85,20 @@ impl Orphans {
         now_ms: u64,
     ) -> Result<ImportOutcome, ImportError> {
         let id = block.id();
-        if !tree.contains(&id) && !tree.contains(&block.header().parent) {
-            debug!(block = %id.short(), parent = %block.header().parent.short(), "orphan");
-            self.insert(block, from);
-            return Ok(ImportOutcome::Orphan);
-        }
-        let outcome = tree.import(block, now_ms)?;
-        if matches!(outcome, ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) {
-            let mut ready = self.children_of(&id);
-            while let Some(child) = ready.pop() {
-                let child_id = child.id();
-                match tree.import(child, now_ms) {
-                    Ok(_) => ready.extend(self.children_of(&child_id)),
-                    Err(error) => warn!(block = %child_id.short(), %error, "orphan rejected"),
+        let outcome = tree.import_from(&block, now_ms, delivery(from))?;
+        match outcome {
+            ImportOutcome::Orphan => self.insert(block, from),
+            ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => {
+                let mut ready = self.children_of(&id);
+                while let Some((child, from)) = ready.pop() {
+                    let child_id = child.id();
+                    match tree.import_from(&child, now_ms, delivery(from)) {
+                        Ok(_) => ready.extend(self.children_of(&child_id)),
+                        Err(error) => warn!(block = %child_id.short(), %error, "orphan rejected"),
+                    }
                 }
             }
+            ImportOutcome::Known => {}
         }
         Ok(outcome)
     }
@@ -142,14 +141,15 @@ impl Orphans {
         }
     }
 
-    /// Takes the orphans waiting for `parent` out of the pool.
-    fn children_of(&mut self, parent: &Hash) -> Vec<SealedBlock> {
+    /// Takes the orphans waiting for `parent` out of the pool, with their
+    /// senders.
+    fn children_of(&mut self, parent: &Hash) -> Vec<(SealedBlock, Sender)> {
         let ids = self.by_parent.remove(parent).unwrap_or_default();
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
-    /// Forgets one orphan everywhere; its block, if it was here.
-    fn remove(&mut self, id: &Hash) -> Option<SealedBlock> {
+    /// Forgets one orphan everywhere; its block and sender, if it was here.
+    fn remove(&mut self, id: &Hash) -> Option<(SealedBlock, Sender)> {
         let orphan = self.blocks.remove(id)?;
         self.bytes -= orphan.bytes;
         if let Some(share) = self.by_sender.get_mut(&orphan.from) {
@@ -166,7 +166,16 @@ impl Orphans {
                 self.by_parent.remove(&parent);
             }
         }
-        Some(orphan.block)
+        Some((orphan.block, orphan.from))
+    }
+}
+
+/// A peer's block was pushed to us; the node's own (sync, tests) were asked for.
+fn delivery(from: Sender) -> Delivery {
+    if from.is_some() {
+        Delivery::Pushed
+    } else {
+        Delivery::Requested
     }
 }
 
@@ -222,7 +231,10 @@ mod tests {
             20_000 + 10 * MAX_PER_PEER as u64 - 1,
         );
         assert!(pool.blocks.contains_key(&newest.id()));
-        assert_eq!(pool.children_of(&waiting.header().parent), vec![waiting]);
+        assert_eq!(
+            pool.children_of(&waiting.header().parent),
+            vec![(waiting, honest)]
+        );
         assert_eq!(pool.len(), MAX_PER_PEER);
     }
 
@@ -252,8 +264,8 @@ mod tests {
         pool.insert(a.clone(), from);
         assert_eq!(pool.len(), 2);
         let mut children = pool.children_of(&a.header().parent);
-        children.sort_by_key(|b| b.header().height);
-        assert_eq!(children, vec![a, b]);
+        children.sort_by_key(|(b, _)| b.header().height);
+        assert_eq!(children, vec![(a, from), (b, from)]);
         assert_eq!((pool.len(), pool.bytes()), (0, 0));
         assert!(pool.by_sender.is_empty() && pool.by_parent.is_empty());
     }

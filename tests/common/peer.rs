@@ -10,10 +10,17 @@ use tokio::sync::mpsc;
 
 use super::Node;
 
-/// A peer of klero's own network layer, connected to `node`.
+/// A peer of klero's own network layer, connected to `node` (of the PoS
+/// dev chain).
 pub async fn connect_peer(node: &Node) -> (NetworkHandle, mpsc::Receiver<NetworkEvent>) {
+    connect_peer_on(node, "klero-pos-dev").await
+}
+
+/// A peer of klero's own network layer on the chain `chain_id`, connected
+/// to `node`.
+pub async fn connect_peer_on(node: &Node, chain_id: &str) -> (NetworkHandle, mpsc::Receiver<NetworkEvent>) {
     let (handle, mut events, event_loop) = p2p::new(P2pConfig {
-        chain_id: "klero-pos-dev".to_owned(),
+        chain_id: chain_id.to_owned(),
         listen: vec![],
         bootnodes: vec![node.multiaddr().parse().expect("addr")],
         keypair: libp2p::identity::Keypair::generate_ed25519(),
