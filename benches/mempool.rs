@@ -10,6 +10,9 @@
 //!   senders (the worst case: the new block included none of them). The
 //!   second head differs from the first in 10,000 balances, 1,000 of them
 //!   pool senders'.
+//! - `verify_tx`: one transaction's signature check alone (`verify_tx`),
+//!   what each admission pays after its cheap checks: the ceiling on
+//!   admissions per second on this machine.
 //!
 //! The same file builds against the previous mempool (which copied the
 //! state per admission and per sender), so the two can be run back to back:
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use klero::node::mempool::Mempool;
-use klero_chain::ledger::{Account, BlockCtx, LedgerParams};
+use klero_chain::ledger::{Account, BlockCtx, LedgerParams, verify_tx};
 use klero_chain::state::{MemState, StateValue};
 use klero_chain::state_tree::StateKey;
 use klero_chain::types::{TxBody, TxKind};
@@ -122,6 +125,15 @@ fn mempool(c: &mut Criterion) {
     for tx in &txs {
         assert_eq!(pool.insert(tx.clone(), &head, &ctx), Ok(true));
     }
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("verify_tx", |b| {
+        let mut next_tx = 0;
+        b.iter(|| {
+            next_tx = (next_tx + 1) % txs.len();
+            assert_eq!(verify_tx(&txs[next_tx], CHAIN), Ok(()));
+        })
+    });
+
     group.throughput(Throughput::Elements(SENDERS as u64));
     group.bench_function("head_change", |b| {
         let mut flip = false;

@@ -99,6 +99,21 @@ impl<'a> BlockCtx<'a> {
     pub fn chain_id(&self) -> &'a str {
         self.chain_id
     }
+
+    /// The block's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The block's proposer.
+    pub fn proposer(&self) -> Address {
+        self.proposer
+    }
+
+    /// The ledger rules.
+    pub fn params(&self) -> LedgerParams {
+        self.params
+    }
 }
 
 /// Why a transaction is refused. Every variant is the sender's fault.

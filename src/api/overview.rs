@@ -106,8 +106,27 @@ pub struct Proposers {
     pub total_stake: Option<u64>,
     /// Stored blocks that are not on the best chain.
     pub orphaned: u64,
-    /// Every proposer that is in the window or the snapshot, by address.
+    /// The proposers in the window or the snapshot, by address: at most 64,
+    /// those with the most wins in the window, then the most stake, then
+    /// the lowest address.
     pub proposers: Vec<ProposerView>,
+    /// The proposers not listed, summed (`null` if every one is listed).
+    pub others: Option<OthersView>,
+}
+
+/// The proposers `GET /proposers` does not list, summed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OthersView {
+    /// How many.
+    pub count: u64,
+    /// Their blocks in the window.
+    pub window_wins: u64,
+    /// `window_wins / window_blocks`.
+    pub win_share: f64,
+    /// Their stake in the snapshot the head's epoch draws from (PoS).
+    pub stake: Option<u64>,
+    /// `stake / total_stake` (PoS).
+    pub weight_share: Option<f64>,
 }
 
 /// One proposer's wins and weight.

@@ -483,11 +483,13 @@ impl ChainTask {
             Ok(txs) => {
                 // Oldest block first, so each sender's come back in nonce
                 // order; those the new branch includes no longer apply.
+                // Their signatures were checked when their blocks came in.
                 let back = txs
                     .into_iter()
                     .filter(|tx| {
                         matches!(
-                            self.mempool.insert(tx.clone(), head.state.as_ref(), &ctx),
+                            self.mempool
+                                .insert_verified(tx.clone(), head.state.as_ref(), &ctx),
                             Ok(true)
                         )
                     })

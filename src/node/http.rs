@@ -52,7 +52,7 @@ use super::sync::SyncStatus;
 use super::tx_index;
 use crate::api::history::{AccountTx, AccountTxs, DEFAULT_PAGE, MAX_PAGE, PageQuery, TxState, TxStatus};
 use crate::api::overview::{
-    BlockList, BlockSummary, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
+    BlockList, BlockSummary, OthersView, PeerView, Peers, ProposerView, Proposers, ReorgView, Reorgs,
 };
 use crate::api::{
     Account, AccountProof, BlockView, ConsensusKind, ErrorBody, LedgerInfo, SealView, Status, SubmitTx,
@@ -821,6 +821,17 @@ async fn proposers(State(s): State<ApiState>) -> Json<Proposers> {
                 weight_share: p.stake.zip(stats.total_stake).map(|(s, t)| share(s, t)),
             })
             .collect(),
+        others: (stats.others.count > 0).then(|| OthersView {
+            count: stats.others.count,
+            window_wins: stats.others.window_wins,
+            win_share: share(stats.others.window_wins, stats.window_blocks),
+            stake: stats.others.stake,
+            weight_share: stats
+                .others
+                .stake
+                .zip(stats.total_stake)
+                .map(|(s, t)| share(s, t)),
+        }),
     })
 }
 

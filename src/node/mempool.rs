@@ -15,19 +15,25 @@
 //!    (exactly the next one after the head's and the pool's), fee, balance
 //!    and the kind's own rules: an unfunded sender is refused here, before
 //!    any signature is checked;
-//! 4. the signature (and a stake's proof of possession).
+//! 4. the signature (and a stake's proof of possession), except for a
+//!    transaction a reorg took off the best chain
+//!    ([`Mempool::insert_verified`]): its block's import checked it.
 //!
 //! A rejected transaction leaves an overlay as it was (the ledger's
 //! contract), except after a bad signature, where the overlay is rebuilt
 //! from the head (a replay of the sender's pending transactions; the peer
 //! that relayed it gets a strike).
 //!
-//! After every new head (or reorg) [`Mempool::revalidate`] rebuilds each
-//! overlay over the new head and keeps each sender's longest run of
-//! transactions that still applies: per transaction a few key lookups and
-//! one `apply_tx` writing a handful of entries, never a state copy. A head
-//! that cannot be read drops the sender's transactions (gossip or the
-//! wallet offer them again).
+//! Each overlay also remembers the head entries its transactions read and
+//! the values they read ([`Recording`]). After every new head (or reorg)
+//! [`Mempool::revalidate`] looks those entries up in the new head: a
+//! sender whose entries all hold the same values (under the same block
+//! context) would replay to the same overlay, so it keeps it; only the
+//! others are rebuilt over the new head, keeping each sender's longest run
+//! of transactions that still applies (per transaction a few key lookups
+//! and one `apply_tx` writing a handful of entries, never a state copy).
+//! Signatures are never checked again. A head that cannot be read drops
+//! the sender's transactions (gossip or the wallet offer them again).
 //!
 //! When the pool is full, a better-paying transaction evicts the cheapest
 //! one that no other pending transaction depends on (the last of its
@@ -35,10 +41,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::Mutex;
 
+use klero_chain::epoch::Staker;
 use klero_chain::keys::KeyError;
-use klero_chain::ledger::{ApplyError, BlockCtx, TxError, verify_tx};
-use klero_chain::state::{CommittedState, StateError, StateOverlay, StateRead, Writes};
+use klero_chain::ledger::{ApplyError, BlockCtx, LedgerParams, TxError, verify_tx};
+use klero_chain::state::{CommittedState, StateError, StateOverlay, StateRead, StateValue, Writes};
+use klero_chain::state_tree::{Node, StateKey};
 use klero_chain::{Address, Hash, Tx};
 
 /// Default most transactions held.
@@ -88,13 +97,89 @@ impl MempoolError {
     }
 }
 
+/// The head entries a sender's transactions read, with the values they
+/// read (the first read of each key that reached the head); `None` once a
+/// read could not be noted by key.
+type Reads = Option<BTreeMap<StateKey, Option<StateValue>>>;
+
+/// A head state that notes what is read from it, so a later head can be
+/// asked whether it holds the same values ([`Pending::reads_unchanged`]).
+struct Recording<'h> {
+    head: &'h dyn CommittedState,
+    reads: Mutex<Reads>,
+}
+
+impl<'h> Recording<'h> {
+    /// Noting reads from `head`, after those already in `reads`.
+    fn new(head: &'h dyn CommittedState, reads: Reads) -> Recording<'h> {
+        Recording {
+            head,
+            reads: Mutex::new(reads),
+        }
+    }
+
+    fn into_reads(self) -> Reads {
+        self.reads.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note(&self, note: impl FnOnce(&mut Reads)) {
+        note(&mut self.reads.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+impl StateRead for Recording<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StateError> {
+        let value = self.head.get(key)?;
+        self.note(|reads| {
+            if let Some(reads) = reads {
+                reads.entry(*key).or_insert_with(|| value.clone());
+            }
+        });
+        Ok(value)
+    }
+
+    // The ledger applies a transaction with point reads only; should it
+    // ever scan, the sender is simply replayed at every head.
+    fn unbonding_due(&self, epoch: u64) -> Result<Vec<(u64, Address, u64)>, StateError> {
+        self.note(|reads| *reads = None);
+        self.head.unbonding_due(epoch)
+    }
+
+    fn stakers(&self) -> Result<Vec<Staker>, StateError> {
+        self.note(|reads| *reads = None);
+        self.head.stakers()
+    }
+}
+
+impl CommittedState for Recording<'_> {
+    fn root(&self) -> Hash {
+        self.head.root()
+    }
+
+    fn node(&self, hash: &Hash) -> Result<Option<Node>, StateError> {
+        self.head.node(hash)
+    }
+}
+
 /// One sender's waiting transactions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
     /// By nonce, consecutive from the head's.
     txs: BTreeMap<u64, Tx>,
     /// What `txs` write over the head state.
     writes: Writes,
+    /// What `txs` read from the head state.
+    reads: Reads,
+}
+
+impl Default for Pending {
+    fn default() -> Pending {
+        Pending {
+            txs: BTreeMap::new(),
+            writes: Writes::new(),
+            reads: Some(BTreeMap::new()),
+        }
+    }
 }
 
 impl Pending {
@@ -102,7 +187,8 @@ impl Pending {
     /// head's nonce that still applies; returns the ids of the rest, which
     /// are dropped.
     fn rebuild(&mut self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) -> Vec<Hash> {
-        let mut overlay = StateOverlay::new(head);
+        let recording = Recording::new(head, Some(BTreeMap::new()));
+        let mut overlay = StateOverlay::new(&recording);
         let mut dropped = Vec::new();
         let mut broken = false;
         self.txs.retain(|nonce, tx| {
@@ -125,7 +211,30 @@ impl Pending {
             false
         });
         self.writes = overlay.into_writes();
+        self.reads = recording.into_reads();
         dropped
+    }
+
+    /// Applies `tx` after the others (a rejected one writes nothing; what
+    /// it read is still noted, which can only cost a replay later).
+    fn apply(&mut self, tx: &Tx, head: &dyn CommittedState, ctx: &BlockCtx<'_>) -> Result<(), MempoolError> {
+        let recording = Recording::new(head, self.reads.take());
+        let mut overlay = StateOverlay::with_writes(&recording, std::mem::take(&mut self.writes));
+        let applied = overlay.apply_tx(tx, ctx);
+        self.writes = overlay.into_writes();
+        self.reads = recording.into_reads();
+        applied.map_err(MempoolError::from)
+    }
+
+    /// Whether `head` holds every entry `txs` read with the value they
+    /// read: then replaying them over `head` (in the same block context)
+    /// gives the same overlay, read for read.
+    fn reads_unchanged(&self, head: &dyn CommittedState) -> bool {
+        self.reads.as_ref().is_some_and(|reads| {
+            reads
+                .iter()
+                .all(|(key, value)| matches!(head.get(key), Ok(now) if now == *value))
+        })
     }
 
     /// The sender's overlay over `head`.
@@ -140,6 +249,39 @@ impl Pending {
     }
 }
 
+/// The head and block context every sender's overlay is over.
+#[derive(Debug, PartialEq, Eq)]
+struct Basis {
+    root: Hash,
+    chain_id: String,
+    epoch: u64,
+    proposer: Address,
+    params: LedgerParams,
+}
+
+impl Basis {
+    fn of(head: &dyn CommittedState, ctx: &BlockCtx<'_>) -> Basis {
+        Basis {
+            root: head.root(),
+            chain_id: ctx.chain_id().to_owned(),
+            epoch: ctx.epoch(),
+            proposer: ctx.proposer(),
+            params: ctx.params(),
+        }
+    }
+
+    fn is(&self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) -> bool {
+        self.root == head.root() && self.same_ctx(ctx)
+    }
+
+    fn same_ctx(&self, ctx: &BlockCtx<'_>) -> bool {
+        self.chain_id == ctx.chain_id()
+            && self.epoch == ctx.epoch()
+            && self.proposer == ctx.proposer()
+            && self.params == ctx.params()
+    }
+}
+
 /// The pending transactions, by sender and nonce.
 #[derive(Debug)]
 pub struct Mempool {
@@ -150,6 +292,9 @@ pub struct Mempool {
     /// eviction candidates, cheapest first.
     last_in_line: BTreeSet<(u64, Address, u64)>,
     capacity: usize,
+    /// What every overlay is over, if one head and context: only then can
+    /// [`Mempool::revalidate`] keep the overlays whose reads still hold.
+    basis: Option<Basis>,
 }
 
 impl Mempool {
@@ -160,6 +305,7 @@ impl Mempool {
             ids: HashMap::new(),
             last_in_line: BTreeSet::new(),
             capacity,
+            basis: None,
         }
     }
 
@@ -208,6 +354,32 @@ impl Mempool {
         head: &dyn CommittedState,
         ctx: &BlockCtx<'_>,
     ) -> Result<bool, MempoolError> {
+        self.admit(tx, head, ctx, true)
+    }
+
+    /// [`Mempool::insert`] of a transaction whose signature (and proof of
+    /// possession) was checked when the block that held it was imported:
+    /// one a reorg took off the best chain.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mempool::insert`], but never a bad signature.
+    pub(crate) fn insert_verified(
+        &mut self,
+        tx: Tx,
+        head: &dyn CommittedState,
+        ctx: &BlockCtx<'_>,
+    ) -> Result<bool, MempoolError> {
+        self.admit(tx, head, ctx, false)
+    }
+
+    fn admit(
+        &mut self,
+        tx: Tx,
+        head: &dyn CommittedState,
+        ctx: &BlockCtx<'_>,
+        verify: bool,
+    ) -> Result<bool, MempoolError> {
         let id = tx.id();
         if self.ids.contains_key(&id) {
             return Ok(false);
@@ -222,18 +394,20 @@ impl Mempool {
         } else {
             None
         };
+        if self.by_sender.is_empty() {
+            self.basis = Some(Basis::of(head, ctx));
+        } else if self.basis.as_ref().is_some_and(|basis| !basis.is(head, ctx)) {
+            // Overlays over two heads: the next head change replays all.
+            self.basis = None;
+        }
         let pending = self.by_sender.entry(sender).or_default();
-        let mut overlay = StateOverlay::with_writes(head, std::mem::take(&mut pending.writes));
-        let applied = overlay.apply_tx(&tx, ctx);
-        // A rejected transaction wrote nothing.
-        pending.writes = overlay.into_writes();
-        if let Err(error) = applied {
+        if let Err(error) = pending.apply(&tx, head, ctx) {
             if pending.txs.is_empty() {
                 self.by_sender.remove(&sender);
             }
-            return Err(error.into());
+            return Err(error);
         }
-        if let Err(error) = verify_tx(&tx, ctx.chain_id()) {
+        if verify && let Err(error) = verify_tx(&tx, ctx.chain_id()) {
             // Only `tx` had changed the overlay: the replay keeps the rest.
             for id in pending.rebuild(head, ctx) {
                 self.ids.remove(&id);
@@ -294,9 +468,15 @@ impl Mempool {
 
     /// Replays the pool against a new head state: drops what the chain now
     /// includes, then keeps for each sender the longest run of transactions
-    /// that still applies. Signatures are not checked again.
+    /// that still applies. A sender whose transactions read only entries
+    /// the new head holds unchanged keeps its overlay without a replay.
+    /// Signatures are not checked again.
     pub fn revalidate(&mut self, head: &dyn CommittedState, ctx: &BlockCtx<'_>) {
+        let same_ctx = self.basis.as_ref().is_some_and(|basis| basis.same_ctx(ctx));
         self.by_sender.retain(|sender, pending| {
+            if same_ctx && pending.reads_unchanged(head) {
+                return true;
+            }
             let before = pending.last();
             for id in pending.rebuild(head, ctx) {
                 self.ids.remove(&id);
@@ -312,6 +492,7 @@ impl Mempool {
             }
             !pending.txs.is_empty()
         });
+        self.basis = Some(Basis::of(head, ctx));
     }
 
     /// Up to `max` transactions for a block: each sender's in nonce order,
@@ -342,7 +523,6 @@ impl Mempool {
 
 #[cfg(test)]
 mod tests {
-    use klero_chain::ledger::LedgerParams;
     use klero_chain::state::MemState;
     use klero_chain::types::{TxBody, TxKind};
     use klero_chain::{ChainSpec, Keypair};
@@ -552,6 +732,57 @@ mod tests {
         let left: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.nonce).collect();
         assert_eq!(left, vec![1]);
         assert_eq!(pool.next_nonce(&alice, &state), Ok(2));
+    }
+
+    /// `state` with `address`'s balance set to `balance`.
+    fn with_balance(state: &MemState, address: Address, balance: u64) -> MemState {
+        MemState::new(state.entries().map(|(key, value)| {
+            let value = match (key, value) {
+                (StateKey::Account(a), StateValue::Account(account)) if *a == address => {
+                    StateValue::Account(klero_chain::ledger::Account {
+                        balance,
+                        ..account.clone()
+                    })
+                }
+                _ => value.clone(),
+            };
+            (*key, value)
+        }))
+    }
+
+    #[test]
+    fn revalidate_replays_a_sender_when_any_entry_it_read_changed() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(10);
+        pool.insert(transfer_to("alice", "bob", 0, 1, 10), &state, &ctx(&params))
+            .expect("alice");
+        pool.insert(transfer_to("carol", "dave", 0, 1, 10), &state, &ctx(&params))
+            .expect("carol");
+        // Only bob changes: alice's own account is as it was, but her
+        // transfer would now overflow his balance.
+        let bob = Keypair::dev("bob").address();
+        let next = with_balance(&state, bob, u64::MAX - 5);
+        pool.revalidate(&next, &ctx(&params));
+        let left: Vec<Address> = pool.candidates(10).iter().map(|tx| tx.body.from).collect();
+        assert_eq!(left, vec![Keypair::dev("carol").address()]);
+        // And back: carol kept, alice's gone for good.
+        pool.revalidate(&state, &ctx(&params));
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn revalidate_replays_every_sender_under_new_rules() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(10);
+        pool.insert(transfer("alice", 0, 1, 10), &state, &ctx(&params))
+            .expect("fee 1");
+        pool.insert(transfer("bob", 0, 9, 10), &state, &ctx(&params))
+            .expect("fee 9");
+        // The same state, but a context whose minimum fee is 5.
+        let dearer = LedgerParams { min_fee: 5, ..params };
+        pool.revalidate(&state, &ctx(&dearer));
+        let fees: Vec<u64> = pool.candidates(10).iter().map(|tx| tx.body.fee).collect();
+        assert_eq!(fees, vec![9]);
     }
 
     #[test]

@@ -298,36 +298,57 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[rank - 1])
 }
 
-/// The best chain's statistics: per-proposer series, orphans, slot fill.
+/// The label of the series that sums the proposers [`ChainStats`] does not
+/// list (never an address: those start `klero1`).
+const OTHERS: &str = "others";
+
+/// The best chain's statistics: per-proposer series (at most
+/// `MAX_LISTED_PROPOSERS`, then one `proposer="others"` series where the
+/// sum is known), orphans, slot fill.
 fn render_chain_stats(out: &mut String, stats: &ChainStats) {
+    let others = (stats.others.count > 0).then_some(&stats.others);
     let per_proposer = |out: &mut String,
                         name: &str,
                         help: &str,
-                        value: &dyn Fn(&super::recent::ProposerStat) -> Option<u64>| {
+                        value: &dyn Fn(&super::recent::ProposerStat) -> Option<u64>,
+                        rest: Option<u64>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for p in &stats.proposers {
             if let Some(v) = value(p) {
                 let _ = writeln!(out, "{name}{{proposer=\"{}\"}} {v}", p.address);
             }
         }
+        if let Some(v) = rest {
+            let _ = writeln!(out, "{name}{{proposer=\"{OTHERS}\"}} {v}");
+        }
     };
+    // The others' blocks since genesis would need every account read.
     per_proposer(
         out,
         "klero_proposer_blocks_won",
-        "Best-chain blocks each proposer won since genesis.",
+        "Best-chain blocks each listed proposer won since genesis.",
         &|p| Some(p.blocks_won),
+        None,
     );
     per_proposer(
         out,
         "klero_proposer_window_blocks",
-        "Blocks each proposer won among the best chain's last klero_stats_window_blocks.",
+        "Blocks each listed proposer (and the others, summed) won among the best chain's last klero_stats_window_blocks.",
         &|p| Some(p.window_wins),
+        others.map(|o| o.window_wins),
     );
     per_proposer(
         out,
         "klero_proposer_stake",
-        "Each proposer's stake in the draw snapshot of the head's epoch (PoS).",
+        "Each listed proposer's (and the others', summed) stake in the draw snapshot of the head's epoch (PoS).",
         &|p| p.stake,
+        others.and_then(|o| o.stake),
+    );
+    gauge(
+        out,
+        "klero_proposers_unlisted",
+        "Proposers (winners in the window or stakers in the snapshot) summed under proposer=\"others\".",
+        stats.others.count,
     );
     gauge(
         out,
@@ -415,6 +436,7 @@ mod tests {
                 blocks_won: 30,
                 stake: Some(100),
             }],
+            others: super::super::recent::Others::default(),
             orphaned: 1,
         };
         let text = m.render(&stats);
@@ -440,6 +462,28 @@ mod tests {
             let label = label.replace("\\\"", "\"");
             assert!(text.contains(&label), "{label} is not rendered");
         }
+    }
+
+    #[test]
+    fn unlisted_proposers_render_as_one_series() {
+        let stats = ChainStats {
+            window_blocks: 10,
+            total_stake: Some(5_000),
+            others: super::super::recent::Others {
+                count: 9_936,
+                window_wins: 4,
+                stake: Some(4_000),
+            },
+            ..ChainStats::default()
+        };
+        let text = Metrics::default().render(&stats);
+        assert!(
+            text.contains("klero_proposer_window_blocks{proposer=\"others\"} 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("klero_proposer_stake{proposer=\"others\"} 4000\n"));
+        assert!(text.contains("klero_proposers_unlisted 9936\n"));
+        assert!(!text.contains("klero_proposer_blocks_won{"));
     }
 
     #[test]

@@ -4,12 +4,18 @@
 //! the best chain's last blocks (wins per proposer against their stake,
 //! slot fill, blocks off the best chain).
 //!
+//! The statistics list at most [`MAX_LISTED_PROPOSERS`] proposers one by
+//! one and sum the rest ([`Others`]), so neither the work per import nor
+//! `/metrics` and `/proposers` grow with the number of stakers.
+//!
 //! Only the chain task writes it, after each import; readers copy what
 //! they need out under a std mutex that is never held across an await.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Mutex;
 
+use klero_chain::epoch::StakeSnapshot;
 use klero_chain::state::StateRead;
 use klero_chain::types::Seal;
 use klero_chain::{Address, Hash, SealedBlock};
@@ -22,6 +28,10 @@ pub(crate) const REORG_RING: usize = 32;
 const BLOCK_RING: usize = 256;
 /// Best-chain blocks the statistics look back over.
 pub(crate) const STATS_WINDOW: usize = 256;
+/// Most proposers the statistics list one by one: those with the most
+/// wins in the window, then (PoS) the most stake in the head epoch's
+/// snapshot, then the lower address. The rest are summed in [`Others`].
+pub(crate) const MAX_LISTED_PROPOSERS: usize = 64;
 
 /// A block as a list shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +96,17 @@ pub(crate) struct ProposerStat {
     pub stake: Option<u64>,
 }
 
+/// The proposers [`ChainStats`] does not list, summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Others {
+    /// How many: winners in the window or stakers in the snapshot.
+    pub count: u64,
+    /// Their blocks in the window.
+    pub window_wins: u64,
+    /// Their stake in the head epoch's draw snapshot (PoS).
+    pub stake: Option<u64>,
+}
+
 /// The best chain's recent statistics, as of the last import.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ChainStats {
@@ -97,8 +118,10 @@ pub(crate) struct ChainStats {
     pub window_slots: Option<u64>,
     /// Total stake of the head epoch's snapshot (PoS).
     pub total_stake: Option<u64>,
-    /// By address.
+    /// At most [`MAX_LISTED_PROPOSERS`], by address.
     pub proposers: Vec<ProposerStat>,
+    /// The proposers not listed.
+    pub others: Others,
     /// Stored blocks not on the best chain.
     pub orphaned: u64,
 }
@@ -122,21 +145,18 @@ impl ChainStats {
         }
         // A head state that cannot be read shows an empty snapshot and no
         // wins: statistics, never a reason to fail.
-        let snapshot = head
-            .state
-            .epoch_info()
-            .and_then(|info| head.state.snapshot(info.epoch))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        if pos {
-            for staker in snapshot.stakers() {
-                wins.entry(staker.address).or_default();
-            }
-        }
-        let proposers = wins
+        let snapshot = pos.then(|| {
+            head.state
+                .epoch_info()
+                .and_then(|info| head.state.snapshot(info.epoch))
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        });
+        let (listed, others) = list_proposers(&wins, snapshot.as_deref());
+        let proposers = listed
             .into_iter()
-            .map(|(address, window_wins)| ProposerStat {
+            .map(|(address, window_wins, stake)| ProposerStat {
                 address,
                 window_wins,
                 blocks_won: head
@@ -145,7 +165,7 @@ impl ChainStats {
                     .ok()
                     .flatten()
                     .map_or(0, |a| a.blocks_proposed),
-                stake: pos.then(|| snapshot.get(&address).map_or(0, |s| s.stake)),
+                stake,
             })
             .collect();
         let best_chain_len = head.meta.height + 1;
@@ -153,8 +173,9 @@ impl ChainStats {
             head_slot: head.header.slot(),
             window_blocks,
             window_slots: head.header.slot().map(|s| s.saturating_sub(floor_slot)),
-            total_stake: pos.then(|| snapshot.total()),
+            total_stake: snapshot.as_ref().map(|s| s.total()),
             proposers,
+            others,
             orphaned: (tree.stored_blocks() as u64).saturating_sub(best_chain_len),
         }
     }
@@ -165,6 +186,53 @@ impl ChainStats {
             .filter(|s| *s > 0)
             .map(|s| self.window_blocks as f64 / s as f64)
     }
+}
+
+/// The proposers to list, by address, as (address, window wins, stake),
+/// and the rest summed: the [`MAX_LISTED_PROPOSERS`] with the most `wins`,
+/// then the most stake in `snapshot` (PoS), then the lowest address.
+/// Work: the winners, and one pass over the snapshot keeping the largest
+/// stakes of those that won nothing.
+fn list_proposers(
+    wins: &BTreeMap<Address, u64>,
+    snapshot: Option<&StakeSnapshot>,
+) -> (Vec<(Address, u64, Option<u64>)>, Others) {
+    let stake_of = |address: &Address| snapshot.map(|s| s.get(address).map_or(0, |s| s.stake));
+    let mut ranked: Vec<(Address, u64, Option<u64>)> =
+        wins.iter().map(|(a, w)| (*a, *w, stake_of(a))).collect();
+    let mut count = ranked.len() as u64;
+    if let Some(snapshot) = snapshot {
+        // The largest stakes of those with no win, smallest on top.
+        let mut top: BinaryHeap<Reverse<(u64, Reverse<Address>)>> = BinaryHeap::new();
+        for staker in snapshot.stakers() {
+            if wins.contains_key(&staker.address) {
+                continue;
+            }
+            count += 1;
+            top.push(Reverse((staker.stake, Reverse(staker.address))));
+            if top.len() > MAX_LISTED_PROPOSERS {
+                top.pop();
+            }
+        }
+        ranked.extend(
+            top.into_iter()
+                .map(|Reverse((stake, Reverse(address)))| (address, 0, Some(stake))),
+        );
+    }
+    ranked.sort_by_key(|(address, wins, stake)| (Reverse(*wins), Reverse(*stake), *address));
+    ranked.truncate(MAX_LISTED_PROPOSERS);
+    let listed_wins: u64 = ranked.iter().map(|(_, w, _)| w).sum();
+    let listed_stake = ranked
+        .iter()
+        .filter_map(|(_, _, s)| *s)
+        .fold(0u64, u64::saturating_add);
+    let others = Others {
+        count: count - ranked.len() as u64,
+        window_wins: wins.values().sum::<u64>() - listed_wins,
+        stake: snapshot.map(|s| s.total().saturating_sub(listed_stake)),
+    };
+    ranked.sort_by_key(|(address, _, _)| *address);
+    (ranked, others)
 }
 
 /// The rings and the statistics.
@@ -270,6 +338,53 @@ mod tests {
         let mut expected = vec![(alice.address(), 2, 2), (bob.address(), 1, 1)];
         expected.sort();
         assert_eq!(wins, expected);
+    }
+
+    /// A chain of 10,000 minimum stakers: 64 listed (every winner first,
+    /// then the largest stakes), the rest summed to the totals.
+    #[test]
+    fn many_stakers_are_listed_up_to_the_cap_and_the_rest_summed() {
+        let address = |i: u64| Address(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        let stakers: Vec<_> = (0..10_000u64)
+            .map(|i| klero_chain::epoch::Staker {
+                address: address(i),
+                vrf_key: klero_chain::vrf::VrfPublicKey([0; 32]),
+                // Two stakers above the minimum.
+                stake: 1_000 + if i < 2 { 500 } else { 0 },
+            })
+            .collect();
+        let snapshot = StakeSnapshot::of(stakers);
+        // 70 winners: more than the cap, so the last by wins fall out.
+        let wins: BTreeMap<Address, u64> = (100..170u64).map(|i| (address(i), 1 + i % 3)).collect();
+        let (listed, others) = list_proposers(&wins, Some(&snapshot));
+        assert_eq!(listed.len(), MAX_LISTED_PROPOSERS);
+        assert!(listed.windows(2).all(|w| w[0].0 < w[1].0), "by address");
+        let least_listed_wins = listed.iter().map(|(_, w, _)| *w).min().expect("listed");
+        assert!(least_listed_wins >= 2, "the most wins go first");
+        assert!(
+            !listed.iter().any(|(a, _, _)| *a == address(0)),
+            "winners before stake"
+        );
+        assert_eq!(others.count, 10_000 - MAX_LISTED_PROPOSERS as u64);
+        let wins_total: u64 = wins.values().sum();
+        let listed_wins: u64 = listed.iter().map(|(_, w, _)| w).sum();
+        assert_eq!(others.window_wins, wins_total - listed_wins);
+        let listed_stake: u64 = listed.iter().filter_map(|(_, _, s)| *s).sum();
+        assert_eq!(others.stake, Some(snapshot.total() - listed_stake));
+
+        // Few winners: the largest stakes fill the list.
+        let few: BTreeMap<Address, u64> = [(address(500), 3)].into();
+        let (listed, others) = list_proposers(&few, Some(&snapshot));
+        assert_eq!(listed.len(), MAX_LISTED_PROPOSERS);
+        for top in [address(0), address(1), address(500)] {
+            assert!(listed.iter().any(|(a, _, _)| *a == top));
+        }
+        assert_eq!((others.count, others.window_wins), (10_000 - 64, 0));
+
+        // PoW: only winners, no stake, nothing summed.
+        let (listed, others) = list_proposers(&few, None);
+        assert_eq!(listed, vec![(address(500), 3, None)]);
+        assert_eq!(others, Others::default());
     }
 
     #[test]

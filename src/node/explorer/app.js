@@ -51,7 +51,8 @@ function txRows(txs) {
 // The fairness chart: per proposer, its share of the window's wins beside
 // its share of the lottery's weight, as inline SVG.
 function fairnessChart(p) {
-  const rows = p.proposers;
+  // The proposers not listed one by one come summed, as one row.
+  const rows = p.others ? p.proposers.concat([Object.assign({ address: null }, p.others)]) : p.proposers;
   if (rows.length === 0) return '<p class="muted">no proposers yet</p>';
   const barH = 12, gap = 10, left = 150, width = 580, scale = width - left - 100;
   const height = rows.length * (2 * barH + gap) + 10;
@@ -60,7 +61,8 @@ function fairnessChart(p) {
   rows.forEach((r, i) => {
     const y = 5 + i * (2 * barH + gap);
     const win = scale * r.win_share / max;
-    svg += `<text x="0" y="${y + barH + 4}">${shortAddr(r.address)}</text>`;
+    const name = r.address === null ? `${esc(r.count)} others` : shortAddr(r.address);
+    svg += `<text x="0" y="${y + barH + 4}">${name}</text>`;
     svg += `<rect class="win-bar" x="${left}" y="${y}" width="${win.toFixed(1)}" height="${barH}" fill="#2563eb"></rect>`;
     svg += `<text x="${(left + win + 4).toFixed(1)}" y="${y + barH - 2}">${pct(r.win_share)} (${esc(r.window_wins)})</text>`;
     if (r.weight_share !== null) {
