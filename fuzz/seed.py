@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Seed corpora for the fuzz targets from the golden vectors
-(chain/tests/vectors/golden.txt) and the testnet specs: fuzz/corpus/<target>/."""
+(chain/tests/vectors/golden.txt, keystore/tests/vectors/keystore.json) and
+the testnet specs: fuzz/corpus/<target>/."""
+import json
 import pathlib
 import struct
 
@@ -13,6 +15,9 @@ for line in (root / "chain/tests/vectors/golden.txt").read_text().splitlines():
         golden[name] = bytes.fromhex(value.strip())
 txs = [v for k, v in golden.items() if k.startswith("tx_")]
 block = golden["block"]
+# Passphrase "fuzz", argon2 costs cheap enough for the target to decrypt.
+keystore = json.loads((root / "keystore/tests/vectors/keystore.json").read_text())
+bound = dict(keystore, chain={"chain_id": "klero-pos-dev", "genesis": "ab" * 32})
 
 
 def u32(n):
@@ -36,6 +41,7 @@ seeds = {
     ],
     "spec_toml": [(root / f"testnet/{k}.toml").read_bytes() for k in ("pos", "pow")],
     "validate_block": [b"\x00" + block, b"\x01" + block],
+    "keystore_json": [json.dumps(k, indent=2).encode() for k in (keystore, bound)],
 }
 for target, items in seeds.items():
     out = here / "corpus" / target

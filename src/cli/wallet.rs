@@ -27,9 +27,9 @@ use crate::api::client::ApiClient;
 use crate::api::history::{MAX_PAGE, TxState};
 use crate::api::{TxKindView, TxView};
 use crate::keyfile;
-use crate::wallet::keystore::{KdfParams, Keystore};
+use crate::wallet::keystore::{self, KdfParams, Keystore};
 use crate::wallet::mnemonic;
-use crate::wallet::{ChainBinding, WalletDir, WalletError, check_tx, parse_address};
+use crate::wallet::{ChainBinding, WalletDir, WalletError, chain_of, check_chain, check_tx, parse_address};
 
 /// How long a call to the node may take.
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,7 +165,7 @@ struct ChainOpts {
 impl ChainOpts {
     fn binding(&self) -> Result<Option<ChainBinding>, WalletError> {
         match (&self.chain_id, &self.genesis) {
-            (Some(id), Some(genesis)) => ChainBinding::new(id, genesis).map(Some),
+            (Some(id), Some(genesis)) => Ok(Some(ChainBinding::new(id, genesis)?)),
             _ => Ok(None),
         }
     }
@@ -230,7 +230,7 @@ impl WalletArgs {
                 }
             }
             WalletCommand::Address => {
-                let address = Keystore::load(&dir.existing(&opts.name)?)?.address;
+                let address = keystore::load(&dir.existing(&opts.name)?)?.address;
                 if opts.json {
                     println!("{}", json!({"name": opts.name, "address": address}));
                 } else {
@@ -287,7 +287,7 @@ impl WalletArgs {
             WalletCommand::Balance { address, verify } => {
                 let address = match address {
                     Some(a) => parse_address(&a)?.to_bech32(),
-                    None => Keystore::load(&dir.existing(&opts.name)?)?.address,
+                    None => keystore::load(&dir.existing(&opts.name)?)?.address,
                 };
                 let client = ApiClient::new(&opts.node, NODE_TIMEOUT)?;
                 let account = if verify {
@@ -346,9 +346,9 @@ impl WalletArgs {
 }
 
 fn save_new(key: &Keypair, passphrase: &str, chain: Option<ChainBinding>, path: &Path) -> Result<()> {
-    let mut store = Keystore::encrypt(key, passphrase, KdfParams::DEFAULT)?;
+    let mut store = keystore::encrypt(key, passphrase, KdfParams::DEFAULT)?;
     store.chain = chain;
-    Ok(store.save_new(path)?)
+    Ok(keystore::save_new(&store, path)?)
 }
 
 /// Prints the new keystore and, for `new`, the recovery phrase: the only
@@ -408,16 +408,16 @@ fn new_passphrase(opts: &Options) -> Result<Zeroizing<String>> {
 }
 
 fn unlock(dir: &WalletDir, opts: &Options) -> Result<Keypair> {
-    decrypt(&Keystore::load(&dir.existing(&opts.name)?)?, opts)
+    decrypt(&keystore::load(&dir.existing(&opts.name)?)?, opts)
 }
 
 fn decrypt(store: &Keystore, opts: &Options) -> Result<Keypair> {
     let pass = passphrase(opts, &format!("passphrase for {}: ", opts.name))?;
-    Ok(store.decrypt(&pass)?)
+    Ok(store.decrypt(&pass).map_err(WalletError::from)?)
 }
 
 fn status(dir: &WalletDir, opts: &Options) -> Result<()> {
-    let address = Keystore::load(&dir.existing(&opts.name)?)?.address;
+    let address = keystore::load(&dir.existing(&opts.name)?)?.address;
     let account = ApiClient::new(&opts.node, NODE_TIMEOUT)?
         .account(&address)?
         .ok_or_else(|| WalletError::UnknownAccount(address.clone()))?;
@@ -471,7 +471,7 @@ fn history(
 ) -> Result<()> {
     let address = match address {
         Some(a) => parse_address(a)?.to_bech32(),
-        None => Keystore::load(&dir.existing(&opts.name)?)?.address,
+        None => keystore::load(&dir.existing(&opts.name)?)?.address,
     };
     let page = ApiClient::new(&opts.node, NODE_TIMEOUT)?.account_txs(&address, limit, before)?;
     if opts.json {
@@ -555,18 +555,18 @@ fn send_tx(
     let client = ApiClient::new(&opts.node, NODE_TIMEOUT)?;
     let status = client.status()?;
     let path = dir.existing(&opts.name)?;
-    let mut store = Keystore::load(&path)?;
+    let mut store = keystore::load(&path)?;
     if let Some(chain) = &store.chain {
-        chain.check(&status, &opts.node)?;
+        check_chain(chain, &status, &opts.node)?;
     }
     let account = client.account(&store.address)?;
     let fee = send.fee.unwrap_or(status.ledger.min_fee);
     let nonce = account.as_ref().map_or(0, |a| a.nonce);
     let key = decrypt(&store, opts)?;
     if store.chain.is_none() {
-        let chain = ChainBinding::of(&status);
+        let chain = chain_of(&status);
         eprintln!("this wallet now signs only for chain {chain}");
-        store.bind(&path, chain)?;
+        keystore::bind(&mut store, &path, chain)?;
     }
     let body = TxBody {
         from: key.address(),
