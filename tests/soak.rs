@@ -216,7 +216,8 @@ fn submit_until(
             tally.skipped += u64::from(caught_up - tick);
             tick = caught_up;
         }
-        let sender = &mut senders[tick as usize % senders.len()];
+        let n = senders.len();
+        let sender = &mut senders[tick as usize % n];
         step(sender, &clients, chain_id, &mut tally);
         tick += 1;
     }
