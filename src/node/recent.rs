@@ -360,7 +360,20 @@ mod tests {
         assert_eq!(listed.len(), MAX_LISTED_PROPOSERS);
         assert!(listed.windows(2).all(|w| w[0].0 < w[1].0), "by address");
         let least_listed_wins = listed.iter().map(|(_, w, _)| *w).min().expect("listed");
-        assert!(least_listed_wins >= 2, "the most wins go first");
+        let unlisted: Vec<u64> = wins
+            .iter()
+            .filter(|(a, _)| !listed.iter().any(|(l, _, _)| l == *a))
+            .map(|(_, w)| *w)
+            .collect();
+        assert_eq!(
+            unlisted.len(),
+            70 - MAX_LISTED_PROPOSERS,
+            "the cap leaves six winners out"
+        );
+        assert!(
+            unlisted.iter().all(|w| *w <= least_listed_wins),
+            "the most wins go first"
+        );
         assert!(
             !listed.iter().any(|(a, _, _)| *a == address(0)),
             "winners before stake"
