@@ -565,6 +565,10 @@ fn balance_verify_checks_the_proof_and_catches_a_lying_node() {
         honest["verified_at"]["height"].as_u64().is_some_and(|h| h >= 2),
         "{honest}"
     );
+    assert_eq!(
+        honest["verified_at"]["seal_checked"], true,
+        "PoW work is checked: {honest}"
+    );
     let balance = honest["balance"].as_u64().expect("balance");
 
     let liar = lying_proxy(url, 1_000_000);
@@ -576,4 +580,27 @@ fn balance_verify_checks_the_proof_and_catches_a_lying_node() {
         &wallet(dir.path(), &liar, &["balance", &alice, "--verify"]),
         "does not check out",
     );
+}
+
+#[test]
+fn balance_verify_on_pos_says_the_seal_is_not_checked() {
+    let mut net = Net::new(Kind::Pos);
+    let node = net.start("a", Some("alice"), &[]);
+    assert!(
+        common::wait_for(std::time::Duration::from_secs(120), || net.nodes[node].height()
+            >= 1),
+        "the staker produces"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let url = net.nodes[node].api_url();
+    let alice = Keypair::dev("alice").address().to_bech32();
+    let json: serde_json::Value = serde_json::from_str(&ok(&wallet(
+        dir.path(),
+        &url,
+        &["balance", &alice, "--verify", "--json"],
+    )))
+    .expect("json");
+    assert_eq!(json["verified_at"]["seal_checked"], false, "{json}");
+    let text = ok(&wallet(dir.path(), &url, &["balance", &alice, "--verify"]));
+    assert!(text.contains("not checked: the header's PoS seal"), "{text}");
 }

@@ -309,13 +309,19 @@ impl WalletArgs {
                 if opts.json {
                     let mut out = json!({"address": address, "balance": account.balance, "bonded": account.bonded, "nonce": account.nonce});
                     if let Some(v) = &verified {
-                        out["verified_at"] = json!({"height": v.height, "head": v.id.to_hex()});
+                        out["verified_at"] = json!({"height": v.height, "head": v.id.to_hex(), "seal_checked": v.seal_checked});
                     }
                     println!("{out}");
                 } else {
                     println!("{} (bonded {})", account.balance, account.bonded);
                     if let Some(v) = verified {
                         println!("verified against block {} at height {}", v.id.to_hex(), v.height);
+                        if !v.seal_checked {
+                            println!(
+                                "not checked: the header's PoS seal (the proposer's VRF win needs the epoch's \
+                                 stake snapshot); a node could sign a header of its own with its own key"
+                            );
+                        }
                     }
                 }
             }

@@ -12,8 +12,11 @@
 //! difficulty rule requires (checking that needs the headers back to
 //! genesis): a node that lies about a balance must sign a header with a
 //! key and, on PoW, do the work of one block at the target it claims. On
-//! PoS the VRF seal is not checked (its input needs the epoch's `eta`): a
-//! PoS header is only as good as its proposer's signature.
+//! PoS the VRF seal is not checked (its input needs the epoch's `eta` and
+//! the stake snapshot, which only the chain back to a trusted point can
+//! vouch for): a node could sign a header of its own making with a key of
+//! its own, so on PoS the check shows only that the node's answer is
+//! consistent with a header it serves, and the wallet says so.
 
 use klero_chain::codec;
 use klero_chain::ledger::Account;
@@ -48,6 +51,9 @@ pub(crate) struct Verified {
     pub height: u64,
     /// The head's id.
     pub id: Hash,
+    /// Whether the header's seal was checked: PoW work, yes; a PoS VRF
+    /// seal, no (see the module docs), which the wallet says.
+    pub seal_checked: bool,
 }
 
 /// Checks `account` (as served for `address`) against its proof.
@@ -77,6 +83,7 @@ pub(crate) fn verify_account(
     signed
         .verify(chain_id)
         .map_err(|e| VerifyError::BadHeader(format!("proposer signature: {e}")))?;
+    let seal_checked = matches!(signed.header.seal, Seal::Pow(_));
     if let Seal::Pow(seal) = &signed.header.seal {
         let pre = signed
             .header
@@ -113,6 +120,7 @@ pub(crate) fn verify_account(
     Ok(Verified {
         height: signed.header.height,
         id,
+        seal_checked,
     })
 }
 
