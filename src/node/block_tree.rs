@@ -970,6 +970,182 @@ pub(crate) mod tests {
         );
     }
 
+    /// `count` blocks mined on a fresh chain of `spec`, each with a transfer
+    /// from alice to a fresh address (the state grows, so every change set
+    /// adds and releases tree nodes).
+    fn chain_of_transfers(spec: &ChainSpec, count: u64) -> Vec<SealedBlock> {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut source =
+            BlockTree::load(spec.clone(), Store::open(dir.path(), spec).expect("store")).expect("chain");
+        let alice = Keypair::dev("alice");
+        let txs: Vec<Vec<Tx>> = (0..count)
+            .map(|nonce| {
+                let body = klero_chain::types::TxBody {
+                    from: alice.address(),
+                    nonce,
+                    fee: 1,
+                    kind: klero_chain::types::TxKind::Transfer {
+                        to: Address(Hash::of(&nonce.to_le_bytes()).0),
+                        amount: 3,
+                    },
+                };
+                vec![Tx::sign(body, &alice, &spec.chain_id)]
+            })
+            .collect();
+        mine_with(&mut source, &Keypair::dev("bob"), &txs)
+    }
+
+    #[test]
+    fn a_batch_stores_what_block_by_block_import_stores() {
+        // A window of 3 blocks, so the batch prunes inside itself too.
+        let mut spec = spec();
+        if let Consensus::Pow(params) = &mut spec.consensus {
+            params.max_rollback = 3;
+        }
+        let load = |dir: &std::path::Path| {
+            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        };
+        let blocks = chain_of_transfers(&spec, 9);
+        let (dir_one, dir_batch) = (
+            tempfile::tempdir().expect("one"),
+            tempfile::tempdir().expect("batch"),
+        );
+        let mut one = load(dir_one.path());
+        let mut batch = load(dir_batch.path());
+        for block in &blocks {
+            one.import(block.clone(), u64::MAX / 2).expect("one by one");
+        }
+        // The first block in one batch, the other eight in another whose
+        // first block is already stored (as a sync response starts).
+        assert_eq!(
+            batch.import_batch(&blocks[..1], u64::MAX / 2).outcomes,
+            vec![ImportOutcome::NewHead { rolled_back: 0 }]
+        );
+        let result = batch.import_batch(&blocks, u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        let mut expected = vec![ImportOutcome::NewHead { rolled_back: 0 }; 9];
+        expected[0] = ImportOutcome::Known;
+        assert_eq!(result.outcomes, expected);
+
+        assert_eq!(batch.head().id, one.head().id);
+        assert_eq!(batch.head().id, blocks[8].id());
+        assert_eq!(batch.head().state.root(), one.head().state.root());
+        assert_eq!(
+            batch.store.recompute_root().expect("root"),
+            blocks[8].header().state_root
+        );
+        for (height, block) in (1..).zip(&blocks) {
+            let id = block.id();
+            assert_eq!(batch.store.canonical(height).expect("canon"), Some(id));
+            assert_eq!(
+                batch.store.change_set(&id).expect("read"),
+                one.store.change_set(&id).expect("read"),
+                "the change set of block {height}"
+            );
+        }
+        assert_eq!(
+            batch.store.change_set_count().expect("count"),
+            4,
+            "pruned to the window"
+        );
+        assert_eq!(
+            batch.store.change_set_count().expect("count"),
+            one.store.change_set_count().expect("count")
+        );
+        assert_eq!(
+            batch.store.node_count().expect("count"),
+            one.store.node_count().expect("count")
+        );
+        assert_eq!(batch.pruned_through, one.pruned_through);
+        assert_eq!(batch.canonical, one.canonical);
+
+        // The batch's blocks can be undone like any: a depth-3 reorg.
+        let dir_rival = tempfile::tempdir().expect("rival");
+        let mut rival = load(dir_rival.path());
+        for block in &blocks[..6] {
+            rival.import(block.clone(), u64::MAX / 2).expect("shared prefix");
+        }
+        let heavier = mine(&mut rival, &Keypair::dev("carol"), 4);
+        for block in &heavier {
+            batch.import(block.clone(), u64::MAX / 2).expect("rival block");
+        }
+        assert_eq!(batch.take_reorgs(), vec![3]);
+        assert_eq!(batch.head().id, rival.head().id);
+        assert_eq!(
+            batch.store.recompute_root().expect("root"),
+            rival.head().header.state_root
+        );
+    }
+
+    #[test]
+    fn a_batch_whose_fifth_block_is_forged_stores_the_four_before_it() {
+        let spec = spec();
+        let blocks = chain_of_transfers(&spec, 8);
+        let dir = tempfile::tempdir().expect("dir");
+        let mut a = open(dir.path());
+        let mut forged: Vec<SealedBlock> = blocks.clone();
+        let mut fifth = forged[4].clone().into_block();
+        fifth.signed.signature.0[0] ^= 1;
+        forged[4] = fifth.seal();
+
+        let result = a.import_batch(&forged, u64::MAX / 2);
+        assert_eq!(
+            result.outcomes,
+            vec![ImportOutcome::NewHead { rolled_back: 0 }; 4]
+        );
+        let Some((index, error)) = result.failed else {
+            panic!("the forged block was accepted")
+        };
+        assert_eq!(index, 4, "the error names the fifth block");
+        assert!(
+            matches!(error, ImportError::Invalid(BlockError::BadSignature(_))),
+            "{error}"
+        );
+        assert_eq!(a.head().id, blocks[3].id());
+        assert_eq!(a.head().state.root(), blocks[3].header().state_root);
+        for block in &forged[4..] {
+            assert!(!a.contains(&block.id()));
+            assert!(a.store.block(&block.id()).expect("read").is_none(), "not stored");
+            assert!(a.store.change_set(&block.id()).expect("read").is_none());
+        }
+        assert_eq!(a.store.canonical(5).expect("canon"), None);
+
+        // On disk too: reopened, the store is at the fourth block.
+        drop(a);
+        let mut a = open(dir.path());
+        assert_eq!(a.head().id, blocks[3].id());
+        assert_eq!(
+            a.store.recompute_root().expect("root"),
+            blocks[3].header().state_root
+        );
+        // The real blocks then follow in another batch.
+        let result = a.import_batch(&blocks[4..], u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        assert_eq!(a.head().id, blocks[7].id());
+    }
+
+    #[test]
+    fn a_batch_that_does_not_extend_the_head_is_imported_block_by_block() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = open(dir_a.path());
+        mine(&mut a, &Keypair::dev("alice"), 2);
+        let mut b = open(dir_b.path());
+        let branch = mine(&mut b, &Keypair::dev("bob"), 3);
+        // From genesis: a side branch first, then a reorg of depth 2.
+        let result = a.import_batch(&branch, u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        assert_eq!(
+            result.outcomes,
+            vec![
+                ImportOutcome::SideBranch,
+                ImportOutcome::SideBranch,
+                ImportOutcome::NewHead { rolled_back: 2 }
+            ]
+        );
+        assert_eq!(a.head().id, b.head().id);
+        assert_eq!(a.take_reorgs(), vec![2]);
+    }
+
     #[test]
     fn a_bad_seal_on_a_side_branch_reads_no_state() {
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
