@@ -858,8 +858,20 @@ pub(crate) mod tests {
     }
 
     fn open(dir: &std::path::Path) -> BlockTree {
-        let spec = spec();
-        BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        open_with(&spec(), dir)
+    }
+
+    fn open_with(spec: &ChainSpec, dir: &std::path::Path) -> BlockTree {
+        BlockTree::load(spec.clone(), Store::open(dir, spec).expect("store")).expect("chain")
+    }
+
+    /// [`spec`] with a reorg window of `max_rollback` blocks.
+    fn spec_with_window(max_rollback: u64) -> ChainSpec {
+        let mut spec = spec();
+        if let Consensus::Pow(params) = &mut spec.consensus {
+            params.max_rollback = max_rollback;
+        }
+        spec
     }
 
     /// Mines `count` blocks on `chain`'s head, one target interval apart.
@@ -975,8 +987,7 @@ pub(crate) mod tests {
     /// adds and releases tree nodes).
     fn chain_of_transfers(spec: &ChainSpec, count: u64) -> Vec<SealedBlock> {
         let dir = tempfile::tempdir().expect("dir");
-        let mut source =
-            BlockTree::load(spec.clone(), Store::open(dir.path(), spec).expect("store")).expect("chain");
+        let mut source = open_with(spec, dir.path());
         let alice = Keypair::dev("alice");
         let txs: Vec<Vec<Tx>> = (0..count)
             .map(|nonce| {
@@ -998,13 +1009,8 @@ pub(crate) mod tests {
     #[test]
     fn a_batch_stores_what_block_by_block_import_stores() {
         // A window of 3 blocks, so the batch prunes inside itself too.
-        let mut spec = spec();
-        if let Consensus::Pow(params) = &mut spec.consensus {
-            params.max_rollback = 3;
-        }
-        let load = |dir: &std::path::Path| {
-            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
-        };
+        let spec = spec_with_window(3);
+        let load = |dir: &std::path::Path| open_with(&spec, dir);
         let blocks = chain_of_transfers(&spec, 9);
         let (dir_one, dir_batch) = (
             tempfile::tempdir().expect("one"),
@@ -1184,13 +1190,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_block_forking_deeper_than_max_rollback_is_refused_before_its_seal() {
-        let mut spec = spec();
-        if let Consensus::Pow(params) = &mut spec.consensus {
-            params.max_rollback = 5;
-        }
-        let load = |dir: &std::path::Path| {
-            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
-        };
+        let spec = spec_with_window(5);
+        let load = |dir: &std::path::Path| open_with(&spec, dir);
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
         let mut a = load(dir_a.path());
         mine(&mut a, &Keypair::dev("alice"), 8);
