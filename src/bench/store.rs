@@ -8,7 +8,10 @@
 //! memory with the chain crate's own production code and is not measured.
 //! Then a child process (so that its peak RSS is the importer's alone)
 //! imports the blocks into a fresh data dir through the node's
-//! `BlockTree`, exactly as gossip or sync would, and reports:
+//! `BlockTree`, as sync does: `--batch` blocks (64 by default, a sync
+//! response) per `BlockTree::import_batch`, one store commit each; with
+//! `--batch 1`, block by block through `BlockTree::import`, as gossip
+//! does. It reports:
 //!
 //! - store bytes per block: the growth of `chain.redb` from genesis;
 //! - the import rate in blocks/s and transactions/s;
@@ -40,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain_builder::{ChainBuilder, easy_pow_spec};
 use crate::node::block_tree::{BlockTree, ImportOutcome};
 use crate::node::store::{DB_FILE, Store};
+use crate::p2p::MAX_SYNC_BLOCKS;
 
 /// How far below the tip the competing branch forks.
 const REORG_DEPTH: u64 = 10;
@@ -61,6 +65,11 @@ pub struct StoreArgs {
     /// Share of transfers that pay a fresh address (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     fresh_share: f64,
+    /// Blocks per import: a sync-sized batch ([`BlockTree::import_batch`],
+    /// one store commit per batch, as a syncing node does), or 1 for the
+    /// per-block path (`BlockTree::import`, one commit each).
+    #[arg(long, default_value_t = MAX_SYNC_BLOCKS as usize)]
+    batch: usize,
     /// Stop importing once the store is larger than this (MiB).
     #[arg(long, default_value_t = 4_096)]
     max_store_mib: u64,
@@ -101,6 +110,7 @@ struct Measured {
 struct Report {
     accounts: usize,
     txs_per_block: usize,
+    batch: usize,
     fresh_share: f64,
     blocks_asked: u64,
     #[serde(flatten)]
@@ -118,13 +128,13 @@ impl StoreArgs {
     /// Bad arguments, or a failure while building or importing.
     pub(crate) fn execute(self) -> Result<()> {
         if let Some(dir) = &self.import_dir {
-            let measured = import(dir, self.max_store_mib)?;
+            let measured = import(dir, self.max_store_mib, self.batch)?;
             println!("{}", serde_json::to_string(&measured)?);
             return Ok(());
         }
         ensure!(
-            self.accounts >= 1 && self.blocks > REORG_DEPTH && self.txs_per_block >= 1,
-            "--accounts ≥ 1, --blocks > {REORG_DEPTH} and --txs-per-block ≥ 1"
+            self.accounts >= 1 && self.blocks > REORG_DEPTH && self.txs_per_block >= 1 && self.batch >= 1,
+            "--accounts ≥ 1, --blocks > {REORG_DEPTH}, --txs-per-block ≥ 1 and --batch ≥ 1"
         );
         ensure!(
             (0.0..=1.0).contains(&self.fresh_share),
@@ -136,6 +146,8 @@ impl StoreArgs {
         let output = Command::new(std::env::current_exe().context("finding the klero binary")?)
             .args(["bench", "store", "--max-store-mib"])
             .arg(self.max_store_mib.to_string())
+            .arg("--batch")
+            .arg(self.batch.to_string())
             .arg("--import-dir")
             .arg(dir.path())
             .output()
@@ -152,6 +164,7 @@ impl StoreArgs {
         let report = Report {
             accounts: self.accounts,
             txs_per_block: self.txs_per_block,
+            batch: self.batch,
             fresh_share: self.fresh_share,
             blocks_asked: self.blocks,
             bytes_per_block: measured.store_bytes.saturating_sub(measured.genesis_bytes) as f64
@@ -172,11 +185,12 @@ impl StoreArgs {
 fn print_report(r: &Report) {
     let m = &r.measured;
     println!(
-        "store bench: {} accounts, {} blocks of {} transfers ({:.0}% to fresh addresses)",
+        "store bench: {} accounts, {} blocks of {} transfers ({:.0}% to fresh addresses), imported {} per commit",
         r.accounts,
         r.blocks_asked,
         r.txs_per_block,
-        r.fresh_share * 100.0
+        r.fresh_share * 100.0,
+        r.batch
     );
     if m.stopped_by_store_limit {
         println!(
@@ -332,7 +346,7 @@ fn write_block(out: &mut impl Write, block: &Block) -> Result<()> {
 }
 
 /// Reads the blocks written by [`write_block`].
-fn read_blocks(path: &Path) -> Result<impl Iterator<Item = Result<SealedBlock>>> {
+fn read_blocks(path: &Path) -> Result<impl Iterator<Item = Result<SealedBlock>> + use<>> {
     let mut input = BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
     Ok(std::iter::from_fn(move || {
         let mut len = [0u8; 4];
@@ -351,9 +365,10 @@ fn read_blocks(path: &Path) -> Result<impl Iterator<Item = Result<SealedBlock>>>
     }))
 }
 
-/// The importing half: a fresh data dir, every block through
-/// `BlockTree::import`, then restart and reorg.
-fn import(dir: &Path, max_store_mib: u64) -> Result<Measured> {
+/// The importing half: a fresh data dir, the blocks through
+/// `BlockTree::import_batch` in batches of `batch` (or one by one through
+/// `BlockTree::import` when `batch` is 1), then restart and reorg.
+fn import(dir: &Path, max_store_mib: u64, batch: usize) -> Result<Measured> {
     let text = std::fs::read_to_string(spec_path(dir)).context("reading the bench spec")?;
     let spec = ChainSpec::from_toml(&text)?;
     let data = dir.join("data");
@@ -365,18 +380,31 @@ fn import(dir: &Path, max_store_mib: u64) -> Result<Measured> {
     let now = u64::MAX / 2;
     let (mut blocks, mut txs) = (0u64, 0u64);
     let mut stopped_by_store_limit = false;
+    let mut input = read_blocks(&blocks_path(dir))?.peekable();
     let started = Instant::now();
-    for block in read_blocks(&blocks_path(dir))? {
-        let block = block?;
-        txs += block.block().txs.len() as u64;
-        let outcome = tree.import(block, now)?;
-        ensure!(
-            matches!(outcome, ImportOutcome::NewHead { rolled_back: 0 }),
-            "block {} did not extend the chain: {outcome:?}",
-            blocks + 1
-        );
-        blocks += 1;
-        if blocks % 50 == 0 && file_size(&db_file)? > max_store_mib << 20 {
+    while input.peek().is_some() {
+        let chunk = input.by_ref().take(batch).collect::<Result<Vec<_>>>()?;
+        txs += chunk.iter().map(|b| b.block().txs.len() as u64).sum::<u64>();
+        let outcomes = if batch == 1 {
+            chunk
+                .into_iter()
+                .map(|block| tree.import(block, now))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let result = tree.import_batch(&chunk, now);
+            if let Some((index, error)) = result.failed {
+                bail!("block {} failed: {error}", blocks + index as u64 + 1);
+            }
+            result.outcomes
+        };
+        for outcome in outcomes {
+            blocks += 1;
+            ensure!(
+                matches!(outcome, ImportOutcome::NewHead { rolled_back: 0 }),
+                "block {blocks} did not extend the chain: {outcome:?}"
+            );
+        }
+        if file_size(&db_file)? > max_store_mib << 20 {
             stopped_by_store_limit = true;
             break;
         }

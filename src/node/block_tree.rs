@@ -39,7 +39,7 @@ use klero_chain::fork_choice;
 use klero_chain::state::{CommittedState, Layered};
 use klero_chain::types::{Equivocation, SignedHeader};
 use klero_chain::validate::{
-    BlockError, BlockMeta, MEDIAN_TIME_SPAN, Parent, check_header, validate_against_state,
+    BlockError, BlockMeta, Imported, MEDIAN_TIME_SPAN, Parent, check_header, validate_against_state,
 };
 use klero_chain::{Address, ChainSpec, Hash, Header, SealedBlock};
 use tracing::{debug, info, warn};
@@ -90,6 +90,18 @@ pub enum ImportError {
     /// The store failed; the block is not imported.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What importing a sync batch did ([`BlockTree::import_batch`]).
+#[derive(Debug)]
+pub struct BatchImport {
+    /// The outcome of each block before the first that failed, in order.
+    pub outcomes: Vec<ImportOutcome>,
+    /// The first block whose import failed, by its index in the batch,
+    /// and why. It is not stored (unless, as with a single import, only
+    /// opening the new head's view failed after the commit), nor are the
+    /// blocks after it.
+    pub failed: Option<(usize, ImportError)>,
 }
 
 /// One block of the fork tree.
@@ -360,6 +372,47 @@ impl BlockTree {
         Ok(ImportOutcome::Orphan)
     }
 
+    /// Validates and stores a sync batch: blocks the node asked for, each
+    /// the child of the one before ([`Delivery::Requested`]). Blocks
+    /// already stored at its start are [`ImportOutcome::Known`]. When the
+    /// first of the others extends the head, they are checked in order,
+    /// each against the state its predecessor leaves, and those before the
+    /// first invalid one are stored and become the head in **one** store
+    /// transaction (a sync pays one commit for up to 64 blocks, not one
+    /// each). Any other batch (a side branch, a reorg, blocks that do not
+    /// chain) is imported block by block with [`BlockTree::import_from`],
+    /// stopping at the first error.
+    ///
+    /// What a block that fails leaves: the blocks before it are stored, it
+    /// and the rest are not ([`BatchImport::failed`]).
+    pub fn import_batch(&mut self, blocks: &[SealedBlock], now_ms: u64) -> BatchImport {
+        let known = blocks
+            .iter()
+            .take_while(|b| self.tree.contains_key(&b.id()))
+            .count();
+        let mut outcomes = vec![ImportOutcome::Known; known];
+        let rest = &blocks[known..];
+        let extends_head = rest.first().is_some_and(|b| b.header().parent == self.head.id)
+            && rest.windows(2).all(|w| w[1].header().parent == w[0].id());
+        let failed = if extends_head {
+            self.extend_head(rest, now_ms, &mut outcomes)
+        } else {
+            rest.iter().enumerate().find_map(|(i, block)| {
+                match self.import_from(block, now_ms, Delivery::Requested) {
+                    Ok(outcome) => {
+                        outcomes.push(outcome);
+                        None
+                    }
+                    Err(error) => Some((i, error)),
+                }
+            })
+        };
+        BatchImport {
+            outcomes,
+            failed: failed.map(|(i, error)| (known + i, error)),
+        }
+    }
+
     /// The depths of the reorgs done since the last call, those of
     /// connected orphans included (an import's outcome is its block's own).
     pub fn take_reorgs(&mut self) -> Vec<u64> {
@@ -436,20 +489,127 @@ impl BlockTree {
         };
         self.watch_for_equivocation(block);
         let switch = self.head_switch(parent_id, id, &imported.meta, fork);
-        self.store
-            .commit(block, &imported.meta, &imported.changes, switch.as_ref())?;
-        let node = TreeNode {
-            header: block.header().clone(),
-            meta: imported.meta,
-        };
-        let height = node.meta.height;
-        self.by_height.entry(height).or_default().push(id);
-        self.tree.insert(id, node);
+        self.store.commit(&[(block, &imported)], switch.as_ref())?;
+        self.remember(block, imported.meta);
         let Some(switch) = switch else {
             return Ok(ImportOutcome::SideBranch);
         };
-        let rolled_back = switch.undo.len() as u64;
-        let fork_height = height - switch.canonical.len() as u64;
+        let rolled_back = self.adopt_head(id, &switch)?;
+        if rolled_back > 0 {
+            self.reorgs.push(rolled_back);
+            info!(height = self.head.meta.height, head = %id.short(), rolled_back, "reorg");
+        }
+        Ok(ImportOutcome::NewHead { rolled_back })
+    }
+
+    /// The fast path of [`BlockTree::import_batch`]: `blocks` extend the
+    /// head one after the other. Each is checked as [`BlockTree::connect`]
+    /// checks a child of the head (its fork depth is 0 and it is asked
+    /// for, so neither the rollback limit nor the light-branch rule can
+    /// refuse it), against the state its predecessor in the batch leaves:
+    /// the head's state with the change sets of the blocks before it
+    /// applied ([`Layered`]). The valid ones are stored and become the
+    /// head in one store transaction; the first invalid one and the rest
+    /// are not. Appends an outcome for each block stored; returns the
+    /// index of the first block not stored, and why.
+    fn extend_head(
+        &mut self,
+        blocks: &[SealedBlock],
+        now_ms: u64,
+        outcomes: &mut Vec<ImportOutcome>,
+    ) -> Option<(usize, ImportError)> {
+        let base = Arc::clone(&self.head.state);
+        let mut state = Layered::new(base.as_ref());
+        let mut timestamps = self.recent_timestamps(self.head.id);
+        let mut valid: Vec<Imported> = Vec::with_capacity(blocks.len());
+        let mut failed = None;
+        for (i, block) in blocks.iter().enumerate() {
+            let (header, meta) = match (i.checked_sub(1), valid.last()) {
+                (Some(prev), Some(imported)) => (blocks[prev].header(), &imported.meta),
+                _ => (&self.head.header, &self.head.meta),
+            };
+            let parent = Parent {
+                id: block.header().parent,
+                header,
+                meta,
+                recent_timestamps: &timestamps,
+            };
+            let checked = check_header(&self.spec, &parent, block, now_ms)
+                .and_then(|checked| validate_against_state(&self.spec, &state, checked, block))
+                .and_then(|imported| {
+                    state
+                        .apply(&imported.changes)
+                        .map(|()| imported)
+                        .map_err(BlockError::State)
+                });
+            match checked {
+                Ok(imported) => {
+                    self.watch_for_equivocation(block);
+                    timestamps.push(block.header().timestamp_ms);
+                    if timestamps.len() > MEDIAN_TIME_SPAN {
+                        timestamps.remove(0);
+                    }
+                    valid.push(imported);
+                }
+                Err(error) => {
+                    failed = Some((i, error.into()));
+                    break;
+                }
+            }
+        }
+        let Some(last) = valid.last() else {
+            return failed;
+        };
+        let stored_count = valid.len();
+        let last_id = blocks[stored_count - 1].id();
+        debug!(
+            blocks = valid.len(),
+            height = last.meta.height,
+            "committing a batch"
+        );
+        let canonical = blocks
+            .iter()
+            .zip(&valid)
+            .map(|(b, v)| (v.meta.height, b.id()))
+            .collect();
+        let switch = self.head_move(self.head.meta.height, Vec::new(), canonical);
+        let stored: Vec<(&SealedBlock, &Imported)> = blocks.iter().zip(&valid).collect();
+        if let Err(error) = self.store.commit(&stored, Some(&switch)) {
+            return Some((0, error.into()));
+        }
+        for (block, imported) in blocks.iter().zip(valid) {
+            self.remember(block, imported.meta);
+            outcomes.push(ImportOutcome::NewHead { rolled_back: 0 });
+        }
+        if let Err(error) = self.adopt_head(last_id, &switch) {
+            // Stored, but the head's view could not be opened: as for a
+            // single import, the blocks count as stored and the error is
+            // the last one's.
+            outcomes.pop();
+            return Some((stored_count - 1, error.into()));
+        }
+        failed
+    }
+
+    /// Enters a stored block into the fork tree.
+    fn remember(&mut self, block: &SealedBlock, meta: BlockMeta) {
+        let id = block.id();
+        self.by_height.entry(meta.height).or_default().push(id);
+        self.tree.insert(
+            id,
+            TreeNode {
+                header: block.header().clone(),
+                meta,
+            },
+        );
+    }
+
+    /// After a commit that moved the head to the stored block `id` along
+    /// `switch`: the best chain, the blocks it left (for the mempool), the
+    /// pruning mark and the head's view. Returns the depth of the reorg.
+    fn adopt_head(&mut self, id: Hash, switch: &HeadMove) -> Result<u64, StoreError> {
+        let node = self.tree.get(&id).ok_or(StoreError::Missing("the new head"))?;
+        let fork_height = node.meta.height - switch.canonical.len() as u64;
         self.canonical.truncate(
             usize::try_from(fork_height)
                 .unwrap_or(usize::MAX)
@@ -458,12 +618,8 @@ impl BlockTree {
         self.canonical.extend(switch.canonical.iter().map(|(_, b)| *b));
         self.reverted.extend(switch.undo.iter().rev());
         self.pruned_through = switch.pruned_through;
-        self.head = make_head(&self.spec, &self.store, id, &self.tree[&id])?;
-        if rolled_back > 0 {
-            self.reorgs.push(rolled_back);
-            info!(height, head = %id.short(), rolled_back, "reorg");
-        }
-        Ok(ImportOutcome::NewHead { rolled_back })
+        self.head = make_head(&self.spec, &self.store, id, node)?;
+        Ok(switch.undo.len() as u64)
     }
 
     /// A pushed child of a light block: its fork depth, then its header
@@ -590,11 +746,21 @@ impl BlockTree {
     /// If a child `id` of `parent_id` with `meta` should become the head:
     /// how the head moves (undo, redo, canonical index, pruning).
     fn head_switch(&self, parent_id: Hash, id: Hash, meta: &BlockMeta, fork: ForkPoint) -> Option<HeadMove> {
-        let old = &self.head;
-        if parent_id != old.id && !fork_choice::prefer(&self.spec, &old.meta, meta) {
+        if parent_id != self.head.id && !fork_choice::prefer(&self.spec, &self.head.meta, meta) {
             return None;
         }
-        let from = usize::try_from(fork.height)
+        let mut canonical: Vec<(u64, Hash)> =
+            fork.side.iter().map(|b| (self.tree[b].meta.height, *b)).collect();
+        canonical.push((meta.height, id));
+        Some(self.head_move(fork.height, fork.side, canonical))
+    }
+
+    /// How the head moves to the last of `canonical` (the `(height, id)`
+    /// of every block above the fork point at `fork_height`, of which
+    /// `redo` are already stored): the canonical blocks above the fork
+    /// point are undone, and what falls out of the reorg window is pruned.
+    fn head_move(&self, fork_height: u64, redo: Vec<Hash>, canonical: Vec<(u64, Hash)>) -> HeadMove {
+        let from = usize::try_from(fork_height)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         let undo: Vec<Hash> = self
@@ -605,21 +771,19 @@ impl BlockTree {
             .rev()
             .copied()
             .collect();
-        let mut canonical: Vec<(u64, Hash)> =
-            fork.side.iter().map(|b| (self.tree[b].meta.height, *b)).collect();
-        canonical.push((meta.height, id));
+        let new_height = canonical.last().map_or(fork_height, |(h, _)| *h);
         let mut head = HeadMove {
             undo,
-            redo: fork.side,
+            redo,
             canonical,
-            old_height: old.meta.height,
+            old_height: self.head.meta.height,
             pruned_through: self.pruned_through,
             ..HeadMove::default()
         };
         if !self.archive {
-            self.plan_pruning(&mut head, fork.height, meta.height);
+            self.plan_pruning(&mut head, fork_height, new_height);
         }
-        Some(head)
+        head
     }
 
     /// Rule 4 of docs/state.md: canonical blocks deeper than the window
@@ -694,8 +858,20 @@ pub(crate) mod tests {
     }
 
     fn open(dir: &std::path::Path) -> BlockTree {
-        let spec = spec();
-        BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
+        open_with(&spec(), dir)
+    }
+
+    fn open_with(spec: &ChainSpec, dir: &std::path::Path) -> BlockTree {
+        BlockTree::load(spec.clone(), Store::open(dir, spec).expect("store")).expect("chain")
+    }
+
+    /// [`spec`] with a reorg window of `max_rollback` blocks.
+    fn spec_with_window(max_rollback: u64) -> ChainSpec {
+        let mut spec = spec();
+        if let Consensus::Pow(params) = &mut spec.consensus {
+            params.max_rollback = max_rollback;
+        }
+        spec
     }
 
     /// Mines `count` blocks on `chain`'s head, one target interval apart.
@@ -806,6 +982,176 @@ pub(crate) mod tests {
         );
     }
 
+    /// `count` blocks mined on a fresh chain of `spec`, each with a transfer
+    /// from alice to a fresh address (the state grows, so every change set
+    /// adds and releases tree nodes).
+    fn chain_of_transfers(spec: &ChainSpec, count: u64) -> Vec<SealedBlock> {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut source = open_with(spec, dir.path());
+        let alice = Keypair::dev("alice");
+        let txs: Vec<Vec<Tx>> = (0..count)
+            .map(|nonce| {
+                let body = klero_chain::types::TxBody {
+                    from: alice.address(),
+                    nonce,
+                    fee: 1,
+                    kind: klero_chain::types::TxKind::Transfer {
+                        to: Address(Hash::of(&nonce.to_le_bytes()).0),
+                        amount: 3,
+                    },
+                };
+                vec![Tx::sign(body, &alice, &spec.chain_id)]
+            })
+            .collect();
+        mine_with(&mut source, &Keypair::dev("bob"), &txs)
+    }
+
+    #[test]
+    fn a_batch_stores_what_block_by_block_import_stores() {
+        // A window of 3 blocks, so the batch prunes inside itself too.
+        let spec = spec_with_window(3);
+        let load = |dir: &std::path::Path| open_with(&spec, dir);
+        let blocks = chain_of_transfers(&spec, 9);
+        let (dir_one, dir_batch) = (
+            tempfile::tempdir().expect("one"),
+            tempfile::tempdir().expect("batch"),
+        );
+        let mut one = load(dir_one.path());
+        let mut batch = load(dir_batch.path());
+        for block in &blocks {
+            one.import(block.clone(), u64::MAX / 2).expect("one by one");
+        }
+        // The first block in one batch, the other eight in another whose
+        // first block is already stored (as a sync response starts).
+        assert_eq!(
+            batch.import_batch(&blocks[..1], u64::MAX / 2).outcomes,
+            vec![ImportOutcome::NewHead { rolled_back: 0 }]
+        );
+        let result = batch.import_batch(&blocks, u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        let mut expected = vec![ImportOutcome::NewHead { rolled_back: 0 }; 9];
+        expected[0] = ImportOutcome::Known;
+        assert_eq!(result.outcomes, expected);
+
+        assert_eq!(batch.head().id, one.head().id);
+        assert_eq!(batch.head().id, blocks[8].id());
+        assert_eq!(batch.head().state.root(), one.head().state.root());
+        assert_eq!(
+            batch.store.recompute_root().expect("root"),
+            blocks[8].header().state_root
+        );
+        for (height, block) in (1..).zip(&blocks) {
+            let id = block.id();
+            assert_eq!(batch.store.canonical(height).expect("canon"), Some(id));
+            assert_eq!(
+                batch.store.change_set(&id).expect("read"),
+                one.store.change_set(&id).expect("read"),
+                "the change set of block {height}"
+            );
+        }
+        assert_eq!(
+            batch.store.change_set_count().expect("count"),
+            4,
+            "pruned to the window"
+        );
+        assert_eq!(
+            batch.store.change_set_count().expect("count"),
+            one.store.change_set_count().expect("count")
+        );
+        assert_eq!(
+            batch.store.node_count().expect("count"),
+            one.store.node_count().expect("count")
+        );
+        assert_eq!(batch.pruned_through, one.pruned_through);
+        assert_eq!(batch.canonical, one.canonical);
+
+        // The batch's blocks can be undone like any: a depth-3 reorg.
+        let dir_rival = tempfile::tempdir().expect("rival");
+        let mut rival = load(dir_rival.path());
+        for block in &blocks[..6] {
+            rival.import(block.clone(), u64::MAX / 2).expect("shared prefix");
+        }
+        let heavier = mine(&mut rival, &Keypair::dev("carol"), 4);
+        for block in &heavier {
+            batch.import(block.clone(), u64::MAX / 2).expect("rival block");
+        }
+        assert_eq!(batch.take_reorgs(), vec![3]);
+        assert_eq!(batch.head().id, rival.head().id);
+        assert_eq!(
+            batch.store.recompute_root().expect("root"),
+            rival.head().header.state_root
+        );
+    }
+
+    #[test]
+    fn a_batch_whose_fifth_block_is_forged_stores_the_four_before_it() {
+        let spec = spec();
+        let blocks = chain_of_transfers(&spec, 8);
+        let dir = tempfile::tempdir().expect("dir");
+        let mut a = open(dir.path());
+        let mut forged: Vec<SealedBlock> = blocks.clone();
+        let mut fifth = forged[4].clone().into_block();
+        fifth.signed.signature.0[0] ^= 1;
+        forged[4] = fifth.seal();
+
+        let result = a.import_batch(&forged, u64::MAX / 2);
+        assert_eq!(
+            result.outcomes,
+            vec![ImportOutcome::NewHead { rolled_back: 0 }; 4]
+        );
+        let Some((index, error)) = result.failed else {
+            panic!("the forged block was accepted")
+        };
+        assert_eq!(index, 4, "the error names the fifth block");
+        assert!(
+            matches!(error, ImportError::Invalid(BlockError::BadSignature(_))),
+            "{error}"
+        );
+        assert_eq!(a.head().id, blocks[3].id());
+        assert_eq!(a.head().state.root(), blocks[3].header().state_root);
+        for block in &forged[4..] {
+            assert!(!a.contains(&block.id()));
+            assert!(a.store.block(&block.id()).expect("read").is_none(), "not stored");
+            assert!(a.store.change_set(&block.id()).expect("read").is_none());
+        }
+        assert_eq!(a.store.canonical(5).expect("canon"), None);
+
+        // On disk too: reopened, the store is at the fourth block.
+        drop(a);
+        let mut a = open(dir.path());
+        assert_eq!(a.head().id, blocks[3].id());
+        assert_eq!(
+            a.store.recompute_root().expect("root"),
+            blocks[3].header().state_root
+        );
+        // The real blocks then follow in another batch.
+        let result = a.import_batch(&blocks[4..], u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        assert_eq!(a.head().id, blocks[7].id());
+    }
+
+    #[test]
+    fn a_batch_that_does_not_extend_the_head_is_imported_block_by_block() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        let mut a = open(dir_a.path());
+        mine(&mut a, &Keypair::dev("alice"), 2);
+        let mut b = open(dir_b.path());
+        let branch = mine(&mut b, &Keypair::dev("bob"), 3);
+        // From genesis: a side branch first, then a reorg of depth 2.
+        let result = a.import_batch(&branch, u64::MAX / 2);
+        assert!(result.failed.is_none(), "{:?}", result.failed);
+        assert_eq!(
+            result.outcomes,
+            vec![
+                ImportOutcome::SideBranch,
+                ImportOutcome::SideBranch,
+                ImportOutcome::NewHead { rolled_back: 2 }
+            ]
+        );
+        assert_eq!(a.head().id, b.head().id);
+        assert_eq!(a.take_reorgs(), vec![2]);
+    }
+
     #[test]
     fn a_bad_seal_on_a_side_branch_reads_no_state() {
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
@@ -844,13 +1190,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_block_forking_deeper_than_max_rollback_is_refused_before_its_seal() {
-        let mut spec = spec();
-        if let Consensus::Pow(params) = &mut spec.consensus {
-            params.max_rollback = 5;
-        }
-        let load = |dir: &std::path::Path| {
-            BlockTree::load(spec.clone(), Store::open(dir, &spec).expect("store")).expect("chain")
-        };
+        let spec = spec_with_window(5);
+        let load = |dir: &std::path::Path| open_with(&spec, dir);
         let (dir_a, dir_b) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
         let mut a = load(dir_a.path());
         mine(&mut a, &Keypair::dev("alice"), 8);

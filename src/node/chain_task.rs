@@ -36,7 +36,7 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::block_tree::{BlockTree, Head, ImportError, ImportOutcome};
+use super::block_tree::{BatchImport, BlockTree, Head, ImportError, ImportOutcome};
 use super::mempool::{Mempool, MempoolError};
 use super::metrics::Metrics;
 use super::orphans::Orphans;
@@ -78,6 +78,10 @@ enum Command {
         block: Box<SealedBlock>,
         origin: Origin,
         reply: oneshot::Sender<Result<ImportOutcome, ImportError>>,
+    },
+    ImportBatch {
+        blocks: Vec<SealedBlock>,
+        reply: oneshot::Sender<BatchImport>,
     },
     SubmitTx {
         tx: Tx,
@@ -181,6 +185,17 @@ impl ChainHandle {
         .map_err(ChainError::from)
     }
 
+    /// Imports a sync response's blocks (each the child of the one before)
+    /// as one batch: [`BlockTree::import_batch`].
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`] if the chain task has ended; a block that
+    /// fails is in [`BatchImport::failed`].
+    pub(crate) async fn import_batch(&self, blocks: Vec<SealedBlock>) -> Result<BatchImport, ChainError> {
+        self.ask(|reply| Command::ImportBatch { blocks, reply }).await
+    }
+
     /// Offers a transaction to the mempool; `publish` gossips it if new.
     /// Returns false if the pool had it already.
     ///
@@ -278,6 +293,34 @@ impl ChainHandle {
     }
 }
 
+/// What the task notes of a block before importing it, for the
+/// bookkeeping after.
+struct Arrival {
+    /// What a strategy hears of the block; the outcome is filled in after.
+    event: ImportEvent,
+    summary: RecentBlock,
+    timestamp: u64,
+}
+
+impl Arrival {
+    fn of(block: &SealedBlock, origin: Origin) -> Arrival {
+        let header = block.header();
+        Arrival {
+            event: ImportEvent {
+                id: block.id(),
+                parent: header.parent,
+                height: header.height,
+                slot: header.slot().unwrap_or(0),
+                proposer: header.proposer,
+                origin,
+                outcome: ImportOutcome::Known,
+            },
+            summary: RecentBlock::of(block),
+            timestamp: header.timestamp_ms,
+        }
+    }
+}
+
 /// The chain task's state.
 pub(crate) struct ChainTask {
     tree: BlockTree,
@@ -343,6 +386,9 @@ impl ChainTask {
                     let result = self.import(*block, origin).await;
                     let _ = reply.send(result);
                 }
+                Command::ImportBatch { blocks, reply } => {
+                    let _ = reply.send(self.import_batch(blocks).await);
+                }
                 Command::SubmitTx { tx, publish, reply } => {
                     let result = self.submit_tx(tx, publish).await;
                     let _ = reply.send(result);
@@ -371,54 +417,99 @@ impl ChainTask {
     }
 
     async fn import(&mut self, block: SealedBlock, origin: Origin) -> Result<ImportOutcome, ImportError> {
-        let (before, before_height) = (self.tree.head().id, self.tree.head().meta.height);
+        let before = self.head_mark();
         let bytes = (origin == Origin::Local).then(|| codec::encode(block.block()));
-        let timestamp = block.header().timestamp_ms;
-        let (id, parent) = (block.id(), block.header().parent);
-        // What a strategy hears of the block; the outcome is filled in below.
-        let event = ImportEvent {
-            id,
-            parent,
-            height: block.header().height,
-            slot: block.header().slot().unwrap_or(0),
-            proposer: block.header().proposer,
-            origin,
-            outcome: ImportOutcome::Known,
-        };
-        let summary = RecentBlock::of(&block);
-        // Validation is CPU work (signatures, VRF, state root): keep it off
-        // the async scheduler's toes.
+        let arrival = Arrival::of(&block, origin);
         let from = match origin {
             Origin::Gossip(peer) => Some(peer),
             Origin::Sync | Origin::Local | Origin::Withheld => None,
         };
+        // Validation is CPU work (signatures, VRF, state root): keep it off
+        // the async scheduler's toes.
         let result =
             tokio::task::block_in_place(|| self.orphans.import(&mut self.tree, block, from, now_ms()));
+        self.note_orphans();
+        self.record(&arrival, result.as_ref());
+        self.settle(before).await;
+        if let Ok(outcome) = &result {
+            self.announce(&arrival.event, *outcome);
+        }
+        if let (Some(bytes), Ok(ImportOutcome::NewHead { .. })) = (bytes, &result) {
+            self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
+            if self.is_pos() {
+                // A PoS block's timestamp is its slot's start.
+                let delay = now_ms().saturating_sub(arrival.timestamp) as f64 / 1000.0;
+                self.metrics.publish_delay(delay);
+            }
+            info!(height = self.tree.head().meta.height, block = %arrival.event.id.short(), "proposed");
+            if let Err(error) = self.net.publish_block(bytes).await {
+                warn!(%error, "could not gossip our block");
+            }
+        }
+        result
+    }
+
+    /// A sync response's blocks, each the child of the one before, as one
+    /// batch ([`BlockTree::import_batch`]); the bookkeeping of a single
+    /// import runs for each block, in order.
+    async fn import_batch(&mut self, blocks: Vec<SealedBlock>) -> BatchImport {
+        let before = self.head_mark();
+        let arrivals: Vec<Arrival> = blocks.iter().map(|b| Arrival::of(b, Origin::Sync)).collect();
+        let batch =
+            tokio::task::block_in_place(|| self.orphans.import_batch(&mut self.tree, blocks, now_ms()));
+        self.note_orphans();
+        for (arrival, outcome) in arrivals.iter().zip(&batch.outcomes) {
+            self.record(arrival, Ok(outcome));
+        }
+        if let Some((index, error)) = &batch.failed
+            && let Some(arrival) = arrivals.get(*index)
+        {
+            self.record(arrival, Err(error));
+        }
+        self.settle(before).await;
+        for (arrival, outcome) in arrivals.into_iter().zip(&batch.outcomes) {
+            self.announce(&arrival.event, *outcome);
+        }
+        batch
+    }
+
+    /// The head before an import, for [`ChainTask::settle`].
+    fn head_mark(&self) -> (klero_chain::Hash, u64) {
+        (self.tree.head().id, self.tree.head().meta.height)
+    }
+
+    fn note_orphans(&self) {
         self.metrics
             .orphans
             .store(self.orphans.len() as u64, Ordering::Relaxed);
         self.metrics
             .orphan_bytes
             .store(self.orphans.bytes() as u64, Ordering::Relaxed);
+    }
+
+    /// The bookkeeping of one block's import: withheld, metrics, the slot
+    /// index, the recent blocks, or the reason it was refused.
+    fn record(&mut self, arrival: &Arrival, result: Result<&ImportOutcome, &ImportError>) {
+        let (id, origin) = (arrival.event.id, arrival.event.origin);
+        let stored = matches!(
+            result,
+            Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)
+        );
         // Private before the head watch shows it, so sync never serves it.
-        if origin == Origin::Withheld
-            && matches!(
-                result,
-                Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)
-            )
-        {
+        if origin == Origin::Withheld && stored {
             self.withheld.insert(id);
         }
-        match &result {
+        match result {
             Ok(ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) => {
                 self.metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
                 if let Some(meta) = self.tree.meta(&id).filter(|_| self.is_pos()) {
-                    self.slot_bests.record(parent, meta.slot, meta.score());
+                    self.slot_bests
+                        .record(arrival.event.parent, meta.slot, meta.score());
                 }
-                self.recent.on_import(summary);
+                self.recent.on_import(arrival.summary.clone());
                 self.recent.set_stats(ChainStats::of(&self.tree));
                 if let Origin::Gossip(_) = origin {
-                    let latency = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
+                    let latency = now_ms().saturating_sub(arrival.timestamp) as f64 / 1000.0;
                     self.metrics.gossip_latency(latency);
                 }
             }
@@ -429,6 +520,12 @@ impl ChainTask {
             }
             Err(ImportError::Store(error)) => warn!(block = %id.short(), %error, "store failed"),
         }
+    }
+
+    /// After an import that started at head `before`: the reorgs it did,
+    /// the new head for the mempool and the watchers, the equivocations it
+    /// found.
+    async fn settle(&mut self, (before, before_height): (klero_chain::Hash, u64)) {
         for depth in self.tree.take_reorgs() {
             self.metrics.reorg(depth);
             let head = self.tree.head();
@@ -447,29 +544,21 @@ impl ChainTask {
         for evidence in self.tree.take_equivocations() {
             self.submit_evidence(evidence).await;
         }
-        if let Ok(outcome @ (ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch)) = &result {
-            if origin == Origin::Withheld && matches!(outcome, ImportOutcome::NewHead { .. }) {
-                self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
-            }
-            // Nobody listens on an honest node: the send just fails.
-            let _ = self.imports.send(ImportEvent {
-                outcome: *outcome,
-                ..event
-            });
+    }
+
+    /// Tells a strategy (if one listens) that a block was stored.
+    fn announce(&self, event: &ImportEvent, outcome: ImportOutcome) {
+        if !matches!(outcome, ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch) {
+            return;
         }
-        if let (Some(bytes), Ok(ImportOutcome::NewHead { .. })) = (bytes, &result) {
+        if event.origin == Origin::Withheld && matches!(outcome, ImportOutcome::NewHead { .. }) {
             self.metrics.blocks_proposed.fetch_add(1, Ordering::Relaxed);
-            if self.is_pos() {
-                // A PoS block's timestamp is its slot's start.
-                let delay = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
-                self.metrics.publish_delay(delay);
-            }
-            info!(height = self.tree.head().meta.height, block = %id.short(), "proposed");
-            if let Err(error) = self.net.publish_block(bytes).await {
-                warn!(%error, "could not gossip our block");
-            }
         }
-        result
+        // Nobody listens on an honest node: the send just fails.
+        let _ = self.imports.send(ImportEvent {
+            outcome,
+            ..event.clone()
+        });
     }
 
     /// Replays the mempool on the new head, gives it back the transactions

@@ -20,7 +20,7 @@ use klero_chain::{Hash, SealedBlock, codec};
 use libp2p::PeerId;
 use tracing::{debug, warn};
 
-use super::block_tree::{BlockTree, Delivery, ImportError, ImportOutcome};
+use super::block_tree::{BatchImport, BlockTree, Delivery, ImportError, ImportOutcome};
 
 /// Most blocks waiting for their parent.
 const MAX_ORPHANS: usize = 512;
@@ -84,12 +84,41 @@ impl Orphans {
         from: Sender,
         now_ms: u64,
     ) -> Result<ImportOutcome, ImportError> {
-        let id = block.id();
         let outcome = tree.import_from(&block, now_ms, delivery(from))?;
+        self.after(tree, block, from, outcome, now_ms);
+        Ok(outcome)
+    }
+
+    /// [`Orphans::import`] for a sync batch ([`BlockTree::import_batch`]):
+    /// the blocks it leaves orphaned wait here, and the orphans waiting
+    /// for the blocks it stores follow them.
+    pub(crate) fn import_batch(
+        &mut self,
+        tree: &mut BlockTree,
+        blocks: Vec<SealedBlock>,
+        now_ms: u64,
+    ) -> BatchImport {
+        let batch = tree.import_batch(&blocks, now_ms);
+        for (block, outcome) in blocks.into_iter().zip(&batch.outcomes) {
+            self.after(tree, block, None, *outcome, now_ms);
+        }
+        batch
+    }
+
+    /// Keeps `block` if its import left it an orphan; connects the orphans
+    /// waiting for it if it was stored.
+    fn after(
+        &mut self,
+        tree: &mut BlockTree,
+        block: SealedBlock,
+        from: Sender,
+        outcome: ImportOutcome,
+        now_ms: u64,
+    ) {
         match outcome {
             ImportOutcome::Orphan => self.insert(block, from),
             ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => {
-                let mut ready = self.children_of(&id);
+                let mut ready = self.children_of(&block.id());
                 while let Some((child, from)) = ready.pop() {
                     let child_id = child.id();
                     match tree.import_from(&child, now_ms, delivery(from)) {
@@ -100,7 +129,6 @@ impl Orphans {
             }
             ImportOutcome::Known => {}
         }
-        Ok(outcome)
     }
 
     fn insert(&mut self, block: SealedBlock, from: Sender) {

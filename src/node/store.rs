@@ -27,8 +27,9 @@
 //! 7 ‖ epoch                    the snapshot drawn from in that epoch
 //! ```
 //!
-//! Every block import is one write transaction ([`Store::commit`]): the
-//! block, its change set and, when it moves the head, the undo of the
+//! Every block import is one write transaction ([`Store::commit`]), and so
+//! is a sync batch of blocks that extend the head: the blocks, their change
+//! sets and, when they move the head, the undo of the
 //! blocks the head leaves, the change sets of the blocks it takes on, the
 //! state tree's reference counts, the canonical index, the head pointer and
 //! the pruning of what fell out of the reorg window: all land together or
@@ -45,7 +46,7 @@ use klero_chain::codec::{self, CodecError, MAX_BLOCK_BYTES, MAX_HEADER_BYTES};
 use klero_chain::epoch::Staker;
 use klero_chain::state::{ChangeSet, CommittedState, MemState, StateError, StateRead, StateValue};
 use klero_chain::state_tree::{Node, StateKey};
-use klero_chain::validate::{BlockMeta, genesis_meta};
+use klero_chain::validate::{BlockMeta, Imported, genesis_meta};
 use klero_chain::vrf::VrfPublicKey;
 use klero_chain::{Address, Block, ChainSpec, Hash, Header, SealedBlock};
 use redb::{
@@ -221,10 +222,14 @@ impl Store {
         txn.commit().map_err(db)
     }
 
-    /// Stores a validated block with its change set and, if `head` is
-    /// given, moves the head to it: undoes and applies change sets to the
-    /// flat state and the tree's reference counts, writes the canonical
-    /// index and the head pointer, prunes. All in one transaction.
+    /// Stores validated blocks with their change sets and, if `head` is
+    /// given, moves the head to the last of them: undoes and applies change
+    /// sets to the flat state and the tree's reference counts, writes the
+    /// canonical index and the head pointer, prunes. All in one transaction.
+    ///
+    /// One block is a single import; several (each the child of the one
+    /// before, the first a child of the head) are a sync batch, whose
+    /// change sets the head move applies in order after `head.redo`'s.
     ///
     /// # Errors
     ///
@@ -232,25 +237,29 @@ impl Store {
     /// it is then stored.
     pub fn commit(
         &self,
-        block: &SealedBlock,
-        meta: &BlockMeta,
-        changes: &ChangeSet,
+        blocks: &[(&SealedBlock, &Imported)],
         head: Option<&HeadMove>,
     ) -> Result<(), StoreError> {
+        let Some((last, _)) = blocks.last() else {
+            return Ok(());
+        };
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut w = Writer::open(&txn)?;
-            w.put_block(block, meta)?;
-            w.changes
-                .insert(&block.id().0, changes.encode().as_slice())
-                .map_err(db)?;
+            for (block, imported) in blocks {
+                w.put_block(block, &imported.meta)?;
+                w.changes
+                    .insert(&block.id().0, imported.changes.encode().as_slice())
+                    .map_err(db)?;
+            }
         }
         if let Some(head) = head {
             // The index reads the canonical entries the head leaves, so it
             // goes before they are rewritten; the writer's tables are
             // closed meanwhile (redb opens a table once per transaction).
             super::tx_index::on_head_change(&txn, head)?;
-            Writer::open(&txn)?.move_head(block.id(), meta.height, changes, head)?;
+            let applied = blocks.iter().map(|(_, imported)| &imported.changes);
+            Writer::open(&txn)?.move_head(last.id(), last.header().height, applied, head)?;
         }
         txn.commit().map_err(db)
     }
@@ -638,12 +647,14 @@ impl<'t> Writer<'t> {
         decode_change_set(row.value())
     }
 
-    /// Moves the head to `id` (at `height`, whose change set is `changes`).
-    fn move_head(
+    /// Moves the head to `id` (at `height`): after `head.redo`, applies
+    /// `applied`, the change sets of the blocks this commit stores, oldest
+    /// first (the last is `id`'s).
+    fn move_head<'c>(
         &mut self,
         id: Hash,
         height: u64,
-        changes: &ChangeSet,
+        applied: impl Iterator<Item = &'c ChangeSet>,
         head: &HeadMove,
     ) -> Result<(), StoreError> {
         let mut flat: BTreeMap<StateKey, Option<StateValue>> = BTreeMap::new();
@@ -658,8 +669,10 @@ impl<'t> Writer<'t> {
             flat.extend(set.changes().iter().map(|c| (c.key, c.after.clone())));
             nodes.apply(&set);
         }
-        flat.extend(changes.changes().iter().map(|c| (c.key, c.after.clone())));
-        nodes.apply(changes);
+        for changes in applied {
+            flat.extend(changes.changes().iter().map(|c| (c.key, c.after.clone())));
+            nodes.apply(changes);
+        }
         for pruned in &head.prune {
             let set = self.stored_change_set(pruned)?;
             nodes.prune(&set);

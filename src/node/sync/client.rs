@@ -10,8 +10,9 @@
 //! the peer's canonical blocks in batches of [`MAX_SYNC_BLOCKS`] from our
 //! height. When the peer's block there is not ours, the fork point is found
 //! with one-block probes: back off from our height by doubling steps, then
-//! bisect, O(log depth) round trips. Imports go through the chain task like
-//! any other block; fork choice decides.
+//! bisect, O(log depth) round trips. Each response goes to the chain task
+//! as one batch: the blocks that extend our head are stored in one commit,
+//! any others one by one like any other block; fork choice decides.
 //!
 //! A peer cannot keep the syncer busy for nothing:
 //!
@@ -45,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use super::{Fetching, SyncStatus};
 use crate::node::block_tree::ImportOutcome;
-use crate::node::chain_task::{ChainError, ChainHandle, Origin};
+use crate::node::chain_task::{ChainError, ChainHandle};
 use crate::node::gossip::decode_reason;
 use crate::node::metrics::Metrics;
 use crate::node::peers::Strikes;
@@ -233,13 +234,16 @@ impl Syncer {
                 }
             }
             let batch = blocks.len() as u64;
-            let mut new = 0;
-            for block in blocks {
-                anchor = Some(block.id());
-                match self.chain.import(block, Origin::Sync).await? {
-                    ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch => new += 1,
-                    ImportOutcome::Known | ImportOutcome::Orphan => {}
-                }
+            anchor = blocks.last().map(SealedBlock::id);
+            // One batch: blocks that extend our head land in one commit.
+            let result = self.chain.import_batch(blocks).await?;
+            let new = result
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, ImportOutcome::NewHead { .. } | ImportOutcome::SideBranch))
+                .count() as u64;
+            if let Some((_, error)) = result.failed {
+                return Err(SyncError::from(ChainError::from(error)));
             }
             imported += new;
             idle = if new == 0 { idle + 1 } else { 0 };
