@@ -39,7 +39,8 @@ use klero_chain::fork_choice;
 use klero_chain::state::{CommittedState, Layered};
 use klero_chain::types::{Equivocation, SignedHeader};
 use klero_chain::validate::{
-    BlockError, BlockMeta, Imported, MEDIAN_TIME_SPAN, Parent, check_header, validate_against_state,
+    BlockError, BlockMeta, CheckedHeader, Imported, MEDIAN_TIME_SPAN, Parent, check_header,
+    validate_against_state,
 };
 use klero_chain::{Address, ChainSpec, Hash, Header, SealedBlock};
 use tracing::{debug, info, warn};
@@ -469,14 +470,7 @@ impl BlockTree {
             .ok_or(StoreError::Missing("a parent block"))?;
         let fork = self.fork_point(parent_id);
         fork_choice::check_fork_depth(&self.spec, self.head.meta.height.saturating_sub(fork.height))?;
-        let timestamps = self.recent_timestamps(parent_id);
-        let parent_view = Parent {
-            id: parent_id,
-            header: &parent.header,
-            meta: &parent.meta,
-            recent_timestamps: &timestamps,
-        };
-        let checked = check_header(&self.spec, &parent_view, block, now_ms)?;
+        let checked = self.check_child(block, parent, now_ms)?;
         if delivery == Delivery::Pushed && parent_id != self.head.id {
             self.refuse_if_light(block, checked.meta())?;
         }
@@ -639,6 +633,22 @@ impl BlockTree {
         let Some(parent) = self.light.get(&parent_id) else {
             return Ok(ImportOutcome::Orphan);
         };
+        let checked = self.check_child(block, parent, now_ms)?;
+        self.refuse_if_light(block, checked.meta())?;
+        // It could contend, but its parent was never stored: the branch
+        // has to come by sync.
+        Ok(ImportOutcome::Orphan)
+    }
+
+    /// The checks of `block` that need no state ([`check_header`]), against
+    /// its `parent`, stored or light.
+    fn check_child(
+        &self,
+        block: &SealedBlock,
+        parent: &TreeNode,
+        now_ms: u64,
+    ) -> Result<CheckedHeader, BlockError> {
+        let parent_id = block.header().parent;
         let timestamps = self.recent_timestamps(parent_id);
         let parent_view = Parent {
             id: parent_id,
@@ -646,11 +656,7 @@ impl BlockTree {
             meta: &parent.meta,
             recent_timestamps: &timestamps,
         };
-        let checked = check_header(&self.spec, &parent_view, block, now_ms)?;
-        self.refuse_if_light(block, checked.meta())?;
-        // It could contend, but its parent was never stored: the branch
-        // has to come by sync.
-        Ok(ImportOutcome::Orphan)
+        check_header(&self.spec, &parent_view, block, now_ms)
     }
 
     /// [`fork_choice::check_branch_work`] against the best chain's block
