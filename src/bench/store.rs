@@ -13,7 +13,9 @@
 //! `--batch 1`, block by block through `BlockTree::import`, as gossip
 //! does. It reports:
 //!
-//! - store bytes per block: the growth of `chain.redb` from genesis;
+//! - store bytes per block: the growth of `chain.redb` from genesis, and
+//!   the growth of its live data (`Store::live_bytes`: keys, values and
+//!   B-tree metadata, without the free pages redb keeps in the file);
 //! - the import rate in blocks/s and transactions/s;
 //! - the importer's peak RSS (`VmHWM`);
 //! - restart time: closing the store, then `Store::open` + `BlockTree::load`;
@@ -93,6 +95,10 @@ struct Measured {
     genesis_bytes: u64,
     /// `chain.redb` after the import.
     store_bytes: u64,
+    /// Live data right after genesis ([`Store::live_bytes`]).
+    genesis_live_bytes: u64,
+    /// Live data after the import.
+    live_bytes: u64,
     /// Seconds the import took.
     import_secs: f64,
     /// The importer's peak resident set (kB).
@@ -116,6 +122,7 @@ struct Report {
     #[serde(flatten)]
     measured: Measured,
     bytes_per_block: f64,
+    live_bytes_per_block: f64,
     blocks_per_sec: f64,
     txs_per_sec: f64,
 }
@@ -169,6 +176,8 @@ impl StoreArgs {
             blocks_asked: self.blocks,
             bytes_per_block: measured.store_bytes.saturating_sub(measured.genesis_bytes) as f64
                 / measured.blocks.max(1) as f64,
+            live_bytes_per_block: measured.live_bytes.saturating_sub(measured.genesis_live_bytes) as f64
+                / measured.blocks.max(1) as f64,
             blocks_per_sec: measured.blocks as f64 / secs,
             txs_per_sec: measured.txs as f64 / secs,
             measured,
@@ -200,7 +209,11 @@ fn print_report(r: &Report) {
     }
     println!("store at genesis     {:>12} bytes", m.genesis_bytes);
     println!("store after import   {:>12} bytes", m.store_bytes);
-    println!("bytes per block      {:>12.0}", r.bytes_per_block);
+    println!("bytes per block      {:>12.0}  (file growth)", r.bytes_per_block);
+    println!(
+        "live bytes per block {:>12.0}  (live data: {} at genesis, {} after)",
+        r.live_bytes_per_block, m.genesis_live_bytes, m.live_bytes
+    );
     println!(
         "import               {:>12.1} blocks/s  {:.0} tx/s  ({:.1} s)",
         r.blocks_per_sec, r.txs_per_sec, m.import_secs
@@ -377,6 +390,7 @@ fn import(dir: &Path, max_store_mib: u64, batch: usize) -> Result<Measured> {
     let open = || -> Result<BlockTree> { Ok(BlockTree::load(spec.clone(), Store::open(&data, &spec)?)?) };
     let mut tree = open()?;
     let genesis_bytes = file_size(&db_file)?;
+    let genesis_live_bytes = tree.store().live_bytes()?;
     let now = u64::MAX / 2;
     let (mut blocks, mut txs) = (0u64, 0u64);
     let mut stopped_by_store_limit = false;
@@ -411,6 +425,7 @@ fn import(dir: &Path, max_store_mib: u64, batch: usize) -> Result<Measured> {
     }
     let import_secs = started.elapsed().as_secs_f64();
     let store_bytes = file_size(&db_file)?;
+    let live_bytes = tree.store().live_bytes()?;
     drop(tree);
     let started = Instant::now();
     let mut tree = open()?;
@@ -440,6 +455,8 @@ fn import(dir: &Path, max_store_mib: u64, batch: usize) -> Result<Measured> {
         txs,
         genesis_bytes,
         store_bytes,
+        genesis_live_bytes,
+        live_bytes,
         import_secs,
         peak_rss_kb: peak_rss_kb()?,
         restart_secs,
