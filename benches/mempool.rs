@@ -5,6 +5,9 @@
 //!   pool that fills up to the 10,000 (each iteration admits the next
 //!   [`BATCH`]; a full pool is emptied between iterations, untimed).
 //!   Signature verification included.
+//! - `admit_batch`: the same admissions through `Mempool::insert_batch`
+//!   (what gossip uses), [`BATCH`] at a time: signatures checked in
+//!   batches (ZIP 215), on one core.
 //! - `head_change`: `Mempool::revalidate` of the full pool on a new head
 //!   state, alternating between two heads so every call replays all 10,000
 //!   senders (the worst case: the new block included none of them). The
@@ -115,6 +118,26 @@ fn mempool(c: &mut Criterion) {
                     assert_eq!(pool.insert(tx.clone(), &head, &ctx), Ok(true));
                 }
                 spent += start.elapsed();
+                next_tx += BATCH;
+            }
+            spent
+        })
+    });
+
+    group.bench_function("admit_batch", |b| {
+        let mut pool = Mempool::new(SENDERS);
+        let mut next_tx = 0;
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                if next_tx + BATCH > txs.len() {
+                    pool = Mempool::new(SENDERS);
+                    next_tx = 0;
+                }
+                let start = Instant::now();
+                let answers = pool.insert_batch(txs[next_tx..next_tx + BATCH].to_vec(), &head, &ctx);
+                spent += start.elapsed();
+                assert!(answers.iter().all(|answer| *answer == Ok(true)));
                 next_tx += BATCH;
             }
             spent

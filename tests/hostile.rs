@@ -415,6 +415,104 @@ fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
     rt.block_on(handle.shutdown()).ok();
 }
 
+/// A peer gossips a burst of 48 transfers from 48 funded senders, with
+/// a forged signature on every sixteenth, so they reach the mempool in
+/// batches whose signatures are checked together (ZIP 215). Each forged
+/// one is refused as the peer's fault, three strikes drop the peer, and
+/// every valid transfer is included: a bad signature in a batch costs its
+/// neighbours nothing.
+#[test]
+fn forged_signatures_in_a_gossiped_burst_strike_only_their_sender() {
+    use klero_chain::spec::GenesisAccount;
+    use klero_chain::types::{TxBody, TxKind};
+    use klero_chain::{Keypair, Tx};
+
+    const SENDERS: usize = 48;
+    let keys: Vec<Keypair> = (0..SENDERS)
+        .map(|i| Keypair::dev(&format!("burst-{i}")))
+        .collect();
+    let mut spec = common::test_spec(Kind::Pos);
+    spec.accounts.extend(keys.iter().map(|key| GenesisAccount {
+        name: None,
+        address: key.address(),
+        balance: 1_000,
+        stake: 0,
+        vrf_key: None,
+    }));
+    let mut net = Net::with_spec(Kind::Pos, &spec);
+    net.start("n0", Some("alice"), &[]);
+    net.start("n1", None, &[0]);
+    assert!(wait_for(BLOCKS, || net.nodes[0].height() >= 2));
+    let n0 = net.nodes[0].peer_id();
+
+    let forged = |i: usize| i % 16 == 5;
+    let burst: Vec<Vec<u8>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let body = TxBody {
+                from: key.address(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Transfer {
+                    to: spec.accounts[0].address,
+                    amount: 7,
+                },
+            };
+            let mut tx = Tx::sign(body, key, &spec.chain_id);
+            if forged(i) {
+                tx.body.kind = TxKind::Transfer {
+                    to: spec.accounts[0].address,
+                    amount: 700,
+                };
+            }
+            codec::encode(&tx)
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, _events) = rt.block_on(async {
+        let peer = connect_peer(&net.nodes[0]).await;
+        // Let gossipsub exchange subscriptions before publishing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        peer
+    });
+    for tx in burst {
+        rt.block_on(handle.publish_tx(tx)).expect("publish");
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || !rt
+            .block_on(handle.peers())
+            .unwrap_or_default()
+            .contains(&n0)),
+        "the peer that gossiped forged signatures is still connected"
+    );
+    let included = |node: &Node, i: usize| {
+        node.account(&keys[i].address().to_bech32())
+            .is_some_and(|account| account.nonce == 1)
+    };
+    let nodes: Vec<&Node> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || nodes.iter().all(|node| (0..SENDERS)
+            .filter(|&i| !forged(i))
+            .all(|i| included(node, i)))),
+        "a valid transfer of the burst was not included: {:?}",
+        (0..SENDERS)
+            .filter(|&i| !forged(i) && !included(nodes[0], i))
+            .collect::<Vec<_>>()
+    );
+    for node in &nodes {
+        for i in (0..SENDERS).filter(|&i| forged(i)) {
+            assert!(!included(node, i), "{} included forged transfer {i}", node.name);
+        }
+    }
+    let height = net.nodes[0].height();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, height + 2)),
+        "honest nodes stalled"
+    );
+    rt.block_on(handle.shutdown()).ok();
+}
+
 /// A client of the HTTP API sends a 1 MiB transaction, then opens 200
 /// requests whose bodies never come. The big body is refused (413), the
 /// requests beyond the in-flight limit are refused at once (503) instead

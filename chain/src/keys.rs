@@ -23,7 +23,8 @@
 use bech32::primitives::decode::CheckedHrpstring;
 use bech32::{Bech32m, Hrp};
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use ed25519_dalek::{Signer, SigningKey};
 use std::fmt;
 use std::str::FromStr;
 
@@ -66,6 +67,10 @@ pub struct Signature(pub [u8; 64]);
 impl Signature {
     /// The all-zero placeholder of genesis, which nobody signs.
     pub const ZERO: Signature = Signature([0; 64]);
+
+    fn zip215(&self) -> ed25519_zebra::Signature {
+        ed25519_zebra::Signature::from_bytes(&self.0)
+    }
 }
 
 impl fmt::Debug for Signature {
@@ -111,8 +116,13 @@ impl Address {
 
     /// Checks `signature` over `domain || chain_id || message` with this key.
     ///
-    /// Uses ed25519 strict verification: non-canonical encodings and
-    /// small-order keys are refused, so a signature cannot be malleated.
+    /// The rule is ZIP 215's ([`ed25519_zebra`]): `s` canonical, `R` any
+    /// encoding of a curve point, and the cofactored equation
+    /// `[8][s]B = [8]R + [8][k]A`. Unlike RFC 8032's strict check, it gives
+    /// the same answer one by one and in a batch ([`verify_batch`]), so
+    /// every node (and a pool that checks in batches) agrees on every
+    /// signature. On top of ZIP 215, the key must not have small order
+    /// (anyone could sign for such a key).
     ///
     /// # Errors
     ///
@@ -124,27 +134,29 @@ impl Address {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), KeyError> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::NotAPublicKey)?;
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&signed_bytes(domain, chain_id, message), &sig)
+        self.check_key()?;
+        let key = ed25519_zebra::VerificationKey::try_from(self.0).map_err(|_| KeyError::NotAPublicKey)?;
+        key.verify(&signature.zip215(), &signed_bytes(domain, chain_id, message))
             .map_err(|_| KeyError::BadSignature)
+    }
+
+    /// A signer's key must decode and must not have small order.
+    fn check_key(&self) -> Result<(), KeyError> {
+        match CompressedEdwardsY(self.0).decompress() {
+            Some(point) if !point.is_small_order() => Ok(()),
+            _ => Err(KeyError::NotAPublicKey),
+        }
     }
 }
 
 /// Checks many signatures of one domain at once with ed25519 batch
 /// verification: `(signer, message, signature)` each. About twice as fast
-/// per signature as [`Address::verify`] one by one.
+/// per signature as [`Address::verify`] one by one, and under ZIP 215 it
+/// accepts exactly when each signature alone would.
 ///
-/// What a batch accepts beyond [`Address::verify`] (strict): a batch checks
-/// one random linear combination of the verification equations, without
-/// the cofactor, so a signature whose `R` carries a small-order component
-/// passes if the batch's coefficient for it happens to cancel that
-/// component (one chance in 8, fixed by the batch's own contents, so every
-/// node that checks the same batch gets the same answer). Such a signature
-/// differs from a strictly valid one by a torsion point: it still proves
-/// the signer signed the message, and transaction ids do not cover
-/// signatures. Small-order (weak) public keys are refused here as strict
-/// verification refuses them, and every `s` must be canonical.
+/// The batch's random coefficients come from a BLAKE3 XOF over everything
+/// in the batch (as Fiat–Shamir: no signature can be chosen after them),
+/// so the check stays a pure function of its input.
 ///
 /// # Errors
 ///
@@ -156,19 +168,50 @@ pub fn verify_batch<'a>(
     domain: SignDomain,
     chain_id: &str,
 ) -> Result<(), KeyError> {
-    let (mut messages, mut signatures, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    let mut seed = blake3::Hasher::new_derive_key("klero 2026-12 ed25519 batch coefficients");
     for (signer, message, signature) in items {
-        let key = VerifyingKey::from_bytes(&signer.0).map_err(|_| KeyError::NotAPublicKey)?;
-        if key.is_weak() {
-            return Err(KeyError::NotAPublicKey);
-        }
-        messages.push(signed_bytes(domain, chain_id, message));
-        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
-        keys.push(key);
+        signer.check_key()?;
+        let signed = signed_bytes(domain, chain_id, message);
+        seed.update(&signer.0)
+            .update(&signature.0)
+            .update(blake3::hash(&signed).as_bytes());
+        batch.queue((
+            ed25519_zebra::VerificationKeyBytes::from(signer.0),
+            signature.zip215(),
+            &signed,
+        ));
     }
-    let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).map_err(|_| KeyError::BadSignature)
+    batch
+        .verify(BatchRng(seed.finalize_xof()))
+        .map_err(|_| KeyError::BadSignature)
 }
+
+/// The coefficients' source for [`verify_batch`]: a BLAKE3 output stream.
+struct BatchRng(blake3::OutputReader);
+
+impl rand_core::TryRng for BatchRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0; 4];
+        self.0.fill(&mut bytes);
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0; 8];
+        self.0.fill(&mut bytes);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill(dst);
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for BatchRng {}
 
 impl FromStr for Address {
     type Err = KeyError;
@@ -319,6 +362,7 @@ impl fmt::Debug for Keypair {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curve25519_dalek::{EdwardsPoint, Scalar};
 
     #[test]
     fn address_round_trips_through_bech32m() {
@@ -370,6 +414,97 @@ mod tests {
         assert_eq!(
             addr.verify(SignDomain::Tx, "test", b"hellO", &sig),
             Err(KeyError::BadSignature)
+        );
+    }
+
+    /// A signature over `message` whose `R` carries the small-order point
+    /// `torsion`, made with the secret scalar `a` (RFC 8032's steps with
+    /// `R = rB + T`): valid under ZIP 215's cofactored equation, refused
+    /// by the cofactorless strict one.
+    fn sign_with_torsion(a: Scalar, message: &[u8], torsion: EdwardsPoint) -> (Address, Signature) {
+        use sha2::{Digest, Sha512};
+        let public = EdwardsPoint::mul_base(&a).compress();
+        let r = Scalar::from_hash(Sha512::new().chain_update(b"nonce").chain_update(message));
+        let big_r = (EdwardsPoint::mul_base(&r) + torsion).compress();
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(big_r.as_bytes())
+                .chain_update(public.as_bytes())
+                .chain_update(message),
+        );
+        let mut sig = [0; 64];
+        sig[..32].copy_from_slice(big_r.as_bytes());
+        sig[32..].copy_from_slice((r + k * a).as_bytes());
+        (Address(public.to_bytes()), Signature(sig))
+    }
+
+    #[test]
+    fn one_signature_gets_the_same_answer_alone_and_in_a_batch() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let message = b"pay bob";
+        let signed = signed_bytes(SignDomain::Tx, "test", message);
+        let (mallory, torsioned) = sign_with_torsion(Scalar::from(7u64), &signed, EIGHT_TORSION[1]);
+        let strict = ed25519_dalek::VerifyingKey::from_bytes(&mallory.0)
+            .unwrap()
+            .verify_strict(&signed, &ed25519_dalek::Signature::from_bytes(&torsioned.0));
+        assert!(
+            strict.is_err(),
+            "RFC 8032 strict refuses a torsion component in R"
+        );
+        assert_eq!(
+            mallory.verify(SignDomain::Tx, "test", message, &torsioned),
+            Ok(())
+        );
+
+        let honest: Vec<(Address, Vec<u8>, Signature)> = (0..5u8)
+            .map(|i| {
+                let key = Keypair::dev(&format!("signer {i}"));
+                let message = vec![i; 40];
+                let sig = key.sign(SignDomain::Tx, "test", &message);
+                (key.address(), message, sig)
+            })
+            .collect();
+        let batch = |extra: &[(Address, Vec<u8>, Signature)]| {
+            let all: Vec<_> = honest.iter().chain(extra).collect();
+            verify_batch(
+                all.iter().map(|(a, m, s)| (a, m.as_slice(), s)),
+                SignDomain::Tx,
+                "test",
+            )
+        };
+        assert_eq!(batch(&[]), Ok(()));
+        assert_eq!(batch(&[(mallory, message.to_vec(), torsioned)]), Ok(()));
+        let mut forged = torsioned;
+        forged.0[40] ^= 1;
+        assert_eq!(
+            mallory.verify(SignDomain::Tx, "test", message, &forged),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            batch(&[(mallory, message.to_vec(), forged)]),
+            Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_small_order_key_signs_nothing() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        // With a small-order A the cofactored equation ignores `k`: any
+        // `(R, s)` with [8]R = [8][s]B passes, for every message.
+        let identity = Address(EIGHT_TORSION[0].compress().to_bytes());
+        let s = Scalar::from(5u64);
+        let mut sig = [0; 64];
+        sig[..32].copy_from_slice(EdwardsPoint::mul_base(&s).compress().as_bytes());
+        sig[32..].copy_from_slice(s.as_bytes());
+        let sig = Signature(sig);
+        assert_eq!(
+            identity.verify(SignDomain::Tx, "test", b"any", &sig),
+            Err(KeyError::NotAPublicKey)
+        );
+        let batch = [(&identity, &b"any"[..], &sig)];
+        assert_eq!(
+            verify_batch(batch.into_iter(), SignDomain::Tx, "test"),
+            Err(KeyError::NotAPublicKey)
         );
     }
 

@@ -88,6 +88,10 @@ enum Command {
         publish: bool,
         reply: oneshot::Sender<Result<bool, MempoolError>>,
     },
+    SubmitTxs {
+        txs: Vec<Tx>,
+        reply: oneshot::Sender<Vec<Result<bool, MempoolError>>>,
+    },
     PowTemplate {
         reply: oneshot::Sender<Option<PowTemplate>>,
     },
@@ -206,6 +210,19 @@ impl ChainHandle {
         Ok(self
             .ask(|reply| Command::SubmitTx { tx, publish, reply })
             .await??)
+    }
+
+    /// Offers gossiped transactions to the mempool together
+    /// ([`Mempool::insert_batch`]), one answer each, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`].
+    pub(crate) async fn submit_txs(
+        &self,
+        txs: Vec<Tx>,
+    ) -> Result<Vec<Result<bool, MempoolError>>, ChainError> {
+        self.ask(|reply| Command::SubmitTxs { txs, reply }).await
     }
 
     /// A PoW template on the head for the node's key.
@@ -392,6 +409,17 @@ impl ChainTask {
                 Command::SubmitTx { tx, publish, reply } => {
                     let result = self.submit_tx(tx, publish).await;
                     let _ = reply.send(result);
+                }
+                Command::SubmitTxs { txs, reply } => {
+                    let results = self.mempool.insert_batch(
+                        txs,
+                        self.tree.head().state.as_ref(),
+                        &checks_ctx(&self.tree),
+                    );
+                    self.metrics
+                        .mempool
+                        .store(self.mempool.len() as u64, Ordering::Relaxed);
+                    let _ = reply.send(results);
                 }
                 Command::PowTemplate { reply } => {
                     let _ = reply.send(self.pow_template());

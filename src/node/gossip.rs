@@ -45,7 +45,7 @@ use super::peers::{Rate, Strikes, TokenBucket};
 use super::stopped;
 use super::sync::client::POLL_INTERVAL;
 use super::sync::server::InboundRequest;
-use crate::p2p::{NetworkEvent, NetworkHandle, SyncResponse, TopicKind, Verdict};
+use crate::p2p::{MessageRef, NetworkEvent, NetworkHandle, SyncResponse, TopicKind, Verdict};
 
 /// How many transactions from unfunded senders (unknown, or short of
 /// balance) one peer may relay: a burst, then a rate per second.
@@ -53,6 +53,10 @@ const UNFUNDED: Rate = Rate {
     burst: 50,
     per_second: 10,
 };
+
+/// Most gossiped transactions handed to the mempool at once: what has
+/// arrived by then, up to the ledger's signature batch.
+const TX_BATCH: usize = klero_chain::ledger::SIGNATURE_BATCH;
 
 /// How many light side blocks one peer may send before each is a reject: a
 /// burst (blocks crossing ours in a race, a peer a few blocks behind), then
@@ -98,13 +102,18 @@ impl GossipHandler {
     ) {
         let mut peers = HashSet::new();
         let mut log = PeerLog::default();
+        // An event read while gathering a batch of transactions.
+        let mut held = None;
         loop {
-            let event = tokio::select! {
-                event = events.recv() => match event {
-                    Some(event) => event,
-                    None => return,
+            let event = match held.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    event = events.recv() => match event {
+                        Some(event) => event,
+                        None => return,
+                    },
+                    () = stopped(&mut shutdown) => return,
                 },
-                () = stopped(&mut shutdown) => return,
             };
             let (from, verdict) = match event {
                 NetworkEvent::Block { from, msg, bytes } => {
@@ -113,9 +122,26 @@ impl GossipHandler {
                     (from, verdict)
                 }
                 NetworkEvent::Tx { from, msg, bytes } => {
-                    let verdict = self.on_tx(from, &bytes, &mut log).await;
-                    let _ = self.net.report(msg, verdict).await;
-                    (from, verdict)
+                    // What else has arrived goes with it, for one batch of
+                    // signature checks.
+                    let mut batch = vec![(from, msg, bytes)];
+                    while batch.len() < TX_BATCH {
+                        match events.try_recv() {
+                            Ok(NetworkEvent::Tx { from, msg, bytes }) => batch.push((from, msg, bytes)),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    for (from, msg, verdict) in self.on_txs(batch, &mut log).await {
+                        let _ = self.net.report(msg, verdict).await;
+                        if verdict == Verdict::Reject {
+                            self.strikes.strike(from, "gossip").await;
+                        }
+                    }
+                    continue;
                 }
                 NetworkEvent::Oversized { from, kind, len } => {
                     warn!(%from, kind = kind.name(), len, "oversized gossip");
@@ -195,37 +221,71 @@ impl GossipHandler {
         }
     }
 
-    async fn on_tx(&self, from: PeerId, bytes: &[u8], log: &mut PeerLog) -> Verdict {
+    /// Verdicts on gossiped transactions, in order. Each peer's allowance
+    /// of unfunded senders is checked before decoding; the decoded ones go
+    /// to the mempool together.
+    async fn on_txs(
+        &self,
+        batch: Vec<(PeerId, MessageRef, Vec<u8>)>,
+        log: &mut PeerLog,
+    ) -> Vec<(PeerId, MessageRef, Verdict)> {
         let now = Instant::now();
-        let allowance = log
-            .unfunded
-            .entry(from)
-            .or_insert_with(|| TokenBucket::full(UNFUNDED, now));
-        if !allowance.has_some(now) {
-            self.metrics.tx_rate_limited();
-            return Verdict::Ignore;
-        }
-        let Ok(tx) = codec::decode_tx(bytes) else {
-            return Verdict::Reject;
-        };
-        match self.chain.submit_tx(tx, false).await {
-            Ok(true) => Verdict::Accept,
-            // Provable without the state, so always the sender's fault.
-            Err(ChainError::Tx(
-                MempoolError::Signature(_)
-                | MempoolError::Invalid(TxError::InvalidVrfKey(_) | TxError::BadProofOfPossession),
-            )) => Verdict::Reject,
-            Err(ChainError::Tx(error)) if error.is_unfunded() => {
-                allowance.charge(1);
-                if !allowance.has_some(now) {
-                    debug!(%from, "peer relays transactions nobody can pay for: rate-limited");
-                }
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let (mut offered, mut txs) = (Vec::new(), Vec::new());
+        for (from, msg, bytes) in batch {
+            let allowance = log
+                .unfunded
+                .entry(from)
+                .or_insert_with(|| TokenBucket::full(UNFUNDED, now));
+            let verdict = if !allowance.has_some(now) {
+                self.metrics.tx_rate_limited();
                 Verdict::Ignore
-            }
-            // Duplicates, and nonce or balance races with blocks in flight,
-            // are no one's fault.
-            Ok(false) | Err(_) => Verdict::Ignore,
+            } else if let Ok(tx) = codec::decode_tx(&bytes) {
+                offered.push(verdicts.len());
+                txs.push(tx);
+                Verdict::Ignore
+            } else {
+                Verdict::Reject
+            };
+            verdicts.push((from, msg, verdict));
         }
+        if txs.is_empty() {
+            return verdicts;
+        }
+        let Ok(results) = self.chain.submit_txs(txs).await else {
+            return verdicts;
+        };
+        for (slot, result) in offered.into_iter().zip(results) {
+            let from = verdicts[slot].0;
+            verdicts[slot].2 = tx_verdict(from, result, log, now);
+        }
+        verdicts
+    }
+}
+
+/// The verdict on a gossiped transaction the mempool answered.
+fn tx_verdict(from: PeerId, result: Result<bool, MempoolError>, log: &mut PeerLog, now: Instant) -> Verdict {
+    match result {
+        Ok(true) => Verdict::Accept,
+        // Provable without the state, so always the sender's fault.
+        Err(
+            MempoolError::Signature(_)
+            | MempoolError::Invalid(TxError::InvalidVrfKey(_) | TxError::BadProofOfPossession),
+        ) => Verdict::Reject,
+        Err(error) if error.is_unfunded() => {
+            let allowance = log
+                .unfunded
+                .entry(from)
+                .or_insert_with(|| TokenBucket::full(UNFUNDED, now));
+            allowance.charge(1);
+            if !allowance.has_some(now) {
+                debug!(%from, "peer relays transactions nobody can pay for: rate-limited");
+            }
+            Verdict::Ignore
+        }
+        // Duplicates, and nonce or balance races with blocks in flight,
+        // are no one's fault.
+        Ok(false) | Err(_) => Verdict::Ignore,
     }
 }
 

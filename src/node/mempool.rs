@@ -19,6 +19,13 @@
 //!    transaction a reorg took off the best chain
 //!    ([`Mempool::insert_verified`]): its block's import checked it.
 //!
+//! Gossip hands the pool what arrived together ([`Mempool::insert_batch`]):
+//! there the signatures of a batch are checked together, after steps 1
+//! and the unknown-sender part of 3 and before the rest, at about half the
+//! cost per signature. ZIP 215 (see `klero_chain::keys`) makes a batch
+//! accept exactly what one-by-one checks accept, so a batch never admits a
+//! transaction a block would refuse.
+//!
 //! A rejected transaction leaves an overlay as it was (the ledger's
 //! contract), except after a bad signature, where the overlay is rebuilt
 //! from the head (a replay of the sender's pending transactions; the peer
@@ -45,7 +52,7 @@ use std::sync::Mutex;
 
 use klero_chain::epoch::Staker;
 use klero_chain::keys::KeyError;
-use klero_chain::ledger::{ApplyError, BlockCtx, LedgerParams, TxError, verify_tx};
+use klero_chain::ledger::{ApplyError, BlockCtx, LedgerParams, TxError, verify_each, verify_tx};
 use klero_chain::state::{CommittedState, StateError, StateOverlay, StateRead, StateValue, Writes};
 use klero_chain::state_tree::{Node, StateKey};
 use klero_chain::{Address, Hash, Tx};
@@ -357,6 +364,55 @@ impl Mempool {
         self.admit(tx, head, ctx, true)
     }
 
+    /// [`Mempool::insert`] for each of `txs`, in order, with the signatures
+    /// checked together ([`verify_each`]: batches, about twice as fast per
+    /// signature). A duplicate or a sender the pool and the head do not
+    /// know is answered before any signature is checked; the rest go
+    /// through `insert`'s checks with the signature already known, so a
+    /// transaction with a bad signature is refused as such even where
+    /// `insert` would have found a state rule it breaks first.
+    pub fn insert_batch(
+        &mut self,
+        txs: Vec<Tx>,
+        head: &dyn CommittedState,
+        ctx: &BlockCtx<'_>,
+    ) -> Vec<Result<bool, MempoolError>> {
+        let mut results: Vec<Result<bool, MempoolError>> = txs.iter().map(|_| Ok(false)).collect();
+        let mut known = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.into_iter().enumerate() {
+            let sender = tx.body.from;
+            if self.ids.contains_key(&tx.id()) {
+                continue;
+            }
+            if !self.by_sender.contains_key(&sender) {
+                match head.account(&sender) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        results[i] = Err(MempoolError::Invalid(TxError::UnknownAccount(sender)));
+                        continue;
+                    }
+                    Err(error) => {
+                        results[i] = Err(error.into());
+                        continue;
+                    }
+                }
+            }
+            known.push((i, tx));
+        }
+        let checks = verify_each(
+            &known.iter().map(|(_, tx)| tx).collect::<Vec<_>>(),
+            ctx.chain_id(),
+        );
+        for ((i, tx), checked) in known.into_iter().zip(checks) {
+            results[i] = match checked {
+                Ok(()) => self.admit(tx, head, ctx, false),
+                Err(TxError::BadSignature(error)) => Err(MempoolError::Signature(error)),
+                Err(error) => Err(MempoolError::Invalid(error)),
+            };
+        }
+        results
+    }
+
     /// [`Mempool::insert`] of a transaction whose signature (and proof of
     /// possession) was checked when the block that held it was imported:
     /// one a reorg took off the best chain.
@@ -630,6 +686,53 @@ mod tests {
             .expect_err("broke");
         assert!(broke.is_unfunded(), "{broke:?}");
         assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn a_batch_answers_each_transaction_as_insert_does() {
+        let (state, params) = setup();
+        let forge = |mut tx: Tx| {
+            tx.body.fee += 1;
+            tx
+        };
+        let txs = vec![
+            transfer("alice", 0, 1, 5),
+            transfer("alice", 1, 1, 5),
+            forge(transfer("alice", 2, 1, 5)),
+            transfer("alice", 3, 1, 5),
+            forge(transfer("nobody", 0, 1, 5)),
+            transfer("alice", 0, 1, 5),
+            transfer("bob", 0, 1, 5),
+            forge(transfer("carol", 0, 1, 5)),
+            transfer("carol", 0, 1, 5),
+        ];
+        let mut one_by_one = Mempool::new(10);
+        let expected: Vec<_> = txs
+            .iter()
+            .map(|tx| one_by_one.insert(tx.clone(), &state, &ctx(&params)))
+            .collect();
+        let mut batched = Mempool::new(10);
+        let answers = batched.insert_batch(txs, &state, &ctx(&params));
+        assert_eq!(answers, expected);
+        assert!(
+            matches!(answers[2], Err(MempoolError::Signature(_))),
+            "{:?}",
+            answers[2]
+        );
+        assert!(
+            matches!(answers[3], Err(MempoolError::Invalid(TxError::BadNonce { .. }))),
+            "{:?}",
+            answers[3]
+        );
+        assert!(matches!(
+            answers[4],
+            Err(MempoolError::Invalid(TxError::UnknownAccount(_)))
+        ));
+        assert_eq!(answers[5], Ok(false));
+        assert_eq!(answers[8], Ok(true));
+        assert_eq!(batched.len(), 4);
+        let ids = |pool: &Mempool| pool.candidates(10).iter().map(Tx::id).collect::<Vec<_>>();
+        assert_eq!(ids(&batched), ids(&one_by_one));
     }
 
     #[test]
