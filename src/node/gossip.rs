@@ -23,7 +23,10 @@
 //! ([`super::slot_battle`]). A transaction from a sender that
 //! cannot pay is ignored too, but each peer may relay only [`UNFUNDED`] of
 //! them: past that, its transactions are dropped unread until its
-//! allowance refills.
+//! allowance refills. Transactions that arrive together go to the mempool
+//! as one batch ([`TX_BATCH`] at most, signatures checked together); the
+//! allowance is read before the batch and charged after it, so a peer can
+//! overrun it by at most one batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
