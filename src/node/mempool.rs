@@ -21,8 +21,8 @@
 //!
 //! Gossip hands the pool what arrived together ([`Mempool::insert_batch`]):
 //! there the signatures of a batch are checked together, after steps 1
-//! and the unknown-sender part of 3 and before the rest, at about half the
-//! cost per signature. ZIP 215 (see `klero_chain::keys`) makes a batch
+//! and 2 and the unknown-sender part of 3 and before the rest, at about
+//! half the cost per signature. ZIP 215 (see `klero_chain::keys`) makes a batch
 //! accept exactly what one-by-one checks accept, so a batch never admits a
 //! transaction a block would refuse.
 //!
@@ -366,8 +366,10 @@ impl Mempool {
 
     /// [`Mempool::insert`] for each of `txs`, in order, with the signatures
     /// checked together ([`verify_each`]: batches, about twice as fast per
-    /// signature). A duplicate or a sender the pool and the head do not
-    /// know is answered before any signature is checked; the rest go
+    /// signature). What the pool alone refuses (a duplicate, a sender's
+    /// full share, a full pool the fee cannot evict from, judged as the
+    /// pool stands before the batch) and a sender the pool and the head do
+    /// not know are answered before any signature is checked; the rest go
     /// through `insert`'s checks with the signature already known, so a
     /// transaction with a bad signature is refused as such even where
     /// `insert` would have found a state rule it breaks first.
@@ -381,8 +383,13 @@ impl Mempool {
         let mut known = Vec::with_capacity(txs.len());
         for (i, tx) in txs.into_iter().enumerate() {
             let sender = tx.body.from;
-            if self.ids.contains_key(&tx.id()) {
-                continue;
+            match self.pool_checks(&tx.id(), &tx) {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(error) => {
+                    results[i] = Err(error);
+                    continue;
+                }
             }
             if !self.by_sender.contains_key(&sender) {
                 match head.account(&sender) {
@@ -436,19 +443,9 @@ impl Mempool {
         ctx: &BlockCtx<'_>,
         verify: bool,
     ) -> Result<bool, MempoolError> {
-        let id = tx.id();
-        if self.ids.contains_key(&id) {
+        let (id, sender) = (tx.id(), tx.body.from);
+        let Some(evict) = self.pool_checks(&id, &tx)? else {
             return Ok(false);
-        }
-        let sender = tx.body.from;
-        let waiting = self.by_sender.get(&sender).map_or(0, |p| p.txs.len());
-        if waiting >= MAX_PENDING_PER_SENDER {
-            return Err(MempoolError::TooManyPending(waiting));
-        }
-        let evict = if self.ids.len() >= self.capacity {
-            Some(self.eviction_for(tx.body.fee, &sender)?)
-        } else {
-            None
         };
         if self.by_sender.is_empty() {
             self.basis = Some(Basis::of(head, ctx));
@@ -486,6 +483,24 @@ impl Mempool {
             self.evict(other, nonce, head, ctx);
         }
         Ok(true)
+    }
+
+    /// Steps 1 and 2 of the module docs, from the pool alone: `None` if
+    /// `tx` (whose id is `id`) is here already, else what it must evict to
+    /// fit (if the pool is full).
+    fn pool_checks(&self, id: &Hash, tx: &Tx) -> Result<Option<Option<(Address, u64)>>, MempoolError> {
+        if self.ids.contains_key(id) {
+            return Ok(None);
+        }
+        let sender = tx.body.from;
+        let waiting = self.by_sender.get(&sender).map_or(0, |p| p.txs.len());
+        if waiting >= MAX_PENDING_PER_SENDER {
+            return Err(MempoolError::TooManyPending(waiting));
+        }
+        if self.ids.len() >= self.capacity {
+            return Ok(Some(Some(self.eviction_for(tx.body.fee, &sender)?)));
+        }
+        Ok(Some(None))
     }
 
     /// The cheapest last-in-line transaction of another sender, if it pays
@@ -733,6 +748,37 @@ mod tests {
         assert_eq!(batched.len(), 4);
         let ids = |pool: &Mempool| pool.candidates(10).iter().map(Tx::id).collect::<Vec<_>>();
         assert_eq!(ids(&batched), ids(&one_by_one));
+    }
+
+    #[test]
+    fn a_batch_refuses_what_the_pool_alone_refuses_before_any_signature() {
+        let (state, params) = setup();
+        let mut pool = Mempool::new(1);
+        pool.insert(transfer("alice", 0, 5, 5), &state, &ctx(&params))
+            .expect("a0");
+        // Forged, so only a check that comes before the signature can
+        // give these answers.
+        let mut cheap = transfer("bob", 0, 1, 5);
+        cheap.body.fee += 1;
+        let answers = pool.insert_batch(vec![cheap], &state, &ctx(&params));
+        assert_eq!(answers, vec![Err(MempoolError::Full(1))]);
+
+        let mut pool = Mempool::new(1_000);
+        let share: Vec<Tx> = (0..MAX_PENDING_PER_SENDER as u64)
+            .map(|nonce| transfer("alice", nonce, 1, 1))
+            .collect();
+        assert!(
+            pool.insert_batch(share, &state, &ctx(&params))
+                .iter()
+                .all(|a| *a == Ok(true))
+        );
+        let mut over = transfer("alice", MAX_PENDING_PER_SENDER as u64, 1, 1);
+        over.body.fee += 1;
+        let answers = pool.insert_batch(vec![over], &state, &ctx(&params));
+        assert_eq!(
+            answers,
+            vec![Err(MempoolError::TooManyPending(MAX_PENDING_PER_SENDER))]
+        );
     }
 
     #[test]
