@@ -102,46 +102,36 @@ fn mempool(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("admit", |b| {
-        let mut pool = Mempool::new(SENDERS);
-        let mut next_tx = 0;
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                if next_tx + BATCH > txs.len() {
-                    pool = Mempool::new(SENDERS);
-                    next_tx = 0;
+    // Each iteration admits the next BATCH into a pool that fills up to
+    // SENDERS, emptied (untimed) when the transactions run out.
+    let mut admit = |name: &str, admit: &dyn Fn(&mut Mempool, &[Tx])| {
+        group.bench_function(name, |b| {
+            let mut pool = Mempool::new(SENDERS);
+            let mut next_tx = 0;
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    if next_tx + BATCH > txs.len() {
+                        pool = Mempool::new(SENDERS);
+                        next_tx = 0;
+                    }
+                    let start = Instant::now();
+                    admit(&mut pool, &txs[next_tx..next_tx + BATCH]);
+                    spent += start.elapsed();
+                    next_tx += BATCH;
                 }
-                let batch = &txs[next_tx..next_tx + BATCH];
-                let start = Instant::now();
-                for tx in batch {
-                    assert_eq!(pool.insert(tx.clone(), &head, &ctx), Ok(true));
-                }
-                spent += start.elapsed();
-                next_tx += BATCH;
-            }
-            spent
-        })
+                spent
+            })
+        });
+    };
+    admit("admit", &|pool, batch| {
+        for tx in batch {
+            assert_eq!(pool.insert(tx.clone(), &head, &ctx), Ok(true));
+        }
     });
-
-    group.bench_function("admit_batch", |b| {
-        let mut pool = Mempool::new(SENDERS);
-        let mut next_tx = 0;
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                if next_tx + BATCH > txs.len() {
-                    pool = Mempool::new(SENDERS);
-                    next_tx = 0;
-                }
-                let start = Instant::now();
-                let answers = pool.insert_batch(txs[next_tx..next_tx + BATCH].to_vec(), &head, &ctx);
-                spent += start.elapsed();
-                assert!(answers.iter().all(|answer| *answer == Ok(true)));
-                next_tx += BATCH;
-            }
-            spent
-        })
+    admit("admit_batch", &|pool, batch| {
+        let answers = pool.insert_batch(batch.to_vec(), &head, &ctx);
+        assert!(answers.iter().all(|answer| *answer == Ok(true)));
     });
 
     let mut pool = Mempool::new(SENDERS);

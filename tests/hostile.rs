@@ -24,6 +24,37 @@ fn genesis_of(node: &Node) -> [u8; 32] {
     genesis
 }
 
+/// A PoS test spec with an account of 1,000 for each of `addresses`.
+fn spec_funding(addresses: impl Iterator<Item = klero_chain::Address>) -> klero_chain::ChainSpec {
+    let mut spec = common::test_spec(Kind::Pos);
+    spec.accounts
+        .extend(addresses.map(|address| klero_chain::spec::GenesisAccount {
+            name: None,
+            address,
+            balance: 1_000,
+            stake: 0,
+            vrf_key: None,
+        }));
+    spec
+}
+
+/// `key`'s first transaction: `amount` to `to`, fee 1.
+fn first_transfer(
+    key: &klero_chain::Keypair,
+    to: klero_chain::Address,
+    amount: u64,
+    chain_id: &str,
+) -> klero_chain::Tx {
+    use klero_chain::types::{TxBody, TxKind};
+    let body = TxBody {
+        from: key.address(),
+        nonce: 0,
+        fee: 1,
+        kind: TxKind::Transfer { to, amount },
+    };
+    klero_chain::Tx::sign(body, key, chain_id)
+}
+
 /// A peer claims a head far ahead and answers every block request with
 /// blocks that do not answer it: the same 64 blocks again and again (the
 /// stall that kept the old syncer looping), blocks of other heights, blocks
@@ -352,18 +383,9 @@ fn a_sync_request_flood_does_not_lock_out_another_peer() {
 /// they are dropped unread; the node keeps producing and agreeing.
 #[test]
 fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
-    use klero_chain::spec::GenesisAccount;
-    use klero_chain::types::{TxBody, TxKind};
-    use klero_chain::{Address, Keypair, Tx};
+    use klero_chain::{Address, Keypair};
 
-    let mut spec = common::test_spec(Kind::Pos);
-    spec.accounts.extend((0..20_000u64).map(|i| GenesisAccount {
-        name: None,
-        address: Address(*blake3::hash(&i.to_le_bytes()).as_bytes()),
-        balance: 1_000,
-        stake: 0,
-        vrf_key: None,
-    }));
+    let spec = spec_funding((0..20_000u64).map(|i| Address(*blake3::hash(&i.to_le_bytes()).as_bytes())));
     let mut net = Net::with_spec(Kind::Pos, &spec);
     net.start("n0", Some("alice"), &[]);
     net.start("n1", None, &[0]);
@@ -372,16 +394,7 @@ fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
     let flood: Vec<Vec<u8>> = (0..20_000u64)
         .map(|i| {
             let key = Keypair::dev(&format!("unfunded-{i}"));
-            let body = TxBody {
-                from: key.address(),
-                nonce: 0,
-                fee: 1,
-                kind: TxKind::Transfer {
-                    to: spec.accounts[0].address,
-                    amount: 1,
-                },
-            };
-            codec::encode(&Tx::sign(body, &key, &spec.chain_id))
+            codec::encode(&first_transfer(&key, spec.accounts[0].address, 1, &spec.chain_id))
         })
         .collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -423,22 +436,14 @@ fn an_unfunded_transaction_flood_is_cheap_to_refuse() {
 /// neighbours nothing.
 #[test]
 fn forged_signatures_in_a_gossiped_burst_strike_only_their_sender() {
-    use klero_chain::spec::GenesisAccount;
-    use klero_chain::types::{TxBody, TxKind};
-    use klero_chain::{Keypair, Tx};
+    use klero_chain::Keypair;
+    use klero_chain::types::TxKind;
 
     const SENDERS: usize = 48;
     let keys: Vec<Keypair> = (0..SENDERS)
         .map(|i| Keypair::dev(&format!("burst-{i}")))
         .collect();
-    let mut spec = common::test_spec(Kind::Pos);
-    spec.accounts.extend(keys.iter().map(|key| GenesisAccount {
-        name: None,
-        address: key.address(),
-        balance: 1_000,
-        stake: 0,
-        vrf_key: None,
-    }));
+    let spec = spec_funding(keys.iter().map(Keypair::address));
     let mut net = Net::with_spec(Kind::Pos, &spec);
     net.start("n0", Some("alice"), &[]);
     net.start("n1", None, &[0]);
@@ -450,16 +455,7 @@ fn forged_signatures_in_a_gossiped_burst_strike_only_their_sender() {
         .iter()
         .enumerate()
         .map(|(i, key)| {
-            let body = TxBody {
-                from: key.address(),
-                nonce: 0,
-                fee: 1,
-                kind: TxKind::Transfer {
-                    to: spec.accounts[0].address,
-                    amount: 7,
-                },
-            };
-            let mut tx = Tx::sign(body, key, &spec.chain_id);
+            let mut tx = first_transfer(key, spec.accounts[0].address, 7, &spec.chain_id);
             if forged(i) {
                 tx.body.kind = TxKind::Transfer {
                     to: spec.accounts[0].address,
