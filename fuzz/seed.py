@@ -33,11 +33,13 @@ seeds = {
     "header": [golden["header_pow"], golden["header_pos"]],
     "tx": txs,
     "tx_hex": [t.hex().encode() for t in txs],
-    "sync_request": [u32(0), u32(1) + u64(1) + u32(64)],
+    "sync_request": [u32(0), u32(1) + u64(1) + u32(64), u32(2) + u64(1) + u32(512)],
     "sync_response": [
         u32(0) + u64(7) + bytes(32) + bytes(range(32)),
         u32(1) + u64(1) + u64(len(block)) + block,
         u32(2),
+        # Headers: one signed header (a golden header and a 64-byte signature).
+        u32(3) + u64(1) + golden["header_pow"] + bytes(64),
     ],
     "spec_toml": [(root / f"testnet/{k}.toml").read_bytes() for k in ("pos", "pow")],
     "validate_block": [b"\x00" + block, b"\x01" + block],

@@ -90,6 +90,7 @@ fn a_peer_that_stalls_sync_is_struck_and_the_staker_keeps_producing() {
                                     genesis,
                                 }
                             }
+                            SyncRequest::Headers { .. } => SyncResponse::Refused,
                             SyncRequest::Blocks { from_height, .. } => {
                                 let lie = match syncs.load(Ordering::Relaxed) % 3 {
                                     // The same 64 blocks, whatever is asked.
@@ -178,6 +179,7 @@ fn a_peer_that_repeats_known_blocks_cannot_keep_the_node_syncing() {
                             head: [7; 32],
                             genesis,
                         },
+                        SyncRequest::Headers { .. } => SyncResponse::Refused,
                         SyncRequest::Blocks { .. } => SyncResponse::Blocks(known.clone()),
                     };
                     let _ = handle.respond(channel, resp).await;
@@ -276,6 +278,7 @@ fn an_orphan_flood_costs_its_sender_not_the_node() {
                                 genesis,
                             }
                         }
+                        SyncRequest::Headers { .. } => SyncResponse::Refused,
                         SyncRequest::Blocks { .. } => SyncResponse::Blocks(Vec::new()),
                     };
                     let _ = handle.respond(channel, resp).await;
@@ -595,6 +598,36 @@ fn side_blocks(node: &Node) -> u64 {
     body["orphaned"].as_u64().expect("orphaned")
 }
 
+/// A PoW test spec on which a fork block stamped now, forking many blocks
+/// deep, gives its children the easiest target the spec allows: ASERT with
+/// a 4-block half-life, and the future drift cut to 3 s to stay below it.
+fn easing_pow_spec() -> klero_chain::ChainSpec {
+    let mut spec = common::test_spec(Kind::Pow);
+    let klero_chain::spec::Consensus::Pow(params) = &mut spec.consensus else {
+        unreachable!("a PoW spec")
+    };
+    params.half_life_blocks = 4;
+    params.max_future_drift_ms = 3_000;
+    spec
+}
+
+/// `node`'s canonical chain up to `height` (at most 64), replayed to know
+/// its state, and its blocks from height 1, encoded.
+async fn replay(
+    handle: &klero::p2p::NetworkHandle,
+    node: libp2p::PeerId,
+    spec: &klero_chain::ChainSpec,
+    height: u64,
+) -> (Replica, Vec<Vec<u8>>) {
+    let mut replica = Replica::genesis(spec);
+    let blocks = canonical_blocks(handle, node, 1, u32::try_from(height).expect("height")).await;
+    for bytes in &blocks {
+        replica.extend(codec::decode_block(bytes).expect("block").seal());
+    }
+    assert_eq!(replica.meta.height, height);
+    (replica, blocks)
+}
+
 /// A copy of a PoW chain's tip kept by a test peer: enough to validate the
 /// next block and to build on it.
 struct Replica {
@@ -638,6 +671,16 @@ impl Replica {
         (self.tip, self.meta) = (block, imported.meta);
     }
 
+    /// Mines an empty block on the tip, by `key`, stamped `ts`, and moves
+    /// the tip to it.
+    fn mine(&mut self, key: &klero_chain::Keypair, ts: u64) -> klero_chain::SealedBlock {
+        let template = self.template(key, ts);
+        let nonce = winning_nonces(&template).next().expect("nonce");
+        let block = template.complete(nonce, key, &self.spec.chain_id).seal();
+        self.extend(block.clone());
+        block
+    }
+
     /// An empty block template on the tip, by `key`, stamped `ts`.
     fn template(&self, key: &klero_chain::Keypair, ts: u64) -> klero_chain::produce::PowTemplate {
         self.with_parent(|parent| {
@@ -665,16 +708,12 @@ fn winning_nonces(template: &klero_chain::produce::PowTemplate) -> impl Iterator
 /// three of those ban the peer. The node keeps mining and agreeing.
 #[test]
 fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
-    use klero_chain::spec::Consensus;
-
     const DEPTH: u64 = 40;
     const CHILDREN: usize = 10_000;
-    let mut spec = common::test_spec(Kind::Pow);
-    let Consensus::Pow(params) = &mut spec.consensus else {
+    let spec = easing_pow_spec();
+    let klero_chain::spec::Consensus::Pow(params) = &spec.consensus else {
         unreachable!("a PoW spec")
     };
-    params.half_life_blocks = 4;
-    params.max_future_drift_ms = 3_000;
     let pow_limit = params.pow_limit;
     let mut net = Net::with_spec(Kind::Pow, &spec);
     net.start("n0", Some("alice"), &[]);
@@ -698,22 +737,11 @@ fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
             }
         })
     };
-    // The node's chain up to the fork point, replayed to know its state.
     let fork_height = net.nodes[0].height() - DEPTH;
-    let mut replica = Replica::genesis(&spec);
-    let count = u32::try_from(fork_height).expect("height");
-    for bytes in rt.block_on(canonical_blocks(&handle, n0, 1, count)) {
-        replica.extend(codec::decode_block(&bytes).expect("block").seal());
-    }
-    assert_eq!(replica.meta.height, fork_height);
-
-    // The fork block, at the fork point's own target, stamped now.
+    let (mut replica, _) = rt.block_on(replay(&handle, n0, &spec, fork_height));
     let mallory = klero_chain::Keypair::dev("mallory");
     let stamp = common::now_ms() + 1_000;
-    let fork = replica.template(&mallory, stamp);
-    let nonce = winning_nonces(&fork).next().expect("nonce");
-    let fork_block = fork.complete(nonce, &mallory, &spec.chain_id).seal();
-    replica.extend(fork_block.clone());
+    let fork_block = replica.mine(&mallory, stamp);
 
     // Its children: one template, 10,000 nonces that meet the eased target.
     let children = replica.template(&mallory, stamp);
@@ -787,5 +815,138 @@ fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
         "the honest nodes stalled"
     );
     refuser.abort();
+    rt.block_on(handle.shutdown()).ok();
+}
+
+/// PoW, the light branch sync used to store. A peer forks 40 blocks below
+/// the head with a block stamped now, mines 30 children on it (cheap: ASERT
+/// eases them, as in the test above) and claims the branch's tip as its
+/// head. Its branch is shorter than the node's chain above the fork point
+/// and carries far less work. The node finds the fork point with one-block
+/// probes, then asks for the branch's headers, checks their seals and
+/// signatures, finds the branch lighter than its head and downloads none of
+/// its bodies: nothing is stored, no strike (a lighter branch is no fault),
+/// and the node keeps mining. Before headers-first sync, the node fetched
+/// the 30 blocks and stored them as side blocks.
+#[test]
+fn a_light_branch_offered_by_sync_is_judged_by_its_headers_and_never_downloaded() {
+    const DEPTH: u64 = 40;
+    const CHILDREN: u64 = 30;
+    let spec = easing_pow_spec();
+    let mut net = Net::with_spec(Kind::Pow, &spec);
+    net.start("n0", Some("alice"), &[]);
+    assert!(
+        wait_for(Duration::from_secs(120), || net.nodes[0].height() > DEPTH + 2),
+        "the miner did not pass height {DEPTH}"
+    );
+    let n0 = net.nodes[0].peer_id();
+    let genesis = genesis_of(&net.nodes[0]);
+    let side_before = side_blocks(&net.nodes[0]);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (handle, mut events) = rt.block_on(common::peer::connect_peer_on(&net.nodes[0], &spec.chain_id));
+    let fork_height = net.nodes[0].height() - DEPTH;
+    let (mut replica, mut chain) = rt.block_on(replay(&handle, n0, &spec, fork_height));
+    let mallory = klero_chain::Keypair::dev("mallory");
+    let stamp = common::now_ms() + 1_000;
+    let branch: Vec<klero_chain::SealedBlock> = (0..=CHILDREN)
+        .map(|i| replica.mine(&mallory, stamp + i))
+        .collect();
+    chain.extend(branch.iter().map(|b| codec::encode(b.block())));
+    let tip = replica.tip.id();
+    let tip_height = replica.meta.height;
+
+    // The peer's sync server: its chain is the node's up to the fork point,
+    // then the branch. It counts status requests (one a sync), header
+    // requests, and block requests of more than one block (probes ask for
+    // one) inside the branch.
+    let [statuses, headers_asked, bodies_asked] = [(); 3].map(|()| Arc::new(AtomicU64::new(0)));
+    let server = {
+        let (handle, statuses, headers_asked, bodies_asked) = (
+            handle.clone(),
+            Arc::clone(&statuses),
+            Arc::clone(&headers_asked),
+            Arc::clone(&bodies_asked),
+        );
+        let branch_heights = fork_height + 1..tip_height;
+        rt.spawn(async move {
+            let at = |height: u64| {
+                height
+                    .checked_sub(1)
+                    .and_then(|i| chain.get(usize::try_from(i).ok()?))
+            };
+            while let Some(event) = events.recv().await {
+                let NetworkEvent::SyncRequest { req, channel, .. } = event else {
+                    continue;
+                };
+                let resp = match req {
+                    SyncRequest::Status => {
+                        statuses.fetch_add(1, Ordering::Relaxed);
+                        SyncResponse::Status {
+                            height: tip_height,
+                            head: tip.0,
+                            genesis,
+                        }
+                    }
+                    SyncRequest::Blocks { from_height, count } => {
+                        if count > 1 && branch_heights.contains(&from_height) {
+                            bodies_asked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let heights = from_height..from_height.saturating_add(u64::from(count));
+                        SyncResponse::Blocks(heights.map_while(|h| at(h).cloned()).collect())
+                    }
+                    SyncRequest::Headers { from_height, count } => {
+                        headers_asked.fetch_add(1, Ordering::Relaxed);
+                        let heights = from_height..from_height.saturating_add(u64::from(count));
+                        let headers = heights.map_while(|h| {
+                            at(h).map(|bytes| codec::decode_block_header(bytes).expect("header"))
+                        });
+                        SyncResponse::Headers(headers.collect())
+                    }
+                };
+                let _ = handle.respond(channel, resp).await;
+            }
+        })
+    };
+
+    // Two syncs: the second starts only after the first has ended.
+    assert!(
+        wait_for(Duration::from_secs(60), || statuses.load(Ordering::Relaxed) >= 2),
+        "the node did not sync from the peer twice: {}",
+        net.nodes[0].metrics()
+    );
+    assert_eq!(
+        side_blocks(&net.nodes[0]),
+        side_before,
+        "the node stored side blocks"
+    );
+    assert_eq!(
+        bodies_asked.load(Ordering::Relaxed),
+        0,
+        "the node downloaded the light branch's bodies"
+    );
+    assert!(
+        headers_asked.load(Ordering::Relaxed) >= 1,
+        "the node never asked for headers"
+    );
+    assert!(net.nodes[0].metric("klero_sync_light_branches_total") >= Some(1.0));
+    for block in &branch {
+        assert!(
+            net.nodes[0].block_by_id(&block.id().to_string()).is_none(),
+            "the node stored the branch's block {}",
+            block.header().height
+        );
+    }
+    assert_eq!(
+        net.nodes[0].metric("klero_peer_strikes_total").unwrap_or(0.0),
+        0.0,
+        "a lighter branch is no fault"
+    );
+    let height = net.nodes[0].height();
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= height + 3),
+        "the node stopped mining"
+    );
+    server.abort();
     rt.block_on(handle.shutdown()).ok();
 }

@@ -187,6 +187,53 @@ fn partitioned_groups_converge_on_the_longer_fork() {
     );
 }
 
+/// PoW, the honest side of headers-first sync: two miners cut off from
+/// each other from genesis, one stops, the other mines on; a bridge joins
+/// them. The stopped side's chain forks at genesis, below its head, so each
+/// node that must switch first checks the other branch's headers, finds
+/// more work, then fetches its blocks and reorganises: everyone ends on the
+/// side that mined more.
+#[test]
+fn pow_partition_heals_to_the_side_with_more_work() {
+    let mut net = Net::new(Kind::Pow);
+    net.start("a0", Some("alice"), &[]);
+    net.start("b0", Some("carol"), &[]);
+    assert!(
+        wait_for(BLOCKS, || net.nodes[0].height() >= 3
+            && net.nodes[1].height() >= 3),
+        "the miners did not mine"
+    );
+    net.nodes[0].stop_producing();
+    let a_height = net.nodes[0].height();
+    assert!(
+        wait_for(BLOCKS, || net.nodes[1].height() >= a_height + 4),
+        "b0 did not outgrow a0"
+    );
+    let b_first = net.nodes[1].block_id(1).expect("b0's block 1");
+    assert_ne!(net.nodes[0].block_id(1), Some(b_first.clone()), "no fork to heal");
+
+    net.start("bridge", None, &[0, 1]);
+    let nodes: Vec<_> = net.nodes.iter().collect();
+    assert!(
+        wait_for(BLOCKS, || agree(&nodes, a_height + 4)),
+        "no convergence: {:?}",
+        nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.height(), n.head()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(net.nodes[0].block_id(1), Some(b_first), "a0 is not on b0's side");
+    assert!(
+        net.nodes[0].metric("klero_sync_headers_checked_total") >= Some(1.0),
+        "a0 switched without checking b0's headers first"
+    );
+    let metrics = net.nodes[0].metrics();
+    assert!(
+        metrics.contains("klero_reorgs_total") && !metrics.contains("klero_reorgs_total 0\n"),
+        "a0 never reorganised: {metrics}"
+    );
+}
+
 /// A misbehaving peer built from the library's own network layer.
 #[test]
 fn hostile_gossip_is_rejected_and_the_sender_banned() {
@@ -278,6 +325,7 @@ fn a_sync_peer_serving_invalid_blocks_is_banned() {
                                 head: [7; 32],
                                 genesis,
                             },
+                            SyncRequest::Headers { .. } => SyncResponse::Refused,
                             SyncRequest::Blocks { .. } => SyncResponse::Blocks(vec![forged.clone()]),
                         };
                         let _ = handle.respond(channel, resp).await;

@@ -21,12 +21,14 @@
 use bincode::config::{Configuration, Fixint, LittleEndian, NoLimit};
 use bincode::{Decode, Encode};
 
-use crate::types::{Block, Header, Tx};
+use crate::types::{Block, Header, SignedHeader, Tx};
 
 /// Largest encoded block accepted from anywhere (gossip, sync, disk).
 pub const MAX_BLOCK_BYTES: usize = 1 << 20;
 /// Largest encoded header.
 pub const MAX_HEADER_BYTES: usize = 1024;
+/// Largest encoded signed header: a header and a 64-byte signature.
+pub const MAX_SIGNED_HEADER_BYTES: usize = MAX_HEADER_BYTES + 64;
 /// Largest encoded transaction (an equivocation evidence carries two headers).
 pub const MAX_TX_BYTES: usize = 4 * 1024;
 
@@ -113,6 +115,20 @@ pub fn decode_block(bytes: &[u8]) -> Result<Block, CodecError> {
 /// Decodes a header.
 pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
     decode::<_, MAX_HEADER_BYTES>(bytes, "header")
+}
+
+/// The signed header an encoded block starts with, its transactions left
+/// unread (a sync server answering for headers from stored blocks).
+pub fn decode_block_header(block: &[u8]) -> Result<SignedHeader, CodecError> {
+    const KIND: &str = "block's signed header";
+    let front = &block[..block.len().min(MAX_SIGNED_HEADER_BYTES)];
+    let limited = config().with_limit::<MAX_SIGNED_HEADER_BYTES>();
+    bincode::decode_from_slice(front, limited)
+        .map(|(signed, _)| signed)
+        .map_err(|e| CodecError::Malformed {
+            kind: KIND,
+            reason: e.to_string(),
+        })
 }
 
 /// Decodes a transaction (gossip, `POST /txs`).

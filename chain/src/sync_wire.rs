@@ -11,19 +11,25 @@
 //! SyncRequest   u32 variant, then fields
 //!   0 Status
 //!   1 Blocks    from_height u64, count u32 (1..=MAX_SYNC_BLOCKS)
+//!   2 Headers   from_height u64, count u32 (1..=MAX_SYNC_HEADERS)
 //! SyncResponse  u32 variant, then fields
 //!   0 Status    height u64, head [u8; 32], genesis [u8; 32]
 //!   1 Blocks    u64 n (<= MAX_SYNC_BLOCKS), then n x (u64 len, len bytes),
 //!               each len <= MAX_BLOCK_BYTES
 //!   2 Refused
+//!   3 Headers   u64 n (<= MAX_SYNC_HEADERS), then n x SignedHeader
 //! ```
 
 use bincode::{Decode, Encode};
 
 use crate::codec::{self, CodecError, MAX_BLOCK_BYTES};
+use crate::types::SignedHeader;
 
 /// Most blocks one request may ask for, and one response may carry.
 pub const MAX_SYNC_BLOCKS: u32 = 64;
+/// Most signed headers one request may ask for, and one response may
+/// carry (about 200 KiB of PoW headers).
+pub const MAX_SYNC_HEADERS: u32 = 512;
 
 /// Largest encoded request: a variant tag and two integers, with room to spare.
 pub const MAX_REQUEST_BYTES: usize = 64;
@@ -42,6 +48,15 @@ pub enum SyncRequest {
         /// Height of the first block wanted.
         from_height: u64,
         /// How many blocks, at most [`MAX_SYNC_BLOCKS`].
+        count: u32,
+    },
+    /// Up to `count` signed headers of its best chain, starting at
+    /// `from_height`: what headers-first sync checks a branch's work with
+    /// before it downloads a body. `count` is in `1..=MAX_SYNC_HEADERS`.
+    Headers {
+        /// Height of the first header wanted.
+        from_height: u64,
+        /// How many headers, at most [`MAX_SYNC_HEADERS`].
         count: u32,
     },
 }
@@ -65,6 +80,10 @@ pub enum SyncResponse {
     Blocks(Vec<Vec<u8>>),
     /// The peer will not answer (busy, or the request is out of range).
     Refused,
+    /// Answer to [`SyncRequest::Headers`]: the signed headers of
+    /// consecutive blocks from the requested height, fewer (or none) when
+    /// its chain is shorter. At most [`MAX_SYNC_HEADERS`].
+    Headers(Vec<SignedHeader>),
 }
 
 const REQUEST: &str = "sync request";
@@ -79,15 +98,21 @@ impl SyncRequest {
     ///
     /// # Errors
     ///
-    /// [`CodecError::Malformed`] for a count outside `1..=MAX_SYNC_BLOCKS`.
+    /// [`CodecError::Malformed`] for a count outside `1..=MAX_SYNC_BLOCKS`
+    /// (blocks) or `1..=MAX_SYNC_HEADERS` (headers).
     pub fn check(&self) -> Result<(), CodecError> {
-        match self {
-            SyncRequest::Blocks { count, .. } if *count == 0 || *count > MAX_SYNC_BLOCKS => Err(malformed(
+        let (count, max, what) = match self {
+            SyncRequest::Status => return Ok(()),
+            SyncRequest::Blocks { count, .. } => (*count, MAX_SYNC_BLOCKS, "blocks"),
+            SyncRequest::Headers { count, .. } => (*count, MAX_SYNC_HEADERS, "headers"),
+        };
+        if count == 0 || count > max {
+            return Err(malformed(
                 REQUEST,
-                format!("asks for {count} blocks, not 1..={MAX_SYNC_BLOCKS}"),
-            )),
-            _ => Ok(()),
+                format!("asks for {count} {what}, not 1..={max}"),
+            ));
         }
+        Ok(())
     }
 }
 
@@ -96,10 +121,18 @@ impl SyncResponse {
     ///
     /// # Errors
     ///
-    /// [`CodecError::Malformed`] for too many blocks or a block too large.
+    /// [`CodecError::Malformed`] for too many blocks or headers, or a block
+    /// too large.
     pub fn check(&self) -> Result<(), CodecError> {
-        let SyncResponse::Blocks(blocks) = self else {
-            return Ok(());
+        let blocks = match self {
+            SyncResponse::Blocks(blocks) => blocks,
+            SyncResponse::Headers(headers) if headers.len() > MAX_SYNC_HEADERS as usize => {
+                return Err(malformed(
+                    RESPONSE,
+                    format!("{} headers, over {MAX_SYNC_HEADERS}", headers.len()),
+                ));
+            }
+            _ => return Ok(()),
         };
         if blocks.len() > MAX_SYNC_BLOCKS as usize {
             return Err(malformed(

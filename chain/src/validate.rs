@@ -6,10 +6,11 @@
 //! node no state read:
 //!
 //! 1. [`check_header`], from the parent's header and metadata alone: the
-//!    header alone → against the parent → the seal (PoW: timestamp,
-//!    target, hash; PoS: slot and time, then the VRF proof under the
-//!    header's key and the `eta` the parent's metadata gives) → the
-//!    proposer's signature → the tx root.
+//!    transaction count → the seal's kind → against the parent → the seal
+//!    (PoW: timestamp, target, hash; PoS: slot and time, then the VRF proof
+//!    under the header's key and the `eta` the parent's metadata gives) →
+//!    the proposer's signature (these from the signed header alone:
+//!    [`check_signed_header`]) → the tx root.
 //! 2. [`validate_against_state`], with the parent's state: PoS
 //!    eligibility (the proposer's stake and key in the snapshot, no recent
 //!    slash, the score) → transaction signatures (batched) and proofs of
@@ -37,7 +38,7 @@ use crate::pow;
 use crate::spec::{ChainSpec, Consensus, PosParams, PowParams};
 use crate::state::{ChangeSet, CommittedState, StateError, StateOverlay, StateRead};
 use crate::state_tree::StateKey;
-use crate::types::{Header, PosSeal, PowSeal, Seal, SealedBlock, Tx, tx_root};
+use crate::types::{Header, PosSeal, PowSeal, Seal, SealedBlock, SignedHeader, Tx, tx_root};
 use crate::u256::U256;
 use crate::vrf::{self, VrfError, VrfOutput};
 
@@ -354,10 +355,8 @@ pub fn validate_block(
     validate_against_state(spec, state, checked, block)
 }
 
-/// Everything that can be checked without the parent's state: the header
-/// alone, against the parent, the seal (PoS: the VRF proof under the
-/// header's key, with `eta` from the parent's metadata), the proposer's
-/// signature and the tx root.
+/// Everything that can be checked without the parent's state: the
+/// transaction count, [`check_signed_header`], and the tx root.
 ///
 /// # Errors
 ///
@@ -370,7 +369,36 @@ pub fn check_header(
 ) -> Result<CheckedHeader, BlockError> {
     let header = block.header();
     let txs = &block.block().txs;
-    validate_header_alone(spec, header, txs.len())?;
+    if txs.len() > MAX_BLOCK_TXS {
+        return Err(BlockError::TooManyTxs {
+            count: txs.len(),
+            max: MAX_BLOCK_TXS,
+        });
+    }
+    let checked = check_signed_header(spec, parent, &block.block().signed, now_ms)?;
+    if tx_root(txs) != header.tx_root {
+        return Err(BlockError::TxRootMismatch);
+    }
+    Ok(checked)
+}
+
+/// What a signed header proves on its own, against the parent: the seal's
+/// kind, the parent and height, the seal (PoS: the VRF proof under the
+/// header's key, with `eta` from the parent's metadata) and the
+/// proposer's signature. Headers-first sync checks a PoW branch's work
+/// with this alone ([`HeaderChain`]).
+///
+/// # Errors
+///
+/// The first rule the header breaks.
+pub fn check_signed_header(
+    spec: &ChainSpec,
+    parent: &Parent<'_>,
+    signed: &SignedHeader,
+    now_ms: u64,
+) -> Result<CheckedHeader, BlockError> {
+    let header = &signed.header;
+    validate_seal_kind(spec, header)?;
     validate_against_parent(parent, header)?;
     let checked = match (&spec.consensus, &header.seal) {
         (Consensus::Pow(params), Seal::Pow(seal)) => CheckedHeader {
@@ -380,17 +408,78 @@ pub fn check_header(
         (Consensus::Pos(params), Seal::Pos(seal)) => {
             check_pos_proof(spec, params, parent, header, seal, now_ms)?
         }
-        _ => unreachable!("validate_header_alone checked the seal kind"),
+        _ => unreachable!("validate_seal_kind checked the seal kind"),
     };
-    block
-        .block()
-        .signed
-        .verify(&spec.chain_id)
-        .map_err(BlockError::BadSignature)?;
-    if tx_root(txs) != header.tx_root {
-        return Err(BlockError::TxRootMismatch);
-    }
+    signed.verify(&spec.chain_id).map_err(BlockError::BadSignature)?;
     Ok(checked)
+}
+
+/// A PoW branch as far as its headers prove it: the tip's header and
+/// metadata (its cumulative work) and the timestamps the next header's
+/// median-time rule needs. Each header is checked against the one before
+/// ([`check_signed_header`]), so a peer's claim that its branch carries
+/// more work than ours costs it real work per header, and costs us no
+/// block body, state or storage until it is proven. PoS has none: a PoS
+/// header's eligibility and its epoch data need the parent's state.
+#[derive(Clone, Debug)]
+pub struct HeaderChain {
+    id: Hash,
+    header: Header,
+    meta: BlockMeta,
+    recent_timestamps: Vec<u64>,
+}
+
+impl HeaderChain {
+    /// A branch starting at the stored block `id` (its header, metadata and
+    /// up to [`MEDIAN_TIME_SPAN`] timestamps ending with its own, oldest
+    /// first); `None` on a PoS chain.
+    pub fn start(
+        spec: &ChainSpec,
+        id: Hash,
+        header: Header,
+        meta: BlockMeta,
+        recent_timestamps: Vec<u64>,
+    ) -> Option<HeaderChain> {
+        matches!(spec.consensus, Consensus::Pow(_)).then_some(HeaderChain {
+            id,
+            header,
+            meta,
+            recent_timestamps,
+        })
+    }
+
+    /// Checks `signed` as the child of the tip and makes it the tip.
+    ///
+    /// # Errors
+    ///
+    /// The first rule the header breaks; the tip stays.
+    pub fn extend(&mut self, spec: &ChainSpec, signed: &SignedHeader, now_ms: u64) -> Result<(), BlockError> {
+        let parent = Parent {
+            id: self.id,
+            header: &self.header,
+            meta: &self.meta,
+            recent_timestamps: &self.recent_timestamps,
+        };
+        let checked = check_signed_header(spec, &parent, signed, now_ms)?;
+        self.recent_timestamps.push(signed.header.timestamp_ms);
+        if self.recent_timestamps.len() > MEDIAN_TIME_SPAN {
+            self.recent_timestamps.remove(0);
+        }
+        self.id = signed.header.id();
+        self.header = signed.header.clone();
+        self.meta = checked.meta;
+        Ok(())
+    }
+
+    /// The tip's id.
+    pub fn tip(&self) -> Hash {
+        self.id
+    }
+
+    /// The tip's metadata: its height and the branch's cumulative work.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
 }
 
 /// The rest, on the parent's `state`: PoS eligibility, the transactions'
@@ -451,23 +540,18 @@ pub(crate) fn apply_body(
     Ok(())
 }
 
-fn validate_header_alone(spec: &ChainSpec, header: &Header, tx_count: usize) -> Result<(), BlockError> {
+fn validate_seal_kind(spec: &ChainSpec, header: &Header) -> Result<(), BlockError> {
     let kind_matches = matches!(
         (&spec.consensus, &header.seal),
         (Consensus::Pow(_), Seal::Pow(_)) | (Consensus::Pos(_), Seal::Pos(_))
     );
-    if !kind_matches {
-        return Err(BlockError::WrongConsensus {
+    if kind_matches {
+        Ok(())
+    } else {
+        Err(BlockError::WrongConsensus {
             expected: spec.consensus_name(),
-        });
+        })
     }
-    if tx_count > MAX_BLOCK_TXS {
-        return Err(BlockError::TooManyTxs {
-            count: tx_count,
-            max: MAX_BLOCK_TXS,
-        });
-    }
-    Ok(())
 }
 
 fn validate_against_parent(parent: &Parent<'_>, header: &Header) -> Result<(), BlockError> {

@@ -203,3 +203,80 @@ fn fork_choice_follows_the_most_work() {
         "a tie keeps the first seen"
     );
 }
+
+/// Headers-first sync's check: a mined chain's signed headers, with no
+/// state and no body, give each block the metadata full validation gives
+/// it (so the same cumulative work), and a header whose seal, signature or
+/// parent is wrong is refused with the reason full validation gives.
+#[test]
+fn a_header_chain_proves_the_work_full_validation_finds() {
+    use klero_chain::validate::HeaderChain;
+
+    let key = Keypair::dev("alice");
+    let spec = spec();
+    let mut chain = TestChain::new(spec.clone());
+    let start = spec.genesis_time_ms;
+    for i in 1..=12 {
+        mine(&mut chain, &key, start + i * 700);
+    }
+    let (genesis, _, genesis_meta) = &chain.blocks[0];
+    let start_chain = || {
+        HeaderChain::start(
+            &spec,
+            genesis.id(),
+            genesis.header().clone(),
+            genesis_meta.clone(),
+            vec![genesis.header().timestamp_ms],
+        )
+        .expect("a PoW chain")
+    };
+    let mut headers = start_chain();
+    for (block, _, meta) in &chain.blocks[1..] {
+        headers
+            .extend(&spec, &block.block().signed, u64::MAX / 2)
+            .expect("a mined header");
+        assert_eq!(headers.tip(), block.id());
+        assert_eq!(headers.meta(), meta, "the header gives what validation gives");
+    }
+    assert!(prefer(&spec, &chain.blocks[11].2, headers.meta()));
+
+    let block_1 = chain.blocks[1].0.block();
+    let cases: [(&str, SignedHeader, fn(&BlockError) -> bool); 3] = [
+        (
+            "a seal that misses its target",
+            resign(block_1, &key, &spec.chain_id, |h| h.timestamp_ms += 1).signed,
+            |e| matches!(e, BlockError::InsufficientWork { .. }),
+        ),
+        (
+            "a signature by another key",
+            SignedHeader::sign(block_1.header().clone(), &Keypair::dev("mallory"), &spec.chain_id),
+            |e| matches!(e, BlockError::BadSignature(_)),
+        ),
+        (
+            "a header that skips its parent",
+            chain.blocks[2].0.block().signed.clone(),
+            |e| matches!(e, BlockError::WrongParent { .. }),
+        ),
+    ];
+    for (what, signed, expected) in cases {
+        let mut headers = start_chain();
+        let error = headers.extend(&spec, &signed, u64::MAX / 2).expect_err(what);
+        assert!(expected(&error), "{what}: {error:?}");
+        assert_eq!(headers.tip(), genesis.id(), "{what}: the tip moved");
+    }
+
+    let pos = ChainSpec::from_toml(include_str!("../../testnet/pos.toml")).unwrap();
+    let (pos_genesis, _) = pos.genesis();
+    let meta = klero_chain::validate::genesis_meta(&pos);
+    assert!(
+        HeaderChain::start(
+            &pos,
+            pos_genesis.id(),
+            pos_genesis.header().clone(),
+            meta,
+            Vec::new()
+        )
+        .is_none(),
+        "PoS has no header chain"
+    );
+}

@@ -39,7 +39,7 @@ use klero_chain::fork_choice;
 use klero_chain::state::{CommittedState, Layered};
 use klero_chain::types::{Equivocation, SignedHeader};
 use klero_chain::validate::{
-    BlockError, BlockMeta, CheckedHeader, Imported, MEDIAN_TIME_SPAN, Parent, check_header,
+    BlockError, BlockMeta, CheckedHeader, HeaderChain, Imported, MEDIAN_TIME_SPAN, Parent, check_header,
     validate_against_state,
 };
 use klero_chain::{Address, ChainSpec, Hash, Header, SealedBlock};
@@ -317,6 +317,27 @@ impl BlockTree {
         }
         let state = self.branch_state(&fork)?;
         Ok(f(&parent, &state))
+    }
+
+    /// A stored block inside the reorg window as the start of a branch
+    /// checked from its headers alone ([`HeaderChain`], PoW only:
+    /// headers-first sync).
+    ///
+    /// # Errors
+    ///
+    /// If the block is unknown or forks deeper than the window;
+    /// `Ok(None)` on a PoS chain.
+    pub fn header_chain(&self, id: Hash) -> Result<Option<HeaderChain>, ImportError> {
+        let node = self.tree.get(&id).ok_or(StoreError::Missing("the block"))?;
+        let fork = self.fork_point(id);
+        fork_choice::check_fork_depth(&self.spec, self.head.meta.height.saturating_sub(fork.height))?;
+        Ok(HeaderChain::start(
+            &self.spec,
+            id,
+            node.header.clone(),
+            node.meta.clone(),
+            self.recent_timestamps(id),
+        ))
     }
 
     /// The fork-choice metadata of a stored block.

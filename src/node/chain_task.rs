@@ -30,7 +30,7 @@ use klero_chain::produce::{self, PowTemplate};
 use klero_chain::spec::Consensus;
 use klero_chain::state::{StateOverlay, StateRead};
 use klero_chain::types::{Equivocation, TxBody, TxKind};
-use klero_chain::validate::{BlockError, MAX_BLOCK_TXS};
+use klero_chain::validate::{BlockError, HeaderChain, MAX_BLOCK_TXS};
 use klero_chain::{Address, Keypair, SealedBlock, Tx};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -111,6 +111,10 @@ enum Command {
     Contains {
         id: klero_chain::Hash,
         reply: oneshot::Sender<bool>,
+    },
+    HeaderChain {
+        id: klero_chain::Hash,
+        reply: oneshot::Sender<Result<Option<HeaderChain>, ImportError>>,
     },
     Pending {
         id: klero_chain::Hash,
@@ -280,6 +284,20 @@ impl ChainHandle {
         self.ask(|reply| Command::Contains { id, reply }).await
     }
 
+    /// The stored block `id` as the start of a branch checked from its
+    /// headers ([`BlockTree::header_chain`]): `None` on a PoS chain.
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Stopped`]; or if the block is unknown or forks deeper
+    /// than the rollback limit.
+    pub(crate) async fn header_chain(
+        &self,
+        id: klero_chain::Hash,
+    ) -> Result<Option<HeaderChain>, ChainError> {
+        Ok(self.ask(|reply| Command::HeaderChain { id, reply }).await??)
+    }
+
     /// The mempool's transaction with this id, if it waits there.
     ///
     /// # Errors
@@ -435,6 +453,9 @@ impl ChainTask {
                 }
                 Command::Contains { id, reply } => {
                     let _ = reply.send(self.tree.contains(&id));
+                }
+                Command::HeaderChain { id, reply } => {
+                    let _ = reply.send(self.tree.header_chain(id));
                 }
                 Command::Pending { id, reply } => {
                     let _ = reply.send(self.mempool.get(&id).cloned());

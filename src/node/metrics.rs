@@ -52,6 +52,11 @@ pub(crate) struct Metrics {
     bans: AtomicU64,
     /// Sync requests answered `Refused` (over a peer's budget, or busy).
     sync_refused: AtomicU64,
+    /// Headers checked by headers-first sync.
+    sync_headers_checked: AtomicU64,
+    /// Branches offered by sync whose headers carried no more work than
+    /// our head.
+    sync_light_branches: AtomicU64,
     /// Gossiped transactions dropped unread: their peer relayed too many
     /// from senders that cannot pay.
     txs_rate_limited: AtomicU64,
@@ -130,6 +135,18 @@ impl Metrics {
     /// Counts a sync request refused.
     pub(crate) fn sync_refused(&self) {
         self.sync_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts headers checked by headers-first sync.
+    pub(crate) fn sync_headers_checked(&self, count: usize) {
+        self.sync_headers_checked
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a branch offered by sync that its headers showed lighter
+    /// than our head.
+    pub(crate) fn sync_light_branch(&self) {
+        self.sync_light_branches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a gossiped transaction dropped by a peer's rate limit.
@@ -267,6 +284,18 @@ impl Metrics {
             "klero_sync_requests_refused_total",
             "Sync requests refused: over the peer's budget, or the server busy.",
             get(&self.sync_refused),
+        );
+        counter(
+            &mut out,
+            "klero_sync_headers_checked_total",
+            "Headers checked by headers-first sync (PoW branches that leave the best chain below the head).",
+            get(&self.sync_headers_checked),
+        );
+        counter(
+            &mut out,
+            "klero_sync_light_branches_total",
+            "Branches offered by sync whose headers carry no more work than the head: not downloaded.",
+            get(&self.sync_light_branches),
         );
         counter(
             &mut out,

@@ -277,6 +277,7 @@ pub(crate) async fn run(
             strikes,
             metrics: Arc::clone(&metrics),
             max_rollback,
+            spec: Arc::clone(&spec),
         }
         .run(sync_rx, stopping.clone()),
     );

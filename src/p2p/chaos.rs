@@ -79,6 +79,7 @@ impl Held {
     fn bytes(&self) -> usize {
         let blocks = |resp: &SyncResponse| match resp {
             SyncResponse::Blocks(blocks) => blocks.iter().map(Vec::len).sum(),
+            SyncResponse::Headers(headers) => headers.len() * klero_chain::codec::MAX_SIGNED_HEADER_BYTES,
             _ => 0,
         };
         match self {

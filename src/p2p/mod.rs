@@ -49,7 +49,7 @@ use self::behaviour::Behaviour;
 pub use self::chaos::{MAX_LINK_DELAY_MS, MAX_LOSS_PPM, check_link};
 pub use self::event_loop::EventLoop;
 use self::event_loop::{Command, IDLE_CONNECTION_TIMEOUT};
-pub use self::sync_codec::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
+pub use self::sync_codec::{MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS, SyncRequest, SyncResponse};
 pub use self::topics::TopicKind;
 use crate::api::chaos::{LinkCounters, LinkFaults};
 use crate::keyfile::{self, KeyFileError};
@@ -233,7 +233,8 @@ pub enum NetworkEvent {
     SyncRequest {
         /// The asking peer.
         from: PeerId,
-        /// What it asks for (already checked against [`MAX_SYNC_BLOCKS`]).
+        /// What it asks for (already checked against [`MAX_SYNC_BLOCKS`]
+        /// and [`MAX_SYNC_HEADERS`]).
         req: SyncRequest,
         /// Pass back to [`NetworkHandle::respond`].
         channel: ResponseChannelRef,
@@ -671,6 +672,7 @@ mod tests {
                                     .map(|h| h.to_le_bytes().to_vec())
                                     .collect(),
                             ),
+                            SyncRequest::Headers { .. } => SyncResponse::Refused,
                         };
                         a_handle.respond(channel, resp).await.unwrap();
                     }

@@ -15,7 +15,7 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use klero_chain::codec;
 use klero_chain::sync_wire::{self, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
-pub use klero_chain::sync_wire::{MAX_SYNC_BLOCKS, SyncRequest, SyncResponse};
+pub use klero_chain::sync_wire::{MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS, SyncRequest, SyncResponse};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 
@@ -117,6 +117,35 @@ mod tests {
         }
     }
 
+    /// The dev PoW chain's genesis, signed header only.
+    fn genesis_header() -> klero_chain::types::SignedHeader {
+        let spec = klero_chain::ChainSpec::from_toml(include_str!("../../testnet/pow.toml")).expect("spec");
+        spec.genesis().0.block().signed.clone()
+    }
+
+    #[test]
+    fn a_blocks_signed_header_is_read_without_its_transactions() {
+        let spec = klero_chain::ChainSpec::from_toml(include_str!("../../testnet/pow.toml")).expect("spec");
+        let mut block = spec.genesis().0.into_block();
+        let signed = block.signed.clone();
+        let empty = codec::encode(&block);
+        assert_eq!(codec::decode_block_header(&empty).unwrap(), signed);
+        // Transactions after it are not read: garbage there changes nothing.
+        let mut garbage = empty.clone();
+        garbage.truncate(codec::encode(&signed).len());
+        garbage.extend([0xff; 100]);
+        assert_eq!(codec::decode_block_header(&garbage).unwrap(), signed);
+        block.signed.header.height = 1;
+        assert_ne!(
+            codec::decode_block_header(&codec::encode(&block)).unwrap(),
+            signed
+        );
+        assert!(
+            codec::decode_block_header(&empty[..40]).is_err(),
+            "a truncated header decoded"
+        );
+    }
+
     #[tokio::test]
     async fn requests_roundtrip_with_golden_bytes() {
         let req = SyncRequest::Blocks {
@@ -132,6 +161,13 @@ mod tests {
         assert_eq!(bytes, [1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(read_request(&bytes).await.unwrap(), req);
         assert_eq!(read_request(&[0, 0, 0, 0]).await.unwrap(), SyncRequest::Status);
+        let headers = SyncRequest::Headers {
+            from_height: 7,
+            count: 512,
+        };
+        let bytes = codec::encode(&headers);
+        assert_eq!(bytes, [2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0]);
+        assert_eq!(read_request(&bytes).await.unwrap(), headers);
     }
 
     #[tokio::test]
@@ -145,6 +181,8 @@ mod tests {
             SyncResponse::Blocks(vec![vec![1, 2, 3], Vec::new(), vec![0; 1000]]),
             SyncResponse::Blocks(Vec::new()),
             SyncResponse::Refused,
+            SyncResponse::Headers(vec![genesis_header(); 3]),
+            SyncResponse::Headers(Vec::new()),
         ] {
             let bytes = written_response(resp.clone()).await.unwrap();
             assert_eq!(read_response(&bytes).await.unwrap(), resp);
@@ -212,5 +250,25 @@ mod tests {
         let too_big = SyncResponse::Blocks(vec![vec![0; MAX_BLOCK_BYTES + 1]]);
         assert_invalid(written_response(too_big.clone()).await);
         assert_invalid(read_response(&codec::encode(&too_big)).await);
+
+        for count in [0, MAX_SYNC_HEADERS + 1] {
+            let req = SyncRequest::Headers {
+                from_height: 0,
+                count,
+            };
+            assert_invalid(read_request(&codec::encode(&req)).await);
+            let mut out = Cursor::new(Vec::new());
+            assert_invalid(SyncCodec.write_request(&protocol(), &mut out, req).await);
+        }
+        let most = SyncResponse::Headers(vec![genesis_header(); MAX_SYNC_HEADERS as usize]);
+        assert_eq!(
+            read_response(&written_response(most.clone()).await.unwrap())
+                .await
+                .unwrap(),
+            most
+        );
+        let too_many = SyncResponse::Headers(vec![genesis_header(); MAX_SYNC_HEADERS as usize + 1]);
+        assert_invalid(written_response(too_many.clone()).await);
+        assert_invalid(read_response(&codec::encode(&too_many)).await);
     }
 }

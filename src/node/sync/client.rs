@@ -14,6 +14,21 @@
 //! as one batch: the blocks that extend our head are stored in one commit,
 //! any others one by one like any other block; fork choice decides.
 //!
+//! On PoW, a branch that leaves our best chain below the head comes
+//! headers first, as Bitcoin Core syncs: the peer's signed headers from the
+//! fork point, [`MAX_SYNC_HEADERS`] a request, are checked one after the
+//! other (seal, target, signature: [`HeaderChain`](klero_chain::validate::HeaderChain)) until the branch
+//! carries more work than our head; only then are its bodies fetched, up
+//! to the last header checked, and each must be the block its header
+//! named. A branch whose headers run out (or pass [`MAX_PROOF_HEADERS`])
+//! first is not downloaded: it could not become our head. So a peer can
+//! make us store a side branch only with the work to overtake us, which is
+//! the rule gossip holds pushed side blocks to, without refusing the
+//! heavier half of a healed partition whose first blocks trail our head.
+//! PoS branches have no headers-first step (a PoS header's eligibility
+//! needs the parent's state); their fork point is held to the rollback
+//! limit.
+//!
 //! A peer cannot keep the syncer busy for nothing:
 //!
 //! - every response must answer the request: blocks from the requested
@@ -37,7 +52,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use klero_chain::codec::{self, CodecError};
-use klero_chain::{Block, Hash, SealedBlock};
+use klero_chain::fork_choice;
+use klero_chain::types::SignedHeader;
+use klero_chain::{Block, ChainSpec, Hash, SealedBlock};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -46,12 +63,12 @@ use tracing::{debug, info, warn};
 
 use super::{Fetching, SyncStatus};
 use crate::node::block_tree::ImportOutcome;
-use crate::node::chain_task::{ChainError, ChainHandle};
+use crate::node::chain_task::{ChainError, ChainHandle, now_ms};
 use crate::node::gossip::decode_reason;
 use crate::node::metrics::Metrics;
 use crate::node::peers::Strikes;
 use crate::node::stopped;
-use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, P2pError, SyncRequest, SyncResponse};
+use crate::p2p::{MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS, NetworkHandle, P2pError, SyncRequest, SyncResponse};
 
 /// How often connected peers are asked for their status unprompted.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -61,6 +78,10 @@ const MAX_SYNCS: usize = 4;
 const MAX_IDLE_ROUNDS: u32 = 2;
 /// Longest wait before a peer whose syncs keep failing is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// Most headers one sync checks for branches that may overtake our head:
+/// forty times the dev specs' rollback limit, room for a heavier branch
+/// whose blocks each carry far less work than ours.
+const MAX_PROOF_HEADERS: usize = 4096;
 
 /// Why a sync from one peer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +102,10 @@ enum SyncError {
     NoProgress,
     #[error("peer claimed head {0} and did not deliver it")]
     Unproven(Hash),
+    #[error(
+        "peer's branch from height {from}, {headers} headers checked, carries no more work than our head"
+    )]
+    Lighter { from: u64, headers: usize },
     #[error("the chain task has stopped")]
     Stopped,
 }
@@ -122,6 +147,40 @@ pub(crate) struct Syncer {
     /// How far behind a proven chain the staker may be and still produce:
     /// the PoS rollback limit.
     pub max_rollback: u64,
+    /// The chain spec (headers-first sync checks PoW headers with it).
+    pub spec: Arc<ChainSpec>,
+}
+
+/// The part of a peer's branch its headers proved heavier than our head:
+/// the ids of its blocks from height `from`.
+#[derive(Debug)]
+struct Proven {
+    from: u64,
+    ids: Vec<Hash>,
+}
+
+impl Proven {
+    fn covers(&self, height: u64) -> bool {
+        self.left(height).is_some()
+    }
+
+    /// How many proven blocks there are from `height` on, if any.
+    fn left(&self, height: u64) -> Option<u32> {
+        let end = self.from + self.ids.len() as u64;
+        (height >= self.from && height < end).then(|| u32::try_from(end - height).unwrap_or(u32::MAX))
+    }
+
+    /// Keeps the batch (which starts inside the proven range) to that
+    /// range, and checks that each block is the one its header named.
+    fn trim(&self, blocks: &mut Vec<SealedBlock>) -> Result<(), SyncError> {
+        blocks.retain(|b| self.covers(b.header().height));
+        let named = |b: &SealedBlock| self.ids[(b.header().height - self.from) as usize] == b.id();
+        if blocks.iter().all(named) {
+            Ok(())
+        } else {
+            Err(SyncError::Unanswered("a block is not the one its header named"))
+        }
+    }
 }
 
 /// When a peer whose last sync failed may be tried again.
@@ -217,21 +276,40 @@ impl Syncer {
         let mut from = top.max(1);
         let mut anchor: Option<Hash> = None;
         let (mut imported, mut idle) = (0u64, 0u32);
+        let mut proven: Option<Proven> = None;
+        let mut headers_checked = 0;
         loop {
-            let blocks = self.fetch(peer, from, MAX_SYNC_BLOCKS).await?;
+            if let Some(start) = anchor {
+                self.prove_if_side(peer, start, from, &mut proven, &mut headers_checked)
+                    .await?;
+            }
+            let count = proven
+                .as_ref()
+                .and_then(|p| p.left(from))
+                .map_or(MAX_SYNC_BLOCKS, |left| left.min(MAX_SYNC_BLOCKS));
+            let mut blocks = self.fetch(peer, from, count).await?;
             let Some(first) = blocks.first() else { break };
+            let parent = first.header().parent;
             match anchor {
-                Some(anchor) if first.header().parent != anchor => {
+                Some(anchor) if parent != anchor => {
                     return Err(SyncError::Unanswered("the batch does not extend the last one"));
                 }
                 Some(_) => {}
-                None if self.chain.contains(first.header().parent).await? => {}
+                // Our head, and blocks that extend it.
+                None if first.id() == self.chain.head().id => {}
+                None if self.chain.contains(parent).await? => {
+                    self.prove_if_side(peer, parent, from, &mut proven, &mut headers_checked)
+                        .await?;
+                }
                 None => {
                     let (fork_height, fork_id) = self.fork_point(peer, from).await?;
                     anchor = Some(fork_id);
                     from = fork_height + 1;
                     continue;
                 }
+            }
+            if let Some(proven) = proven.as_ref().filter(|p| p.covers(from)) {
+                proven.trim(&mut blocks)?;
             }
             let batch = blocks.len() as u64;
             anchor = blocks.last().map(SealedBlock::id);
@@ -265,6 +343,96 @@ impl Syncer {
             return Err(SyncError::Unproven(claimed));
         }
         Ok(imported)
+    }
+
+    /// Headers first, when the blocks from height `from` leave our best
+    /// chain below the head at `start` and no proof covers them yet.
+    async fn prove_if_side(
+        &self,
+        peer: PeerId,
+        start: Hash,
+        from: u64,
+        proven: &mut Option<Proven>,
+        checked: &mut usize,
+    ) -> Result<(), SyncError> {
+        if start != self.chain.head().id && !proven.as_ref().is_some_and(|p| p.covers(from)) {
+            *proven = self.prove_branch(peer, start, checked).await?;
+        }
+        Ok(())
+    }
+
+    /// Headers first: the peer's branch from our stored block `start`,
+    /// checked header by header until it carries more work than our head.
+    /// `checked` counts the headers this sync has checked, at most
+    /// [`MAX_PROOF_HEADERS`]. `None` on PoS, which has no such step.
+    async fn prove_branch(
+        &self,
+        peer: PeerId,
+        start: Hash,
+        checked: &mut usize,
+    ) -> Result<Option<Proven>, SyncError> {
+        let Some(mut branch) = self.chain.header_chain(start).await? else {
+            return Ok(None);
+        };
+        let from = branch.meta().height + 1;
+        let mut ids = Vec::new();
+        while !fork_choice::prefer(&self.spec, &self.chain.head().meta, branch.meta()) {
+            let left = MAX_PROOF_HEADERS.saturating_sub(*checked);
+            let count = u32::try_from(left).unwrap_or(u32::MAX).min(MAX_SYNC_HEADERS);
+            let headers = match count {
+                0 => Vec::new(),
+                count => self.fetch_headers(peer, branch.meta().height + 1, count).await?,
+            };
+            if headers.is_empty() {
+                self.metrics.sync_light_branch();
+                return Err(SyncError::Lighter {
+                    from,
+                    headers: ids.len(),
+                });
+            }
+            *checked += headers.len();
+            self.metrics.sync_headers_checked(headers.len());
+            // Seals and signatures: CPU work, off the async workers.
+            let spec = Arc::clone(&self.spec);
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let mut new = Vec::with_capacity(headers.len());
+                let result = headers.iter().try_for_each(|signed| {
+                    branch.extend(&spec, signed, now_ms())?;
+                    new.push(branch.tip());
+                    Ok(())
+                });
+                ((branch, new), result)
+            })
+            .await
+            .map_err(|_| SyncError::Stopped)?;
+            result.map_err(|error| SyncError::from(ChainError::Invalid(error)))?;
+            branch = back.0;
+            ids.extend(back.1);
+        }
+        debug!(%peer, from, headers = ids.len(), "branch proven by its headers");
+        Ok(Some(Proven { from, ids }))
+    }
+
+    /// Up to `count` of the peer's signed headers from `from` (each is
+    /// checked against the one before by
+    /// [`HeaderChain::extend`](klero_chain::validate::HeaderChain::extend)).
+    async fn fetch_headers(
+        &self,
+        peer: PeerId,
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<SignedHeader>, SyncError> {
+        let request = SyncRequest::Headers {
+            from_height: from,
+            count,
+        };
+        let SyncResponse::Headers(headers) = self.net.request(peer, request).await? else {
+            return Err(SyncError::Refused);
+        };
+        if headers.len() > count as usize {
+            return Err(SyncError::Unanswered("more headers than asked for"));
+        }
+        Ok(headers)
     }
 
     /// The highest height below `unknown` (a height where the peer's

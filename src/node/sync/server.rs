@@ -7,14 +7,16 @@
 //! Every peer has a budget, so one peer cannot lock out the others: one
 //! request of its own in service at a time, [`MAX_SERVING`] for everyone,
 //! and token buckets ([`crate::node::peers::TokenBucket`]) of requests
-//! ([`REQUESTS`]) and response bytes ([`BYTES`]). A request over budget is answered `Refused` at once. A
-//! response carries at most [`MAX_RESPONSE_BYTES`] of blocks (fewer blocks
-//! than asked for; the client asks again from where it stopped).
+//! ([`REQUESTS`]) and bytes of stored blocks read for it ([`BYTES`]: a
+//! headers answer is charged the blocks it was read from). A request over
+//! budget is answered `Refused` at once. A response reads at most
+//! [`MAX_RESPONSE_BYTES`] of blocks (fewer blocks or headers than asked
+//! for; the client asks again from where it stopped).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use klero_chain::Hash;
+use klero_chain::{Hash, codec};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -27,7 +29,9 @@ use crate::node::peers::{Rate, TokenBucket};
 use crate::node::stopped;
 use crate::node::store::Store;
 use crate::node::withheld::Withheld;
-use crate::p2p::{MAX_SYNC_BLOCKS, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse};
+use crate::p2p::{
+    MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS, NetworkHandle, ResponseChannelRef, SyncRequest, SyncResponse,
+};
 
 /// Requests served at once, over all peers.
 const MAX_SERVING: usize = 4;
@@ -137,7 +141,7 @@ impl SyncServer {
         serving.shutdown().await;
     }
 
-    /// Answers one request; the bytes of blocks it sent.
+    /// Answers one request; the bytes of stored blocks it read.
     async fn serve(&self, from: PeerId, req: SyncRequest, channel: ResponseChannelRef) -> usize {
         let response = match req {
             SyncRequest::Status => {
@@ -156,28 +160,70 @@ impl SyncServer {
                 }
             }
             SyncRequest::Blocks { from_height, count } => {
-                let store = self.store.clone();
-                let withheld = self.chain.withheld().clone();
                 let count = count.min(MAX_SYNC_BLOCKS);
-                tokio::task::spawn_blocking(move || canonical_blocks(&store, &withheld, from_height, count))
-                    .await
-                    .unwrap_or(SyncResponse::Refused)
+                let (blocks, read) = self.read_canonical(from_height, count).await;
+                return self
+                    .send(from, channel, blocks.map(SyncResponse::Blocks), read)
+                    .await;
+            }
+            SyncRequest::Headers { from_height, count } => {
+                let count = count.min(MAX_SYNC_HEADERS);
+                let (blocks, read) = self.read_canonical(from_height, count).await;
+                let headers = blocks.and_then(|blocks| {
+                    blocks
+                        .iter()
+                        .map(|bytes| codec::decode_block_header(bytes))
+                        .collect::<Result<Vec<_>, _>>()
+                        .inspect_err(|error| warn!(%error, "a stored block does not decode"))
+                        .ok()
+                });
+                return self
+                    .send(from, channel, headers.map(SyncResponse::Headers), read)
+                    .await;
             }
         };
-        let bytes = match &response {
-            SyncResponse::Blocks(blocks) => blocks.iter().map(Vec::len).sum(),
-            _ => 0,
-        };
-        debug!(%from, bytes, "served a sync request");
+        self.send(from, channel, Some(response), 0).await
+    }
+
+    /// Up to `count` canonical blocks from `from_height` as stored (on a
+    /// blocking thread), `None` if the store fails; and the bytes read.
+    async fn read_canonical(&self, from_height: u64, count: u32) -> (Option<Vec<Vec<u8>>>, usize) {
+        let store = self.store.clone();
+        let withheld = self.chain.withheld().clone();
+        let blocks =
+            tokio::task::spawn_blocking(move || canonical_blocks(&store, &withheld, from_height, count))
+                .await
+                .ok()
+                .flatten();
+        let read = blocks.iter().flatten().map(Vec::len).sum();
+        (blocks, read)
+    }
+
+    /// Sends `response` (`Refused` for `None`); `read`, the bytes of
+    /// stored blocks it took, is what the peer's byte budget is charged.
+    async fn send(
+        &self,
+        from: PeerId,
+        channel: ResponseChannelRef,
+        response: Option<SyncResponse>,
+        read: usize,
+    ) -> usize {
+        let response = response.unwrap_or(SyncResponse::Refused);
+        debug!(%from, read, "served a sync request");
         let _ = self.net.respond(channel, response).await;
-        bytes
+        read
     }
 }
 
 /// Up to `count` encoded canonical blocks from `from_height`, at most
 /// [`MAX_RESPONSE_BYTES`] of them (but at least one), stopping before the
-/// first withheld one.
-fn canonical_blocks(store: &Store, withheld: &Withheld, from_height: u64, count: u32) -> SyncResponse {
+/// first withheld one; `None` if the store fails.
+fn canonical_blocks(
+    store: &Store,
+    withheld: &Withheld,
+    from_height: u64,
+    count: u32,
+) -> Option<Vec<Vec<u8>>> {
     let mut blocks = Vec::new();
     let mut bytes = 0;
     for height in (from_height..).take(count as usize) {
@@ -196,11 +242,11 @@ fn canonical_blocks(store: &Store, withheld: &Withheld, from_height: u64, count:
             Ok(_) => break,
             Err(error) => {
                 warn!(%error, "cannot serve blocks");
-                return SyncResponse::Refused;
+                return None;
             }
         }
     }
-    SyncResponse::Blocks(blocks)
+    Some(blocks)
 }
 
 #[cfg(test)]
