@@ -822,8 +822,8 @@ fn ten_thousand_cheap_children_of_a_deep_fork_are_not_stored_nor_forwarded() {
 /// the head with a block stamped now, mines 30 children on it (cheap: ASERT
 /// eases them, as in the test above) and claims the branch's tip as its
 /// head. Its branch is shorter than the node's chain above the fork point
-/// and carries far less work. The node finds the fork point with one-block
-/// probes, then asks for the branch's headers, checks their seals and
+/// and carries far less work. The node finds the fork point with
+/// one-header probes, then asks for the branch's headers, checks their seals and
 /// signatures, finds the branch lighter than its head and downloads none of
 /// its bodies: nothing is stored, no strike (a lighter branch is no fault),
 /// and the node keeps mining. Before headers-first sync, the node fetched
@@ -858,8 +858,8 @@ fn a_light_branch_offered_by_sync_is_judged_by_its_headers_and_never_downloaded(
 
     // The peer's sync server: its chain is the node's up to the fork point,
     // then the branch. It counts status requests (one a sync), header
-    // requests, and block requests of more than one block (probes ask for
-    // one) inside the branch.
+    // requests, and block requests inside the branch (below its tip, where
+    // the first request of a sync starts).
     let [statuses, headers_asked, bodies_asked] = [(); 3].map(|()| Arc::new(AtomicU64::new(0)));
     let server = {
         let (handle, statuses, headers_asked, bodies_asked) = (
@@ -889,7 +889,7 @@ fn a_light_branch_offered_by_sync_is_judged_by_its_headers_and_never_downloaded(
                         }
                     }
                     SyncRequest::Blocks { from_height, count } => {
-                        if count > 1 && branch_heights.contains(&from_height) {
+                        if branch_heights.contains(&from_height) {
                             bodies_asked.fetch_add(1, Ordering::Relaxed);
                         }
                         let heights = from_height..from_height.saturating_add(u64::from(count));

@@ -241,7 +241,9 @@ fn a_header_chain_proves_the_work_full_validation_finds() {
     assert!(prefer(&spec, &chain.blocks[11].2, headers.meta()));
 
     let block_1 = chain.blocks[1].0.block();
-    let cases: [(&str, SignedHeader, fn(&BlockError) -> bool); 3] = [
+    /// What is wrong, the header, and the refusal expected.
+    type Case = (&'static str, SignedHeader, fn(&BlockError) -> bool);
+    let cases: [Case; 3] = [
         (
             "a seal that misses its target",
             resign(block_1, &key, &spec.chain_id, |h| h.timestamp_ms += 1).signed,

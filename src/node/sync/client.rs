@@ -9,15 +9,17 @@
 //! A sync asks the peer's status; if its head is unknown to us it fetches
 //! the peer's canonical blocks in batches of [`MAX_SYNC_BLOCKS`] from our
 //! height. When the peer's block there is not ours, the fork point is found
-//! with one-block probes: back off from our height by doubling steps, then
-//! bisect, O(log depth) round trips. Each response goes to the chain task
+//! with one-header probes (no body is downloaded to find it): back off
+//! from our height by doubling steps, then bisect, O(log depth) round
+//! trips. Each response goes to the chain task
 //! as one batch: the blocks that extend our head are stored in one commit,
 //! any others one by one like any other block; fork choice decides.
 //!
 //! On PoW, a branch that leaves our best chain below the head comes
 //! headers first, as Bitcoin Core syncs: the peer's signed headers from the
 //! fork point, [`MAX_SYNC_HEADERS`] a request, are checked one after the
-//! other (seal, target, signature: [`HeaderChain`](klero_chain::validate::HeaderChain)) until the branch
+//! other (seal, target, signature:
+//! [`HeaderChain`](klero_chain::validate::HeaderChain)) until the branch
 //! carries more work than our head; only then are its bodies fetched, up
 //! to the last header checked, and each must be the block its header
 //! named. A branch whose headers run out (or pass [`MAX_PROOF_HEADERS`])
@@ -462,9 +464,15 @@ impl Syncer {
         Ok(known)
     }
 
-    /// The id of the peer's block at `height`, if it has one.
+    /// The id of the peer's block at `height`, if it has one: from its
+    /// header, so that probing never downloads a body.
     async fn probe(&self, peer: PeerId, height: u64) -> Result<Option<Hash>, SyncError> {
-        Ok(self.fetch(peer, height, 1).await?.first().map(SealedBlock::id))
+        match self.fetch_headers(peer, height, 1).await?.first() {
+            Some(signed) if signed.header.height != height => {
+                Err(SyncError::Unanswered("a header is not at the height asked for"))
+            }
+            first => Ok(first.map(|signed| signed.header.id())),
+        }
     }
 
     /// Up to `count` of the peer's blocks from `from`, checked to be what
