@@ -126,20 +126,12 @@ impl SyncResponse {
     pub fn check(&self) -> Result<(), CodecError> {
         let blocks = match self {
             SyncResponse::Blocks(blocks) => blocks,
-            SyncResponse::Headers(headers) if headers.len() > MAX_SYNC_HEADERS as usize => {
-                return Err(malformed(
-                    RESPONSE,
-                    format!("{} headers, over {MAX_SYNC_HEADERS}", headers.len()),
-                ));
+            SyncResponse::Headers(headers) => {
+                return check_count(headers.len() as u64, MAX_SYNC_HEADERS, "headers");
             }
             _ => return Ok(()),
         };
-        if blocks.len() > MAX_SYNC_BLOCKS as usize {
-            return Err(malformed(
-                RESPONSE,
-                format!("{} blocks, over {MAX_SYNC_BLOCKS}", blocks.len()),
-            ));
-        }
+        check_count(blocks.len() as u64, MAX_SYNC_BLOCKS, "blocks")?;
         match blocks.iter().find(|b| b.len() > MAX_BLOCK_BYTES) {
             Some(b) => Err(malformed(
                 RESPONSE,
@@ -147,6 +139,33 @@ impl SyncResponse {
             )),
             None => Ok(()),
         }
+    }
+}
+
+fn check_count(count: u64, max: u32, what: &str) -> Result<(), CodecError> {
+    if count > u64::from(max) {
+        return Err(malformed(RESPONSE, format!("{count} {what}, over {max}")));
+    }
+    Ok(())
+}
+
+/// The count a `Blocks` or `Headers` answer claims in its first 12 bytes
+/// (the variant tag, then the list's `u64` length), checked before any
+/// entry is decoded: an answer claiming more than the protocol allows is
+/// refused at the cost of reading 12 bytes, not after decoding up to
+/// [`MAX_RESPONSE_BYTES`] of entries.
+fn check_claimed_count(bytes: &[u8]) -> Result<(), CodecError> {
+    let (Some(tag), Some(count)) = (
+        bytes.first_chunk::<4>(),
+        bytes.get(4..).and_then(<[u8]>::first_chunk::<8>),
+    ) else {
+        return Ok(());
+    };
+    let count = u64::from_le_bytes(*count);
+    match u32::from_le_bytes(*tag) {
+        1 => check_count(count, MAX_SYNC_BLOCKS, "blocks"),
+        3 => check_count(count, MAX_SYNC_HEADERS, "headers"),
+        _ => Ok(()),
     }
 }
 
@@ -165,8 +184,11 @@ pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, CodecError> {
 ///
 /// # Errors
 ///
-/// [`CodecError`] if it does not decode or breaks a limit.
+/// [`CodecError`] if it does not decode or breaks a limit; a `Blocks` or
+/// `Headers` answer that claims too many entries is refused before its
+/// entries are decoded.
 pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, CodecError> {
+    check_claimed_count(bytes)?;
     let resp: SyncResponse = codec::decode::<_, MAX_RESPONSE_BYTES>(bytes, RESPONSE)?;
     resp.check()?;
     Ok(resp)

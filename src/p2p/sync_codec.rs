@@ -230,6 +230,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_claiming_too_many_entries_is_refused_before_they_are_read() {
+        // Only the tag and the claimed count: were the entries decoded
+        // first, the error would be the missing bytes, not the count.
+        for (tag, count, what) in [
+            (1u32, MAX_SYNC_BLOCKS + 1, "blocks"),
+            (3, MAX_SYNC_HEADERS + 1, "headers"),
+        ] {
+            let mut bytes = tag.to_le_bytes().to_vec();
+            bytes.extend(u64::from(count).to_le_bytes());
+            let error = read_response(&bytes).await.expect_err("decoded");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            let over = format!("{count} {what}, over {}", count - 1);
+            assert!(error.to_string().contains(&over), "{error}");
+        }
+    }
+
+    #[tokio::test]
     async fn enforces_count_limits_both_ways() {
         for count in [0, MAX_SYNC_BLOCKS + 1] {
             let req = SyncRequest::Blocks {
