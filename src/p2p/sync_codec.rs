@@ -232,13 +232,16 @@ mod tests {
     #[tokio::test]
     async fn an_answer_claiming_too_many_entries_is_refused_before_they_are_read() {
         // Only the tag and the claimed count: were the entries decoded
-        // first, the error would be the missing bytes, not the count.
-        for (tag, count, what) in [
-            (1u32, MAX_SYNC_BLOCKS + 1, "blocks"),
-            (3, MAX_SYNC_HEADERS + 1, "headers"),
+        // first, the error would be the missing bytes, not the count. The
+        // tag comes from the encoder, so a reordered enum that left the
+        // pre-check's tags behind fails here.
+        for (empty, count, what) in [
+            (SyncResponse::Blocks(Vec::new()), MAX_SYNC_BLOCKS + 1, "blocks"),
+            (SyncResponse::Headers(Vec::new()), MAX_SYNC_HEADERS + 1, "headers"),
         ] {
-            let mut bytes = tag.to_le_bytes().to_vec();
-            bytes.extend(u64::from(count).to_le_bytes());
+            let mut bytes = codec::encode(&empty);
+            assert_eq!(bytes.len(), 12, "a tag and a u64 count");
+            bytes[4..].copy_from_slice(&u64::from(count).to_le_bytes());
             let error = read_response(&bytes).await.expect_err("decoded");
             assert_eq!(error.kind(), io::ErrorKind::InvalidData);
             let over = format!("{count} {what}, over {}", count - 1);
