@@ -20,7 +20,7 @@ use crate::bench::calibrate;
 use crate::bench::ceiling::{self, Ceiling};
 use crate::bench::stats::median;
 
-/// Time per chain count and mix of one ceiling probe (12 points).
+/// Time per chain count and mix of one ceiling probe (18 points).
 const PROBE_POINT: Duration = Duration::from_millis(20);
 
 /// `klero bench hashrate`
@@ -69,6 +69,9 @@ struct Row {
     /// The median over the runs of tries per second per thread over the
     /// ceiling probed right before that run.
     vs_ceiling: Option<f64>,
+    /// The same over the probe's rate with a try's vector instructions
+    /// ([`Ceiling::vector_tries_per_sec`]).
+    vs_vector_ceiling: Option<f64>,
 }
 
 /// Runs the benchmark.
@@ -112,7 +115,7 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
             measure(kernel, threads, Duration::from_millis(200));
             // Each run is paired with a probe of the SHA unit right before it,
             // so a change of the machine's load moves both.
-            let mut shares = Vec::new();
+            let (mut shares, mut vector_shares) = (Vec::new(), Vec::new());
             let runs: Vec<f64> = (0..args.runs)
                 .map(|_| {
                     let probe = ceiling::measure(PROBE_POINT);
@@ -120,6 +123,7 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
                     if let Some(probe) = probe {
                         probes.push(probe);
                         shares.push(rate / threads as f64 / probe.tries_per_sec);
+                        vector_shares.push(rate / threads as f64 / probe.vector_tries_per_sec);
                     }
                     bar.inc(1);
                     rate
@@ -137,6 +141,7 @@ pub(crate) fn run(args: HashrateArgs) -> Result<()> {
                 vs_openssl: openssl.map(|o| hashes_per_sec / threads as f64 / o),
                 ceiling: None,
                 vs_ceiling: (!shares.is_empty()).then(|| median(&mut shares)),
+                vs_vector_ceiling: (!vector_shares.is_empty()).then(|| median(&mut vector_shares)),
             });
         }
     }
@@ -259,18 +264,32 @@ fn print_table(rows: &[Row], openssl: Option<f64>, ceiling: Option<Ceiling>, sec
             c.schedule_cost,
         );
         println!(
-            "ceiling: {:.2} M tries/s per core (28 sha256rnds2 = 56 rounds per try)",
-            c.tries_per_sec / 1e6
+            "                  {:.0} M/s with its paddd/pshufd/palignr too ({} chains, {:.2}x)",
+            c.with_vector_ops.rnds2_per_sec / 1e6,
+            c.with_vector_ops.chains,
+            c.vector_ops_cost,
+        );
+        println!(
+            "ceiling: {:.2} M tries/s per core (28 sha256rnds2 = 56 rounds per try); {:.2} M/s with the vector ops (vec)",
+            c.tries_per_sec / 1e6,
+            c.vector_tries_per_sec / 1e6,
         );
     }
     println!(
-        "{:<11} {:>8} {:>12} {:>9} {:>11} {:>14} {:>14}",
-        "kernel", "threads", "MH/s", "scaling", "efficiency", "per core/ossl", "per core/ceil"
+        "{:<11} {:>8} {:>12} {:>9} {:>11} {:>14} {:>14} {:>13}",
+        "kernel",
+        "threads",
+        "MH/s",
+        "scaling",
+        "efficiency",
+        "per core/ossl",
+        "per core/ceil",
+        "per core/vec"
     );
     let opt = |v: Option<f64>, suffix: &str| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}{suffix}"));
     for r in rows {
         println!(
-            "{:<11} {:>8} {:>12.2} {:>9} {:>11} {:>14} {:>14}",
+            "{:<11} {:>8} {:>12.2} {:>9} {:>11} {:>14} {:>14} {:>13}",
             r.kernel,
             r.threads,
             r.hashes_per_sec / 1e6,
@@ -278,6 +297,7 @@ fn print_table(rows: &[Row], openssl: Option<f64>, ceiling: Option<Ceiling>, sec
             opt(r.efficiency.map(|e| e * 100.0), "%"),
             opt(r.vs_openssl, "x"),
             opt(r.vs_ceiling.map(|e| e * 100.0), "%"),
+            opt(r.vs_vector_ceiling.map(|e| e * 100.0), "%"),
         );
     }
 }

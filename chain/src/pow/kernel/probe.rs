@@ -7,8 +7,11 @@
 //! limit. [`Mix::Try`] adds the `sha256msg1`/`sha256msg2` instructions of one
 //! try of the `shani` kernel to every 28 `sha256rnds2`, on chains of their
 //! own: if the schedule instructions share the round instruction's unit, the
-//! mix retires fewer `sha256rnds2` per second than [`Mix::Rounds`]. The probe
-//! has no clock: the caller times it (in `src/`, this crate stays pure).
+//! mix retires fewer `sha256rnds2` per second than [`Mix::Rounds`].
+//! [`Mix::Vector`] adds the try's other vector instructions too (its adds,
+//! shuffles and byte alignments), for CPUs that issue the SHA instructions
+//! to the same pipes as those. The probe has no clock: the caller times it
+//! (in `src/`, this crate stays pure).
 
 /// `sha256rnds2` per try (two rounds each): rounds 8–63.
 pub const RNDS2_PER_TRY: u64 = super::ROUNDS_PER_TRY as u64 / 2;
@@ -17,6 +20,15 @@ pub const RNDS2_PER_TRY: u64 = super::ROUNDS_PER_TRY as u64 / 2;
 pub const MSG1_PER_TRY: usize = 11;
 /// `sha256msg2` per try in the `shani` kernel (one per schedule vector W24..W63).
 pub const MSG2_PER_TRY: usize = 10;
+/// `paddd` per try in the `shani` kernel: W8..W11 + K, W20..W23 + `σ0(W8)`
+/// and + K, and per schedule vector W24..W63 the add inside the schedule and
+/// the + K (rounds 12–19 take a per-run constant).
+pub const ADDS_PER_TRY: usize = 23;
+/// `pshufd` per try in the `shani` kernel: one per four rounds, which moves
+/// the message vector's high half to where the second `sha256rnds2` reads it.
+pub const SHUFFLES_PER_TRY: usize = 14;
+/// `palignr` per try in the `shani` kernel: one per schedule vector W24..W63.
+pub const ALIGNS_PER_TRY: usize = 10;
 
 /// Which instructions a block of the probe runs per chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +38,10 @@ pub enum Mix {
     /// 28 `sha256rnds2`, [`MSG1_PER_TRY`] `sha256msg1` and [`MSG2_PER_TRY`]
     /// `sha256msg2`: one try's SHA instructions.
     Try,
+    /// [`Mix::Try`] and [`ADDS_PER_TRY`] `paddd`, [`SHUFFLES_PER_TRY`]
+    /// `pshufd` and [`ALIGNS_PER_TRY`] `palignr`: one try's vector
+    /// instructions, but for the nonce's insert and A's extract.
+    Vector,
 }
 
 /// The chain counts worth probing: latency shows at 1, the throughput limit
@@ -40,10 +56,20 @@ pub fn run(chains: usize, mix: Mix, blocks: u64) -> Option<u64> {
     if super::Kernel::ShaNi(super::Lanes::Two).is_supported() {
         macro_rules! go {
             ($c:literal) => {
-                match mix {
-                    // SAFETY: the CPU supports sha, sse4.1 and ssse3 (checked above).
-                    Mix::Rounds => unsafe { x86::chains::<$c, 0, 0>(blocks) },
-                    Mix::Try => unsafe { x86::chains::<$c, MSG1_PER_TRY, MSG2_PER_TRY>(blocks) },
+                // SAFETY: the CPU supports sha, sse4.1 and ssse3 (checked above).
+                unsafe {
+                    match mix {
+                        Mix::Rounds => x86::chains::<$c, 0, 0, 0, 0, 0>(blocks),
+                        Mix::Try => x86::chains::<$c, MSG1_PER_TRY, MSG2_PER_TRY, 0, 0, 0>(blocks),
+                        Mix::Vector => x86::chains::<
+                            $c,
+                            MSG1_PER_TRY,
+                            MSG2_PER_TRY,
+                            ADDS_PER_TRY,
+                            SHUFFLES_PER_TRY,
+                            ALIGNS_PER_TRY,
+                        >(blocks),
+                    }
                 }
             };
         }
@@ -70,18 +96,31 @@ mod x86 {
     use std::hint::black_box;
 
     /// `blocks` × 14 steps; per step and chain two dependent `sha256rnds2`
-    /// (the ABEF/CDGH ping-pong of the kernel), and in the first `M1` / `M2`
-    /// steps one `sha256msg1` / `sha256msg2` on chains of their own.
+    /// (the ABEF/CDGH ping-pong of the kernel), in the first `M1` / `M2`
+    /// steps one `sha256msg1` / `sha256msg2`, and `A` `paddd`, `S` `pshufd`
+    /// and `P` `palignr` spread two per step: each kind on chains of its own.
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    pub(super) unsafe fn chains<const C: usize, const M1: usize, const M2: usize>(blocks: u64) {
+    pub(super) unsafe fn chains<
+        const C: usize,
+        const M1: usize,
+        const M2: usize,
+        const A: usize,
+        const S: usize,
+        const P: usize,
+    >(
+        blocks: u64,
+    ) {
         // Opaque inputs, so nothing is computed at compile time.
         let seed = black_box(_mm_set_epi32(0x428a_2f98, 0x7137_4491, 0x3c6e_f372, 0x510e_527f));
         let k = black_box(_mm_set_epi32(0x2748_774c, 0x34b0_bcb5, 0x391c_0cb3, 0x4ed8_aa4a));
-        let lane = |c: usize, salt: i32| _mm_add_epi32(seed, _mm_set1_epi32(c as i32 * 4 + salt));
+        let lane = |c: usize, salt: i32| _mm_add_epi32(seed, _mm_set1_epi32(c as i32 * 8 + salt));
         let mut abef: [__m128i; C] = std::array::from_fn(|c| lane(c, 0));
         let mut cdgh: [__m128i; C] = std::array::from_fn(|c| lane(c, 1));
         let mut m1: [__m128i; C] = std::array::from_fn(|c| lane(c, 2));
         let mut m2: [__m128i; C] = std::array::from_fn(|c| lane(c, 3));
+        let mut add: [__m128i; C] = std::array::from_fn(|c| lane(c, 4));
+        let mut shuffle: [__m128i; C] = std::array::from_fn(|c| lane(c, 5));
+        let mut align: [__m128i; C] = std::array::from_fn(|c| lane(c, 6));
         for _ in 0..blocks {
             for step in 0..14 {
                 for c in 0..C {
@@ -93,10 +132,21 @@ mod x86 {
                     if step < M2 {
                         m2[c] = _mm_sha256msg2_epu32(m2[c], k);
                     }
+                    for slot in [2 * step, 2 * step + 1] {
+                        if slot < A {
+                            add[c] = _mm_add_epi32(add[c], k);
+                        }
+                        if slot < S {
+                            shuffle[c] = _mm_shuffle_epi32(shuffle[c], 0x0e);
+                        }
+                        if slot < P {
+                            align[c] = _mm_alignr_epi8(align[c], k, 4);
+                        }
+                    }
                 }
             }
         }
-        black_box((abef, cdgh, m1, m2));
+        black_box((abef, cdgh, m1, m2, add, shuffle, align));
     }
 }
 
@@ -111,7 +161,7 @@ mod tests {
         if expected.is_none() {
             eprintln!("SKIPPED: no SHA-NI on this CPU; the probe reports None");
         }
-        for mix in [Mix::Rounds, Mix::Try] {
+        for mix in [Mix::Rounds, Mix::Try, Mix::Vector] {
             assert_eq!(run(4, mix, 3), expected);
         }
         assert_eq!(run(5, Mix::Rounds, 3), None);

@@ -198,3 +198,87 @@ pub(super) unsafe fn hash_lanes<U: ShaUnit, const N: usize>(pre: &[u8; 32], nonc
         .map(|state| digest::<U>(state))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::pow::kernel::probe;
+
+    thread_local! {
+        /// Calls of `add`, `sigma0_of_first`, `next_message` and `four_rounds`.
+        static CALLS: [Cell<usize>; 4] = Default::default();
+    }
+
+    fn count(which: usize) {
+        CALLS.with(|c| c[which].set(c[which].get() + 1));
+    }
+
+    /// Counts the kernel's calls; the values are arbitrary (nothing checks them).
+    struct Counting;
+
+    impl ShaUnit for Counting {
+        type Vector = [u32; 4];
+        type State = [u32; 8];
+
+        unsafe fn vector(w: &[u32]) -> [u32; 4] {
+            [w[0], w[1], w[2], w[3]]
+        }
+        unsafe fn add(a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
+            count(0);
+            array::from_fn(|i| a[i].wrapping_add(b[i]))
+        }
+        unsafe fn with_first(mut v: [u32; 4], word: u32) -> [u32; 4] {
+            v[0] = word;
+            v
+        }
+        unsafe fn sigma0_of_first(w: [u32; 4]) -> [u32; 4] {
+            count(1);
+            [0, 0, 0, w[0]]
+        }
+        unsafe fn next_message(a: [u32; 4], b: [u32; 4], c: [u32; 4], d: [u32; 4]) -> [u32; 4] {
+            count(2);
+            array::from_fn(|i| a[i] ^ b[i] ^ c[i] ^ d[i])
+        }
+        unsafe fn state(words: &[u32; 8]) -> [u32; 8] {
+            *words
+        }
+        unsafe fn four_rounds(state: &mut [u32; 8], wk: [u32; 4]) {
+            count(3);
+            state[0] ^= wk[0];
+        }
+        unsafe fn a(state: [u32; 8]) -> u32 {
+            state[0]
+        }
+        unsafe fn words(state: [u32; 8]) -> [u32; 8] {
+            state
+        }
+    }
+
+    /// The probe's [`probe::Mix::Vector`] claims to be one try's vector
+    /// instructions: this counts what the kernel issues per try, mapped to
+    /// SHA-NI (`four_rounds` is two `sha256rnds2` and a `pshufd`;
+    /// `next_message` a `sha256msg1`, a `palignr`, a `paddd` and a
+    /// `sha256msg2`; `sigma0_of_first` a `sha256msg1`).
+    #[test]
+    fn the_probe_s_mix_is_what_the_kernel_issues_per_try() {
+        let pre = [7u8; 32];
+        // SAFETY: `Counting` has no CPU requirements.
+        let (mid, fixed) = unsafe {
+            let mid = Midstate::<Counting>::new(&pre);
+            let fixed = mid.fixed(&pre, 0);
+            (mid, fixed)
+        };
+        CALLS.with(|c| c.iter().for_each(|c| c.set(0)));
+        // SAFETY: as above.
+        unsafe { rounds::<Counting, 2>(&mid, &fixed, [1, 2]) };
+        let [add, sigma0, next, four] = CALLS.with(|c| c.each_ref().map(Cell::get)).map(|n| n / 2);
+        assert_eq!(2 * four as u64, probe::RNDS2_PER_TRY);
+        assert_eq!(sigma0 + next, probe::MSG1_PER_TRY);
+        assert_eq!(next, probe::MSG2_PER_TRY);
+        assert_eq!(add + next, probe::ADDS_PER_TRY);
+        assert_eq!(four, probe::SHUFFLES_PER_TRY);
+        assert_eq!(next, probe::ALIGNS_PER_TRY);
+    }
+}
