@@ -40,7 +40,7 @@ pub enum Mix {
     Try,
     /// [`Mix::Try`] and [`ADDS_PER_TRY`] `paddd`, [`SHUFFLES_PER_TRY`]
     /// `pshufd` and [`ALIGNS_PER_TRY`] `palignr`: one try's vector
-    /// instructions, but for the nonce's insert and A's extract.
+    /// instructions, without the nonce's insert and A's extract.
     Vector,
 }
 
