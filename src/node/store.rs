@@ -277,7 +277,8 @@ impl Store {
             // The index reads the canonical entries the head leaves, so it
             // goes before they are rewritten; the writer's tables are
             // closed meanwhile (redb opens a table once per transaction).
-            super::tx_index::on_head_change(&txn, head)?;
+            let fresh: Vec<&SealedBlock> = blocks.iter().map(|(block, _)| *block).collect();
+            super::tx_index::on_head_change(&txn, head, &fresh)?;
             let applied = blocks.iter().map(|(_, imported)| &imported.changes);
             Writer::open(&txn)?.move_head(last.id(), last.header().height, applied, head)?;
         }

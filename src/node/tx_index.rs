@@ -2,35 +2,47 @@
 //! every account's transactions in chain order, for `GET /txs/{id}` and
 //! `GET /accounts/{address}/txs`.
 //!
-//! | table         | key                         | value                               |
-//! | ------------- | --------------------------- | ----------------------------------- |
-//! | `tx_loc`      | tx id                       | height, index, block id and timestamp, the tx |
-//! | `account_txs` | (address, [`position`])     | tx id                               |
+//! | table            | key                         | value                               |
+//! | ---------------- | --------------------------- | ----------------------------------- |
+//! | `tx_at`          | [`position`]                | block id, timestamp, the tx         |
+//! | `tx_pos`         | tx id                       | [`position`]                        |
+//! | `account_tx_pos` | (address, [`position`])     | nothing                             |
+//!
+//! The transaction itself is stored under its position, which grows with
+//! the chain, so a block's rows go to the end of `tx_at`. The tables keyed
+//! by a tx id or an address take rows all over their key space, so their
+//! rows are kept small (40 bytes): an import's inserts touch fewer pages
+//! (docs/performance.md, "What the transaction index costs").
 //!
 //! Only canonical blocks are indexed. [`on_head_change`] runs inside the
 //! store's write transaction of the block that moves the head, before the
 //! canonical index is rewritten: it drops the entries of the blocks that
 //! leave the best chain and adds those of the blocks that join it, so the
 //! index and the chain are committed together and a transaction on an
-//! orphaned block is no longer "included". A database written before the
-//! index existed is indexed once when it is opened ([`create`]).
+//! orphaned block is no longer "included". A database written before this
+//! index existed (or with the earlier layout, `tx_loc` and `account_txs`)
+//! is indexed once when it is opened ([`create`]).
 
 use klero_chain::codec::{self, MAX_TX_BYTES};
 use klero_chain::types::TxKind;
 use klero_chain::validate::MAX_BLOCK_TXS;
 use klero_chain::{Address, Hash, SealedBlock, Tx};
-use redb::{ReadableTable, TableDefinition, TableHandle};
+use redb::{ReadableTable, Table, TableDefinition, TableHandle};
 
 use super::store::{BLOCKS, CANON, HeadMove, Store, StoreError, db, decode_block};
 
-const TX_LOC: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_loc");
-const ACCOUNT_TXS: TableDefinition<(&[u8; 32], u64), &[u8; 32]> = TableDefinition::new("account_txs");
+const TX_AT: TableDefinition<u64, &[u8]> = TableDefinition::new("tx_at");
+const TX_POS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("tx_pos");
+const ACCOUNT_TX_POS: TableDefinition<(&[u8; 32], u64), ()> = TableDefinition::new("account_tx_pos");
+/// The tables of the earlier layout (a copy of each transaction under its
+/// id), dropped when a database that has them is opened.
+const EARLIER_TABLES: [&str; 2] = ["tx_loc", "account_txs"];
 
 /// Bits of a [`position`] that hold the index in the block.
 const INDEX_BITS: u32 = 16;
 const _: () = assert!(MAX_BLOCK_TXS <= 1 << INDEX_BITS);
-/// Largest `tx_loc` record: the transaction and its place.
-const MAX_LOC_BYTES: usize = MAX_TX_BYTES + 64;
+/// Largest `tx_at` record: the transaction and its block.
+const MAX_RECORD_BYTES: usize = MAX_TX_BYTES + 64;
 
 /// A transaction's place in the chain as one number, `height × 65536 +
 /// index in the block`: the order of an account's history and its paging
@@ -75,15 +87,25 @@ fn accounts_of(tx: &Tx) -> Vec<Address> {
 }
 
 /// Creates the tables; if they are new and the chain is not empty, indexes
-/// the canonical blocks already stored.
+/// the canonical blocks already stored, and drops an index of the earlier
+/// layout.
 ///
 /// # Errors
 ///
 /// If the database fails or a stored block is damaged.
 pub(super) fn create(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let exists = txn.list_tables().map_err(db)?.any(|t| t.name() == TX_LOC.name());
-    txn.open_table(TX_LOC).map_err(db)?;
-    txn.open_table(ACCOUNT_TXS).map_err(db)?;
+    let mut exists = false;
+    let mut earlier = Vec::new();
+    for table in txn.list_tables().map_err(db)? {
+        exists |= table.name() == TX_AT.name();
+        if EARLIER_TABLES.contains(&table.name()) {
+            earlier.push(table);
+        }
+    }
+    for table in earlier {
+        txn.delete_table(table).map_err(db)?;
+    }
+    let mut index = Index::open(txn)?;
     if exists {
         return Ok(());
     }
@@ -96,20 +118,25 @@ pub(super) fn create(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             .collect::<Result<_, _>>()?
     };
     for (height, id) in canonical {
-        add_block(txn, &stored_block(txn, &id)?, height)?;
+        index.add_block(&stored_block(txn, &id)?, height)?;
     }
     Ok(())
 }
 
 /// Moves the index to the new best chain of `change`: to be called in the
 /// block's write transaction after the block is written and before the
-/// canonical index (`canon`) is rewritten.
+/// canonical index (`canon`) is rewritten. `fresh` are blocks of this
+/// commit, used as they are instead of being read back and decoded.
 ///
 /// # Errors
 ///
 /// If the database fails or a stored block is damaged; the caller's
 /// transaction then commits nothing.
-pub(super) fn on_head_change(txn: &redb::WriteTransaction, change: &HeadMove) -> Result<(), StoreError> {
+pub(super) fn on_head_change(
+    txn: &redb::WriteTransaction,
+    change: &HeadMove,
+    fresh: &[&SealedBlock],
+) -> Result<(), StoreError> {
     let Some(first) = change.canonical.first().map(|(h, _)| *h) else {
         return Ok(());
     };
@@ -121,11 +148,15 @@ pub(super) fn on_head_change(txn: &redb::WriteTransaction, change: &HeadMove) ->
             .map(|entry| entry.map(|(_, id)| Hash(*id.value())).map_err(db))
             .collect::<Result<_, _>>()?
     };
-    for id in leaving {
-        remove_block(txn, &stored_block(txn, &id)?)?;
+    let mut index = Index::open(txn)?;
+    for id in &leaving {
+        index.remove_block(&stored_block(txn, id)?)?;
     }
     for (height, id) in &change.canonical {
-        add_block(txn, &stored_block(txn, id)?, *height)?;
+        match fresh.iter().find(|b| b.id() == *id) {
+            Some(block) => index.add_block(block, *height)?,
+            None => index.add_block(&stored_block(txn, id)?, *height)?,
+        }
     }
     Ok(())
 }
@@ -139,50 +170,72 @@ fn stored_block(txn: &redb::WriteTransaction, id: &Hash) -> Result<SealedBlock, 
     decode_block(bytes.value())
 }
 
-fn add_block(txn: &redb::WriteTransaction, block: &SealedBlock, height: u64) -> Result<(), StoreError> {
-    let mut loc = txn.open_table(TX_LOC).map_err(db)?;
-    let mut by_account = txn.open_table(ACCOUNT_TXS).map_err(db)?;
-    for (index, tx) in (0u32..).zip(&block.block().txs) {
-        let id = tx.id();
-        let record = codec::encode(&(height, index, block.id(), block.header().timestamp_ms, tx));
-        loc.insert(&id.0, record.as_slice()).map_err(db)?;
-        for account in accounts_of(tx) {
-            by_account
-                .insert((&account.0, position(height, index)), &id.0)
-                .map_err(db)?;
-        }
-    }
-    Ok(())
+/// The index's tables in one write transaction.
+struct Index<'t> {
+    at: Table<'t, u64, &'static [u8]>,
+    pos: Table<'t, &'static [u8; 32], u64>,
+    by_account: Table<'t, (&'static [u8; 32], u64), ()>,
 }
 
-fn remove_block(txn: &redb::WriteTransaction, block: &SealedBlock) -> Result<(), StoreError> {
-    let mut loc = txn.open_table(TX_LOC).map_err(db)?;
-    let mut by_account = txn.open_table(ACCOUNT_TXS).map_err(db)?;
-    let height = block.header().height;
-    for (index, tx) in (0u32..).zip(&block.block().txs) {
-        loc.remove(&tx.id().0).map_err(db)?;
-        for account in accounts_of(tx) {
-            by_account
-                .remove((&account.0, position(height, index)))
-                .map_err(db)?;
-        }
+impl<'t> Index<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Index<'t>, StoreError> {
+        Ok(Index {
+            at: txn.open_table(TX_AT).map_err(db)?,
+            pos: txn.open_table(TX_POS).map_err(db)?,
+            by_account: txn.open_table(ACCOUNT_TX_POS).map_err(db)?,
+        })
     }
-    Ok(())
+
+    fn add_block(&mut self, block: &SealedBlock, height: u64) -> Result<(), StoreError> {
+        for (index, tx) in (0u32..).zip(&block.block().txs) {
+            let at = position(height, index);
+            let record = codec::encode(&(block.id(), block.header().timestamp_ms, tx));
+            self.at.insert(at, record.as_slice()).map_err(db)?;
+            self.pos.insert(&tx.id().0, at).map_err(db)?;
+            for account in accounts_of(tx) {
+                self.by_account.insert((&account.0, at), ()).map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_block(&mut self, block: &SealedBlock) -> Result<(), StoreError> {
+        let height = block.header().height;
+        for (index, tx) in (0u32..).zip(&block.block().txs) {
+            let at = position(height, index);
+            self.at.remove(at).map_err(db)?;
+            self.pos.remove(&tx.id().0).map_err(db)?;
+            for account in accounts_of(tx) {
+                self.by_account.remove((&account.0, at)).map_err(db)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-fn decode_loc(bytes: &[u8]) -> Result<Included, StoreError> {
-    let (height, index, block, timestamp_ms, tx): (u64, u32, Hash, u64, Tx) =
-        codec::decode::<_, MAX_LOC_BYTES>(bytes, "tx location").map_err(|source| StoreError::Corrupt {
-            what: "tx_loc",
+/// The transaction at `at`, from its `tx_at` record.
+fn included(at: u64, record: &[u8]) -> Result<Included, StoreError> {
+    let (block, timestamp_ms, tx): (Hash, u64, Tx) =
+        codec::decode::<_, MAX_RECORD_BYTES>(record, "tx record").map_err(|source| StoreError::Corrupt {
+            what: "tx_at",
             source,
         })?;
     Ok(Included {
-        height,
-        index,
+        height: at >> INDEX_BITS,
+        index: (at & ((1 << INDEX_BITS) - 1)) as u32,
         block,
         timestamp_ms,
         tx,
     })
+}
+
+/// Reads the record at `at`, which an index row names.
+fn read_at(at_table: &impl ReadableTable<u64, &'static [u8]>, at: u64) -> Result<Included, StoreError> {
+    let record = at_table
+        .get(at)
+        .map_err(db)?
+        .ok_or(StoreError::Missing("an indexed transaction"))?;
+    included(at, record.value())
 }
 
 /// Where the best chain has transaction `id`, if it has it.
@@ -192,11 +245,11 @@ fn decode_loc(bytes: &[u8]) -> Result<Included, StoreError> {
 /// If the read fails or the record is damaged.
 pub(crate) fn lookup(store: &Store, id: &Hash) -> Result<Option<Included>, StoreError> {
     let txn = store.read()?;
-    let loc = txn.open_table(TX_LOC).map_err(db)?;
-    loc.get(&id.0)
-        .map_err(db)?
-        .map(|v| decode_loc(v.value()))
-        .transpose()
+    let pos = txn.open_table(TX_POS).map_err(db)?;
+    let Some(at) = pos.get(&id.0).map_err(db)?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    read_at(&txn.open_table(TX_AT).map_err(db)?, at).map(Some)
 }
 
 /// `account`'s canonical transactions with a [`position`] below `before`,
@@ -212,8 +265,8 @@ pub(crate) fn account_txs(
     limit: usize,
 ) -> Result<Vec<Included>, StoreError> {
     let txn = store.read()?;
-    let by_account = txn.open_table(ACCOUNT_TXS).map_err(db)?;
-    let loc = txn.open_table(TX_LOC).map_err(db)?;
+    let by_account = txn.open_table(ACCOUNT_TX_POS).map_err(db)?;
+    let at_table = txn.open_table(TX_AT).map_err(db)?;
     let mut out = Vec::new();
     for entry in by_account
         .range((&account.0, 0)..(&account.0, before))
@@ -221,12 +274,8 @@ pub(crate) fn account_txs(
         .rev()
         .take(limit)
     {
-        let (_, id) = entry.map_err(db)?;
-        let record = loc
-            .get(id.value())
-            .map_err(db)?
-            .ok_or(StoreError::Missing("an indexed transaction"))?;
-        out.push(decode_loc(record.value())?);
+        let (key, _) = entry.map_err(db)?;
+        out.push(read_at(&at_table, key.value().1)?);
     }
     Ok(out)
 }
@@ -305,13 +354,63 @@ mod tests {
         {
             let db = redb::Database::create(dir_a.path().join(super::super::store::DB_FILE)).expect("db");
             let txn = db.begin_write().expect("txn");
-            assert!(txn.delete_table(TX_LOC).expect("delete"));
-            assert!(txn.delete_table(ACCOUNT_TXS).expect("delete"));
+            assert!(txn.delete_table(TX_AT).expect("delete"));
+            assert!(txn.delete_table(TX_POS).expect("delete"));
+            assert!(txn.delete_table(ACCOUNT_TX_POS).expect("delete"));
             txn.commit().expect("commit");
         }
         let (_, store) = open(dir_a.path());
         assert_eq!(lookup(&store, &t0.id()).expect("read"), Some(moved));
         assert_eq!(lookup(&store, &t1.id()).expect("read"), None);
+    }
+
+    #[test]
+    fn an_index_of_the_earlier_layout_is_dropped_and_rebuilt_on_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (alice, erin) = (Keypair::dev("alice"), Keypair::dev("erin"));
+        let (mut tree, store) = open(dir.path());
+        let t = transfer(&alice, 0, erin.address(), 5);
+        mine_with(&mut tree, &alice, &[vec![t.clone()]]);
+        let indexed = lookup(&store, &t.id()).expect("read").expect("indexed");
+        drop(tree);
+        drop(store);
+        // The earlier layout: a copy of each transaction under its id.
+        const TX_LOC: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_loc");
+        const ACCOUNT_TXS: TableDefinition<(&[u8; 32], u64), &[u8; 32]> = TableDefinition::new("account_txs");
+        {
+            let db = redb::Database::create(dir.path().join(super::super::store::DB_FILE)).expect("db");
+            let txn = db.begin_write().expect("txn");
+            for table in [TX_AT.name(), TX_POS.name(), ACCOUNT_TX_POS.name()] {
+                let handle = txn
+                    .list_tables()
+                    .expect("list")
+                    .find(|t| t.name() == table)
+                    .expect("table");
+                assert!(txn.delete_table(handle).expect("delete"));
+            }
+            txn.open_table(TX_LOC)
+                .expect("old")
+                .insert(&t.id().0, b"old".as_slice())
+                .expect("row");
+            txn.open_table(ACCOUNT_TXS)
+                .expect("old")
+                .insert((&erin.address().0, 1), &t.id().0)
+                .expect("row");
+            txn.commit().expect("commit");
+        }
+        let (_, store) = open(dir.path());
+        assert_eq!(lookup(&store, &t.id()).expect("read"), Some(indexed));
+        let history = account_txs(&store, &erin.address(), u64::MAX, 10).expect("read");
+        assert_eq!(history.len(), 1);
+        let txn = store.read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("list")
+            .map(|t| t.name().to_string())
+            .collect();
+        for earlier in EARLIER_TABLES {
+            assert!(!names.iter().any(|n| n == earlier), "{earlier} is dropped");
+        }
     }
 
     #[test]
