@@ -87,26 +87,32 @@ fn accounts_of(tx: &Tx) -> Vec<Address> {
 }
 
 /// Creates the tables; if they are new and the chain is not empty, indexes
-/// the canonical blocks already stored, and drops an index of the earlier
-/// layout.
+/// the canonical blocks already stored. An index of the earlier layout is
+/// dropped, and then ours is rebuilt even if it exists.
 ///
 /// # Errors
 ///
 /// If the database fails or a stored block is damaged.
 pub(super) fn create(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut exists = false;
-    let mut earlier = Vec::new();
+    let ours = [TX_AT.name(), TX_POS.name(), ACCOUNT_TX_POS.name()];
+    let (mut exists, mut earlier) = (false, false);
+    let mut tables = Vec::new();
     for table in txn.list_tables().map_err(db)? {
         exists |= table.name() == TX_AT.name();
-        if EARLIER_TABLES.contains(&table.name()) {
-            earlier.push(table);
+        earlier |= EARLIER_TABLES.contains(&table.name());
+        tables.push(table);
+    }
+    // Earlier tables beside ours mean a binary of the earlier layout ran on
+    // this database since ours was written, and ours missed its blocks.
+    if earlier {
+        for table in tables {
+            if EARLIER_TABLES.contains(&table.name()) || ours.contains(&table.name()) {
+                txn.delete_table(table).map_err(db)?;
+            }
         }
     }
-    for table in earlier {
-        txn.delete_table(table).map_err(db)?;
-    }
     let mut index = Index::open(txn)?;
-    if exists {
+    if exists && !earlier {
         return Ok(());
     }
     let canonical: Vec<(u64, Hash)> = {
@@ -365,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn an_index_of_the_earlier_layout_is_dropped_and_rebuilt_on_open() {
+    fn an_index_of_the_earlier_layout_is_dropped_and_ours_rebuilt_on_open() {
         let dir = tempfile::tempdir().expect("dir");
         let (alice, erin) = (Keypair::dev("alice"), Keypair::dev("erin"));
         let (mut tree, store) = open(dir.path());
@@ -380,14 +386,11 @@ mod tests {
         {
             let db = redb::Database::create(dir.path().join(super::super::store::DB_FILE)).expect("db");
             let txn = db.begin_write().expect("txn");
-            for table in [TX_AT.name(), TX_POS.name(), ACCOUNT_TX_POS.name()] {
-                let handle = txn
-                    .list_tables()
-                    .expect("list")
-                    .find(|t| t.name() == table)
-                    .expect("table");
-                assert!(txn.delete_table(handle).expect("delete"));
-            }
+            // Ours missed what a binary of the earlier layout indexed.
+            txn.open_table(TX_POS)
+                .expect("ours")
+                .remove(&t.id().0)
+                .expect("remove");
             txn.open_table(TX_LOC)
                 .expect("old")
                 .insert(&t.id().0, b"old".as_slice())
