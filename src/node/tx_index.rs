@@ -102,8 +102,9 @@ pub(super) fn create(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         earlier |= EARLIER_TABLES.contains(&table.name());
         tables.push(table);
     }
-    // Earlier tables beside ours mean a binary of the earlier layout ran on
-    // this database since ours was written, and ours missed its blocks.
+    // Earlier tables are the old layout, or, beside ours, the sign that a
+    // binary of that layout ran since ours was written and ours missed its
+    // blocks: either way ours is built again from the chain.
     if earlier {
         for table in tables {
             if EARLIER_TABLES.contains(&table.name()) || ours.contains(&table.name()) {
