@@ -51,6 +51,14 @@ pub(crate) fn position(height: u64, index: u32) -> u64 {
     (height << INDEX_BITS) | u64::from(index)
 }
 
+/// The height and index in the block of a [`position`].
+fn place(position: u64) -> (u64, u32) {
+    (
+        position >> INDEX_BITS,
+        (position & ((1 << INDEX_BITS) - 1)) as u32,
+    )
+}
+
 /// Where a canonical transaction is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Included {
@@ -227,9 +235,10 @@ fn included(at: u64, record: &[u8]) -> Result<Included, StoreError> {
             what: "tx_at",
             source,
         })?;
+    let (height, index) = place(at);
     Ok(Included {
-        height: at >> INDEX_BITS,
-        index: (at & ((1 << INDEX_BITS) - 1)) as u32,
+        height,
+        index,
         block,
         timestamp_ms,
         tx,
@@ -442,5 +451,7 @@ mod tests {
     fn positions_order_by_height_then_index() {
         assert!(position(1, u32::from(u16::MAX)) < position(2, 0));
         assert_eq!(position(3, 2), 3 * 65536 + 2);
+        assert_eq!(place(position(3, 2)), (3, 2));
+        assert_eq!(place(position(7, u32::from(u16::MAX))), (7, u32::from(u16::MAX)));
     }
 }
